@@ -1,0 +1,3 @@
+module github.com/portvol/portvol
+
+go 1.26
