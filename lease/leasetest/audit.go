@@ -30,7 +30,9 @@ type write struct {
 }
 
 // as returns a view of the store whose writes are attributed to host.
-func (a *audit) as(host string) transfer.ObjectStore { return &auditView{ObjectStore: a.inner, a: a, host: host} }
+func (a *audit) as(host string) transfer.ObjectStore {
+	return &auditView{ObjectStore: a.inner, a: a, host: host}
+}
 
 type auditView struct {
 	transfer.ObjectStore
