@@ -1,12 +1,14 @@
 package leasetest
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/transfer"
 )
 
 func testAcquireAbsent(t *testing.T, e *env) {
@@ -166,5 +168,33 @@ func testWaitGetsReleased(t *testing.T, e *env) {
 	e.must(r.err, "WaitAcquire")
 	if r.l.Generation() != 2 {
 		t.Errorf("generation %d, want 2", r.l.Generation())
+	}
+}
+
+// slowLoads makes every Load take d on the fake clock before the store
+// reads the object, as a slow response would: the record read may have been
+// written at any moment of that flight.
+type slowLoads struct {
+	transfer.ObjectStore
+	clock *Clock
+	d     time.Duration
+}
+
+func (s slowLoads) Load(ctx context.Context, key string) ([]byte, string, error) {
+	s.clock.Advance(s.d)
+	return s.ObjectStore.Load(ctx, key)
+}
+
+func testSlowReads(t *testing.T, e *env) {
+	a := e.host("hostA", nil)
+	b := e.host("hostB", slowLoads{ObjectStore: e.store, clock: e.clock, d: 5 * time.Second})
+	e.acquire(a, "db")
+	_, err := b.Acquire(e.ctx, "db")
+	if h := heldError(t, err); h.Unchanged != 0 {
+		t.Errorf("a record first seen by a read that took 5s counts as %s old; it may have been written just before the read returned", h.Unchanged)
+	}
+	_, err = b.Acquire(e.ctx, "db") // another 5s read
+	if h := heldError(t, err); h.Unchanged != 5*time.Second {
+		t.Errorf("second look: unchanged %s, want 5s (from the end of the first read to the end of the second)", h.Unchanged)
 	}
 }

@@ -28,6 +28,7 @@ func Run(t *testing.T, newStore func(t *testing.T) transfer.ObjectStore) {
 		{"HeldByAnotherHost", testHeld},
 		{"TakeoverWaitsForAFullTTL", testTakeoverWaits},
 		{"RenewalRestartsExpiry", testRenewRestartsExpiry},
+		{"SlowReadsDoNotAgeRecords", testSlowReads},
 		{"ExpiryIsJudgedAcrossCalls", testWaitAcrossCalls},
 		{"WaitAcquireGetsAReleasedVolume", testWaitGetsReleased},
 		{"FencedHostCannotPublish", testFenced},
