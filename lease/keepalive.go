@@ -59,12 +59,13 @@ func (l *Lease) KeepAlive(ctx context.Context, notify func(err error, lapsed boo
 	for {
 		wait := jitter(ttl / 15)
 		if !failing {
-			l.mu.Lock()
-			wait = l.renewed + ttl/3 - clock.Now()
-			l.mu.Unlock()
+			wait = ttl/3 - l.sinceWrite()
 		}
 		if sleep(ctx, clock, wait) != nil {
 			return nil
+		}
+		if !failing && l.sinceWrite() < ttl/3 {
+			continue // a publish renewed it meanwhile
 		}
 		err := l.Renew(ctx)
 		switch {
@@ -82,4 +83,11 @@ func (l *Lease) KeepAlive(ctx context.Context, notify func(err error, lapsed boo
 			notify(err, l.Status().Lapsed)
 		}
 	}
+}
+
+// sinceWrite is the time since the last successful write was sent.
+func (l *Lease) sinceWrite() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m.clock.Now() - l.renewed
 }

@@ -12,10 +12,13 @@ import (
 	"github.com/portvol/portvol/transfer"
 )
 
-// Defaults for Options.
+// Defaults.
 const (
-	DefaultTTL          = 30 * time.Second
-	DefaultPollInterval = 500 * time.Millisecond
+	DefaultTTL          = 30 * time.Second       // Options.TTL (--lease-ttl)
+	DefaultPollInterval = 500 * time.Millisecond // Options.PollInterval
+	// DefaultMountWait is how long a Mount waits for another host to
+	// release (--mount-wait): below dockerd's 30s limit on plugin calls.
+	DefaultMountWait = 20 * time.Second
 )
 
 // Options configure a Manager. Zero values mean the defaults.
