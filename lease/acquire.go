@@ -139,7 +139,7 @@ func (m *Manager) adoptable(o Observation) (pending, bool) {
 // successor returns the record an acquisition writes over o, or the reason
 // it may not.
 func (m *Manager) successor(o Observation, a attempt) (Record, error) {
-	next := Record{Version: RecordVersion, Volume: o.Volume, State: Held, Owner: m.host, Generation: 1, Seq: 1}
+	next := Record{Version: RecordVersion, Volume: o.Volume, State: Held, Owner: m.host, Generation: 1, Seq: 1, TTLMS: m.ttl.Milliseconds()}
 	if !o.Exists {
 		next.Nonce, next.Renewed = newNonce(), time.Now().UTC()
 		return next, nil
@@ -152,7 +152,7 @@ func (m *Manager) successor(o Observation, a attempt) (Record, error) {
 		if !(a.take && (a.force || o.Expired())) {
 			return Record{}, &HeldError{
 				Volume: o.Volume, Owner: r.Owner, Generation: r.Generation, Head: r.Head,
-				Self: r.Owner == m.host, Unchanged: o.Unchanged, TTL: m.ttl, Op: a.op,
+				Self: r.Owner == m.host, Unchanged: o.Unchanged, TTL: o.TTL, Op: a.op,
 			}
 		}
 		next.Takeover = &Takeover{From: r.Owner, Generation: r.Generation, Forced: !o.Expired(), UnchangedMS: o.Unchanged.Milliseconds()}

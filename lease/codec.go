@@ -15,7 +15,7 @@ const MaxRecordSize = 4096
 // recordKeys lists every key of a version-1 record and whether it is required.
 var recordKeys = map[string]bool{
 	"version": true, "volume": true, "state": true, "owner": true, "generation": true,
-	"head": false, "head_generation": false, "seq": true, "nonce": true, "renewed": true,
+	"head": false, "head_generation": false, "seq": true, "nonce": true, "ttl_ms": true, "renewed": true,
 	"takeover": false,
 }
 

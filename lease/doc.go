@@ -27,6 +27,9 @@
 //	seq, nonce       +1 and 128 fresh random bits at every write: no two
 //	                 writes have the same bytes, so no two have the same
 //	                 ETag (stores such as S3 derive ETags from content).
+//	ttl_ms           the writer's lease TTL. Observers wait for the longer of
+//	                 it and their own, so a host configured with a shorter
+//	                 --lease-ttl cannot take a live lease early.
 //	renewed          the writer's wall clock; shown to people, never used.
 //	takeover         {from, generation, forced, unchanged_ms}: set while the
 //	                 generation was taken from a live holder, so every

@@ -101,7 +101,7 @@ func (l *Lease) write(ctx context.Context, op string, mutate func(*Record)) erro
 		}
 		next := l.rec
 		mutate(&next)
-		next.Seq, next.Nonce, next.Renewed = l.rec.Seq+1, newNonce(), time.Now().UTC()
+		next.Seq, next.Nonce, next.Renewed, next.TTLMS = l.rec.Seq+1, newNonce(), time.Now().UTC(), l.m.ttl.Milliseconds()
 		data, err := Encode(next)
 		if err != nil {
 			return fmt.Errorf("volume %q: %s: %w", l.volume, op, err)

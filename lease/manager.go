@@ -27,7 +27,8 @@ type Options struct {
 	// Required; every host sharing a store needs its own.
 	Host string
 	// TTL is how long a lease stays valid without renewal (default 30s).
-	// Every host sharing a store must use the same TTL.
+	// Hosts should agree; where they differ, an observer waits for the
+	// longer of its own TTL and the one the holder wrote into the record.
 	TTL time.Duration
 	// PollInterval is how often waiting calls re-read a record (default
 	// 500ms, jittered).
@@ -70,8 +71,8 @@ func New(store transfer.ObjectStore, o Options) (*Manager, error) {
 	if o.TTL == 0 {
 		o.TTL = DefaultTTL
 	}
-	if o.TTL < 3*time.Millisecond {
-		return nil, fmt.Errorf("lease: TTL %s is too short", o.TTL)
+	if o.TTL < 3*time.Millisecond || o.TTL > maxTTL || o.TTL%time.Millisecond != 0 {
+		return nil, fmt.Errorf("lease: TTL %s: use whole milliseconds between 3ms and %s", o.TTL, maxTTL)
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = DefaultPollInterval
@@ -98,7 +99,7 @@ type Observation struct {
 	Record    Record // valid if Exists
 	ETag      string
 	Unchanged time.Duration // how long this host has seen this exact record
-	TTL       time.Duration
+	TTL       time.Duration // the longer of this host's TTL and the record writer's
 	data      []byte
 }
 
@@ -155,6 +156,7 @@ func (m *Manager) load(ctx context.Context, volume string) (Observation, error) 
 	}
 	m.mu.Unlock()
 	o.Exists, o.Record, o.ETag, o.Unchanged, o.data = true, rec, etag, now-s.first, data
+	o.TTL = max(m.ttl, rec.TTL())
 	return o, nil
 }
 

@@ -33,6 +33,7 @@ type Record struct {
 	HeadGeneration uint64    `json:"head_generation,omitempty"` // generation that published Head
 	Seq            uint64    `json:"seq"`                       // +1 at every write
 	Nonce          string    `json:"nonce"`                     // random per write: makes every write unique
+	TTLMS          int64     `json:"ttl_ms"`                    // the writer's lease TTL
 	Renewed        time.Time `json:"renewed"`                   // writer's wall clock; informational only
 	Takeover       *Takeover `json:"takeover,omitempty"`        // set when this generation was taken over
 }
@@ -49,6 +50,12 @@ type Takeover struct {
 
 // Unchanged returns how long the taker saw the old record unchanged.
 func (t *Takeover) Unchanged() time.Duration { return time.Duration(t.UnchangedMS) * time.Millisecond }
+
+// TTL returns the lease TTL the record's writer uses.
+func (r *Record) TTL() time.Duration { return time.Duration(r.TTLMS) * time.Millisecond }
+
+// maxTTL bounds Options.TTL and a record's ttl_ms.
+const maxTTL = 24 * time.Hour
 
 // HeadKey returns the store key of a volume's head record.
 func HeadKey(volume string) string { return "volumes/" + volume + "/head.json" }
@@ -118,6 +125,8 @@ func (r *Record) validate() error {
 		return fmt.Errorf("seq %d out of range", r.Seq)
 	case !nonceRE.MatchString(r.Nonce):
 		return fmt.Errorf("bad nonce %q", r.Nonce)
+	case r.TTLMS < 1 || r.TTLMS > maxTTL.Milliseconds():
+		return fmt.Errorf("ttl_ms %d outside 1..%d", r.TTLMS, maxTTL.Milliseconds())
 	}
 	if t := r.Takeover; t != nil {
 		switch {

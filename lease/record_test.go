@@ -17,7 +17,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 func goldenRecord() lease.Record {
 	return lease.Record{
 		Version: 1, Volume: "db", State: lease.Held, Owner: "hostB", Generation: 8,
-		Head: "20260102T030405Z-4f2a", HeadGeneration: 7, Seq: 42, Nonce: "0123456789abcdef0123456789abcdef",
+		Head: "20260102T030405Z-4f2a", HeadGeneration: 7, Seq: 42, Nonce: "0123456789abcdef0123456789abcdef", TTLMS: 30000,
 		Renewed:  time.Date(2026, 1, 2, 3, 4, 5, 600000000, time.UTC),
 		Takeover: &lease.Takeover{From: "hostA", Generation: 7, UnchangedMS: 31250},
 	}
@@ -82,6 +82,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"negative gen", edit(`"generation": 8`, `"generation": -1`), lease.ErrCorrupt, "cannot unmarshal"},
 		{"head from future", edit(`"head_generation": 7`, `"head_generation": 9`), lease.ErrCorrupt, "head_generation"},
 		{"bad head", edit(`"20260102T030405Z-4f2a"`, `".."`), lease.ErrCorrupt, "head snapshot"},
+		{"zero ttl", edit(`"ttl_ms": 30000`, `"ttl_ms": 0`), lease.ErrCorrupt, "ttl_ms"},
 		{"bad nonce", edit(`0123456789abcdef0123456789abcdef`, `short`), lease.ErrCorrupt, "nonce"},
 		{"takeover key", edit(`"forced"`, `"force"`), lease.ErrCorrupt, `takeover: unknown key "force"`},
 		{"takeover gen", edit(`"generation": 7,`, `"generation": 8,`), lease.ErrCorrupt, "takeover: generation"},

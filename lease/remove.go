@@ -21,7 +21,7 @@ func (m *Manager) Remove(ctx context.Context, volume string) error {
 		case Held:
 			return nil, &HeldError{
 				Volume: volume, Owner: r.Owner, Generation: r.Generation, Head: r.Head,
-				Self: r.Owner == m.host, Unchanged: o.Unchanged, TTL: m.ttl, Op: "remove",
+				Self: r.Owner == m.host, Unchanged: o.Unchanged, TTL: o.TTL, Op: "remove",
 			}
 		}
 		next := o.Record
@@ -67,7 +67,7 @@ func (m *Manager) rewrite(ctx context.Context, volume string, decide func(Observ
 		if next == nil || err != nil {
 			return err
 		}
-		next.Seq, next.Nonce, next.Renewed = o.Record.Seq+1, newNonce(), time.Now().UTC()
+		next.Seq, next.Nonce, next.Renewed, next.TTLMS = o.Record.Seq+1, newNonce(), time.Now().UTC(), m.ttl.Milliseconds()
 		data, err := Encode(*next)
 		if err != nil {
 			return fmt.Errorf("volume %q: %w", volume, err)

@@ -71,7 +71,7 @@ func (m *Manager) wrote(volume string, data []byte, etag string) (Observation, e
 	m.mu.Lock()
 	m.seen[volume] = sighting{etag: etag, first: now}
 	m.mu.Unlock()
-	return Observation{Volume: volume, Exists: true, Record: rec, ETag: etag, TTL: m.ttl, data: data}, nil
+	return Observation{Volume: volume, Exists: true, Record: rec, ETag: etag, TTL: max(m.ttl, rec.TTL()), data: data}, nil
 }
 
 func unsettled(volume, key string, err error) error {

@@ -201,3 +201,21 @@ func testSlowReads(t *testing.T, e *env) {
 		}
 	}
 }
+
+func testLongerTTL(t *testing.T, e *env) {
+	a, b := e.hostTTL("hostA", nil, 4*TTL), e.host("hostB", nil)
+	e.acquire(a, "db")
+	start := e.clock.Now()
+	_, err := b.Acquire(e.ctx, "db")
+	heldError(t, err)
+	e.clock.Advance(TTL + time.Second)
+	_, err = b.Takeover(e.ctx, "db", lease.TakeoverOptions{})
+	if h := heldError(t, err); h.Expired() || h.TTL != 4*TTL || !strings.Contains(err.Error(), "of a 2m0s lease") {
+		t.Errorf("hostB took hostA's 2m lease for expired after its own 30s TTL: %v", err)
+	}
+	l, err := b.Takeover(e.ctx, "db", lease.TakeoverOptions{Wait: 4 * TTL})
+	e.must(err, "takeover after the holder's TTL")
+	if watched := e.clock.Now() - start; watched < 4*TTL || l.Generation() != 2 {
+		t.Errorf("took over after %s, generation %d; want at least %s", watched, l.Generation(), 4*TTL)
+	}
+}

@@ -11,7 +11,7 @@ import (
 
 func testCorrupt(t *testing.T, e *env) {
 	other, err := lease.Encode(lease.Record{Version: 1, Volume: "other", State: lease.Held, Owner: "hostX",
-		Generation: 3, Seq: 9, Nonce: strings.Repeat("ab", 16)})
+		Generation: 3, Seq: 9, Nonce: strings.Repeat("ab", 16), TTLMS: 1000})
 	e.must(err, "encode")
 	for _, tc := range []struct {
 		volume, data string

@@ -29,6 +29,7 @@ func Run(t *testing.T, newStore func(t *testing.T) transfer.ObjectStore) {
 		{"TakeoverWaitsForAFullTTL", testTakeoverWaits},
 		{"RenewalRestartsExpiry", testRenewRestartsExpiry},
 		{"SlowReadsDoNotAgeRecords", testSlowReads},
+		{"HolderWithLongerTTL", testLongerTTL},
 		{"ExpiryIsJudgedAcrossCalls", testWaitAcrossCalls},
 		{"WaitAcquireGetsAReleasedVolume", testWaitGetsReleased},
 		{"FencedHostCannotPublish", testFenced},
@@ -63,10 +64,15 @@ func newEnv(t *testing.T, store transfer.ObjectStore) *env {
 // host returns a Manager for host id over store (e.store if nil).
 func (e *env) host(id string, store transfer.ObjectStore) *lease.Manager {
 	e.t.Helper()
+	return e.hostTTL(id, store, TTL)
+}
+
+func (e *env) hostTTL(id string, store transfer.ObjectStore, ttl time.Duration) *lease.Manager {
+	e.t.Helper()
 	if store == nil {
 		store = e.store
 	}
-	m, err := lease.New(store, lease.Options{Host: id, TTL: TTL, Clock: e.clock})
+	m, err := lease.New(store, lease.Options{Host: id, TTL: ttl, Clock: e.clock})
 	if err != nil {
 		e.t.Fatalf("lease.New: %v", err)
 	}
