@@ -18,8 +18,10 @@ type SimConfig struct {
 	Hosts  int           // simulated hosts (default 4)
 	Rounds int           // holds attempted per host (default 60)
 	TTL    time.Duration // fake-clock lease TTL (default 1s)
-	// The fake clock advances Step every real Every (default 40ms per 1ms,
-	// 25 ticks per TTL). Slow stores want a slower clock.
+	// The fake clock advances Step every real Every. By default Step is
+	// TTL/25 and Every is 1ms, or 3 times the store's measured latency
+	// (one read plus one conditional write) if that is longer, so that a
+	// TTL spans at least ~150 store calls on any store.
 	Step, Every time.Duration
 	// FailRate and LoseRate make that share of loads and conditional
 	// writes fail before, or lose their response after, taking effect.
@@ -38,7 +40,7 @@ func (c *SimConfig) defaults() {
 		c.TTL = time.Second
 	}
 	if c.Step == 0 {
-		c.Step, c.Every = 40*time.Millisecond, time.Millisecond
+		c.Step = c.TTL / 25
 	}
 	if c.Seed == 0 {
 		c.Seed = rand.Uint64()
@@ -75,8 +77,11 @@ type sim struct {
 //     unchanged for a full TTL.
 func Simulate(t *testing.T, store transfer.ObjectStore, cfg SimConfig) {
 	cfg.defaults()
-	t.Logf("simulation: %d hosts × %d rounds, TTL %s, fail %.2f lose %.2f, seed %d",
-		cfg.Hosts, cfg.Rounds, cfg.TTL, cfg.FailRate, cfg.LoseRate, cfg.Seed)
+	if cfg.Every == 0 {
+		cfg.Every = max(time.Millisecond, 3*latency(t, store))
+	}
+	t.Logf("simulation: %d hosts × %d rounds, TTL %s, clock +%s every %s, fail %.2f lose %.2f, seed %d",
+		cfg.Hosts, cfg.Rounds, cfg.TTL, cfg.Step, cfg.Every, cfg.FailRate, cfg.LoseRate, cfg.Seed)
 	clock := NewClock()
 	s := &sim{
 		t: t, cfg: cfg, clock: clock, audit: &audit{inner: store, clock: clock}, volume: "simvol",
@@ -135,4 +140,25 @@ func (s *sim) publishResult(id string, err error) {
 	default:
 		s.stats["publish failed"]++
 	}
+}
+
+// latency measures a conditional write plus a read on store.
+func latency(t *testing.T, store transfer.ObjectStore) time.Duration {
+	const key, rounds = "leasetest/calibrate", 10
+	ctx := t.Context()
+	began := time.Now()
+	etag, err := store.PutIfAbsent(ctx, key, []byte("0"))
+	for i := 1; err == nil && i < rounds; i++ {
+		if _, _, err = store.Load(ctx, key); err == nil {
+			etag, err = store.PutIfMatch(ctx, key, []byte(fmt.Sprint(i)), etag)
+		}
+	}
+	if err != nil {
+		t.Fatalf("calibrating on %s: %v", key, err)
+	}
+	d := time.Since(began) / rounds
+	if err := store.Delete(ctx, key); err != nil {
+		t.Fatalf("calibrating: %v", err)
+	}
+	return d
 }
