@@ -16,7 +16,7 @@ import (
 // SimConfig tunes Simulate. Zero values mean the defaults.
 type SimConfig struct {
 	Hosts  int           // simulated hosts (default 4)
-	Rounds int           // holds attempted per host (default 60)
+	Rounds int           // holds attempted per host (default 80)
 	TTL    time.Duration // fake-clock lease TTL (default 1s)
 	// The fake clock advances Step every real Every. By default Step is
 	// TTL/25 and Every is 1ms, or 3 times the store's measured latency
@@ -34,7 +34,7 @@ func (c *SimConfig) defaults() {
 		c.Hosts = 4
 	}
 	if c.Rounds == 0 {
-		c.Rounds = 60
+		c.Rounds = 80
 	}
 	if c.TTL == 0 {
 		c.TTL = time.Second

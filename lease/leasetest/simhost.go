@@ -139,18 +139,16 @@ func (h *simHost) hold(ctx context.Context, l *lease.Lease) {
 					stop()
 					<-done
 					h.s.note("crash")
-					if h.rng.IntN(2) == 0 {
-						h.zombie = l
-					}
+					h.zombie = l // what a frozen, later thawed, old process would still hold
 					h.restart()
 					h.sleep(ctx, h.upTo(2*ttl))
 					return true
-				case r < 0.9: // pause: no renewals for a while, then carry on
+				case r < 0.9: // pause: no renewals for a while, then publish as if nothing happened
 					stop()
 					<-done
 					h.s.note("pause")
 					h.sleep(ctx, h.upTo(2*ttl))
-					return false
+					return h.publish(ctx, l)
 				}
 				if ctx.Err() != nil {
 					stop()
