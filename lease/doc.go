@@ -31,9 +31,10 @@
 //	                 it and their own, so a host configured with a shorter
 //	                 --lease-ttl cannot take a live lease early.
 //	renewed          the writer's wall clock; shown to people, never used.
-//	takeover         {from, generation, forced, unchanged_ms}: set while the
-//	                 generation was taken from a live holder, so every
-//	                 host's status can say what was lost.
+//	takeover         {from, generation, forced, unchanged_ms}: set when this
+//	                 generation was taken over from a holder (expired, or
+//	                 forced), so every host's status can say what was lost;
+//	                 cleared at the next acquisition.
 //
 // # Transitions
 //
