@@ -204,3 +204,35 @@ func pluginPID(t *testing.T) int {
 	}
 	return 0
 }
+
+// Re-running make install upgrades in place: the old plugin is force-
+// disabled and replaced while a container uses a volume.
+func TestManagedReinstallKeepsVolumes(t *testing.T) {
+	requireSetup(t)
+	v := mainEngine.volume(t, pluginName, "upgrade")
+	c := mainEngine.container(t, v)
+	docker(t, "exec", c, "sh", "-c", "echo old > /data/f")
+	oldID := docker(t, "plugin", "inspect", "-f", "{{.Id}}", pluginName)
+	if out, err := run(t.Context(), "", "make", "-C", repoRoot, "install", "PLUGIN_NAME="+pluginName, "PLUGIN_STATE_DIR="+pluginState); err != nil {
+		t.Fatalf("second make install: %v\n%s", err, out)
+	}
+	if id := docker(t, "plugin", "inspect", "-f", "{{.Id}} {{.Enabled}}", pluginName); id == oldID+" true" || !strings.HasSuffix(id, " true") {
+		t.Fatalf("plugin after reinstall: %s (old id %s)", id, oldID)
+	}
+	if got := docker(t, "exec", c, "cat", "/data/f"); got != "old" {
+		t.Errorf("running container lost its data on reinstall: %q", got)
+	}
+	if n := mainEngine.mounts(t, v); n != 1 {
+		t.Errorf("mounts after reinstall = %d, want 1", n)
+	}
+	src := filepath.Join(t.TempDir(), "g")
+	os.WriteFile(src, []byte("new\n"), 0o644)
+	docker(t, "cp", src, c+":/data/g")
+	docker(t, "rm", "-f", c)
+	if got := mainEngine.runOnce(t, v, "cat /data/f /data/g"); got != "old\nnew" {
+		t.Errorf("data after reinstall: %q", got)
+	}
+	if n := mainEngine.mounts(t, v); n != 0 {
+		t.Errorf("mounts at the end = %d", n)
+	}
+}
