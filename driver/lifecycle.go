@@ -61,6 +61,9 @@ func (d *Driver) Mount(ctx context.Context, name, id string) (string, error) {
 		d.rollbackMount(ctx, v, id)
 		return "", fmt.Errorf("volume %q: mount abandoned by the caller, undone: %w", name, err)
 	}
+	if first {
+		d.log.WithField("volume", name).WithField("mount_id", id).Info("volume mounted")
+	}
 	return d.mountpoint(name), nil
 }
 
@@ -90,7 +93,11 @@ func (d *Driver) Unmount(ctx context.Context, name, id string) error {
 	if mounts.Total() > 0 {
 		return nil
 	}
-	return d.lastUnmount(ctx, name)
+	if err := d.lastUnmount(ctx, name); err != nil {
+		return err
+	}
+	log.Info("volume unmounted")
+	return nil
 }
 
 // firstMount runs on the 0→1 transition of a volume's mount count, under
