@@ -16,7 +16,14 @@ VERSITYGW_VERSION   := v1.8.0
 # Tests find the S3 server binary here; they start it themselves.
 export PORTVOL_VERSITYGW ?= $(TOOLS_BIN)/versitygw
 
-.PHONY: all build test lint unit integration tools bench clean
+.PHONY: all build test lint unit integration tools bench clean plugin-rootfs plugin install uninstall
+
+# The managed plugin: its name is the driver name (docker volume create -d portvol),
+# and its state (database and volume data) lives in PLUGIN_STATE_DIR on the host.
+PLUGIN_NAME      ?= portvol
+PLUGIN_STATE_DIR ?= /var/lib/portvol
+PLUGIN_DIR       := $(BUILD)/plugin
+CA_BUNDLE        ?= /etc/ssl/certs/ca-certificates.crt
 
 all: build
 
@@ -47,3 +54,35 @@ test: lint unit integration
 
 clean:
 	rm -rf $(BUILD)
+
+# The plugin's rootfs is the static binary plus the directories it mounts on
+# and a CA bundle for S3 over TLS: no base image, no registry.
+plugin-rootfs:
+	rm -rf $(PLUGIN_DIR)
+	mkdir -p $(PLUGIN_DIR)/rootfs/run/docker/plugins $(PLUGIN_DIR)/rootfs/mnt/volumes \
+	  $(PLUGIN_DIR)/rootfs/var/lib/portvol $(PLUGIN_DIR)/rootfs/etc/ssl/certs $(PLUGIN_DIR)/rootfs/tmp
+	chmod 1777 $(PLUGIN_DIR)/rootfs/tmp
+	CGO_ENABLED=0 $(GO) build -trimpath -tags nosystemd -o $(PLUGIN_DIR)/rootfs/portvol ./cmd/portvol
+	if [ -f $(CA_BUNDLE) ]; then cp $(CA_BUNDLE) $(PLUGIN_DIR)/rootfs/etc/ssl/certs/ca-certificates.crt; \
+	  else echo "warning: no CA bundle at $(CA_BUNDLE): S3 over TLS will fail" >&2; fi
+	cp plugin/config.json $(PLUGIN_DIR)/config.json
+
+# plugin replaces any plugin of the same name (disable -f keeps running
+# containers' mounts; volumes and their data stay in PLUGIN_STATE_DIR).
+plugin: plugin-rootfs
+	docker plugin disable -f $(PLUGIN_NAME) >/dev/null 2>&1 || true
+	docker plugin rm -f $(PLUGIN_NAME) >/dev/null 2>&1 || true
+	docker plugin create $(PLUGIN_NAME) $(PLUGIN_DIR)
+
+# --timeout 0: no enable-time cap on calls, which is also how dockerd runs
+# the plugin after an engine restart; portvol bounds its own calls (25 s).
+install: plugin
+	mkdir -p $(PLUGIN_STATE_DIR)
+	docker plugin set $(PLUGIN_NAME) state.source=$(PLUGIN_STATE_DIR)
+	docker plugin enable --timeout 0 $(PLUGIN_NAME)
+	@echo "portvol installed as '$(PLUGIN_NAME)'; try: docker volume create -d $(PLUGIN_NAME) v1"
+
+uninstall:
+	docker plugin disable -f $(PLUGIN_NAME) >/dev/null 2>&1 || true
+	docker plugin rm -f $(PLUGIN_NAME)
+	@echo "volume data is kept in $(PLUGIN_STATE_DIR)"

@@ -68,6 +68,7 @@ is PORTVOL_STATE_DIR, --store is PORTVOL_STORE, and so on.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		newVersionCmd(stdout),
+		newServeCmd(stdout),
 	)
 	for _, c := range root.Commands() {
 		bindEnv(c)

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+
+	"github.com/portvol/portvol/driver"
+	"github.com/portvol/portvol/metadata"
+)
+
+const (
+	defaultSocket   = "/run/docker/plugins/portvol.sock"
+	defaultStateDir = "/var/lib/portvol"
+	// shutdownGrace stays below dockerd's 10 s between SIGTERM and SIGKILL.
+	shutdownGrace = 8 * time.Second
+)
+
+type serveOptions struct {
+	socket    string
+	stateDir  string
+	store     string
+	hostID    string
+	mountRoot string
+	logLevel  string
+	logFormat string
+}
+
+func newServeCmd(stdout io.Writer) *cobra.Command {
+	var o serveOptions
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the Docker volume plugin protocol on a unix socket",
+		Long: `Serve the Docker volume plugin protocol on a unix socket until SIGTERM or SIGINT.
+
+In the managed plugin this is the entrypoint. On a host without the managed
+plugin, run it as a service (contrib/systemd/portvol.service): the socket name
+is the driver name, so /run/docker/plugins/portvol.sock gives -d portvol.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd.Context(), o, stdout)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.socket, "socket", defaultSocket, "unix socket to listen on; its base name without .sock is the driver name")
+	f.StringVar(&o.stateDir, "state-dir", defaultStateDir, "directory for the state database and the volumes' data")
+	f.StringVar(&o.store, "store", "", "object store URL: file:///abs/path or s3://bucket[/prefix] (default file://<state-dir>/store)")
+	f.StringVar(&o.hostID, "host-id", "", "this host's id in the store (default: generated once and kept in the state directory)")
+	f.StringVar(&o.mountRoot, "mount-root", "", "directory under which volumes are mounted for containers (default <state-dir>/mnt; the managed plugin uses its propagated mount)")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: error, warn, info, debug or trace")
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	return c
+}
+
+// serve runs the plugin until ctx ends.
+func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
+	log, err := newLogger(stdout, o.logLevel, o.logFormat)
+	if err != nil {
+		return usageError{err}
+	}
+	if err := o.complete(); err != nil {
+		return usageError{err}
+	}
+
+	// Listen first: a managed plugin must answer dockerd's dial within a
+	// few seconds of start, and everything else can wait for it.
+	l, err := listenUnix(o.socket)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = l.Close()
+		_ = os.Remove(o.socket)
+	}()
+
+	if err := os.MkdirAll(o.stateDir, 0o755); err != nil {
+		return fmt.Errorf("create state directory: %w", err)
+	}
+	db, err := metadata.Open(filepath.Join(o.stateDir, "portvol.db"), metadata.Options{})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := db.Close(); err != nil {
+			log.WithError(err).Error("closing the state database")
+		}
+	}()
+	hostID, err := resolveHostID(ctx, db, o.hostID, log)
+	if err != nil {
+		return err
+	}
+	log = log.WithField("host", hostID)
+
+	d, err := driver.New(driver.Config{
+		StateDir:  o.stateDir,
+		MountRoot: o.mountRoot,
+		HostID:    hostID,
+		DB:        db,
+		Logger:    log,
+	})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Reconcile(ctx); err != nil {
+		return err
+	}
+
+	srv := &http.Server{
+		Handler:           driver.NewHandler(d, log),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(l) }()
+	storeURL, _ := url.Parse(o.store)
+	log.WithField("socket", o.socket).WithField("state_dir", o.stateDir).
+		WithField("mount_root", o.mountRoot).WithField("store_scheme", storeURL.Scheme).
+		Info("portvol serving")
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve %s: %w", o.socket, err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.WithError(err).Warn("requests still running at shutdown")
+	}
+	return nil
+}
+
+// complete fills in defaults that depend on other flags and checks values.
+func (o *serveOptions) complete() error {
+	if !filepath.IsAbs(o.stateDir) {
+		return fmt.Errorf("--state-dir %q must be an absolute path", o.stateDir)
+	}
+	o.stateDir = filepath.Clean(o.stateDir)
+	if o.socket == "" || !filepath.IsAbs(o.socket) {
+		return fmt.Errorf("--socket %q must be an absolute path such as %s", o.socket, defaultSocket)
+	}
+	if o.mountRoot == "" {
+		o.mountRoot = filepath.Join(o.stateDir, "mnt")
+	}
+	if !filepath.IsAbs(o.mountRoot) {
+		return fmt.Errorf("--mount-root %q must be an absolute path", o.mountRoot)
+	}
+	if o.store == "" {
+		o.store = "file://" + filepath.Join(o.stateDir, "store")
+	}
+	if err := validateStoreURL(o.store); err != nil {
+		return err
+	}
+	if o.hostID != "" && !hostIDRE.MatchString(o.hostID) {
+		return fmt.Errorf("--host-id %q: use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit", o.hostID)
+	}
+	return nil
+}
+
+// validateStoreURL checks the form of --store; opening the store is the
+// store packages' business. Errors never repeat the URL: it may carry
+// credentials.
+func validateStoreURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("--store is not a URL: use file:///absolute/path or s3://bucket[/prefix]")
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return fmt.Errorf("--store file URL names host %q: use file:///absolute/path (three slashes)", u.Host)
+		}
+		if !filepath.IsAbs(u.Path) {
+			return errors.New("--store file URL needs an absolute path: file:///absolute/path")
+		}
+	case "s3":
+		if u.Host == "" {
+			return errors.New("--store s3 URL needs a bucket: s3://bucket[/prefix]")
+		}
+	case "":
+		return errors.New("--store has no scheme: use file:///absolute/path or s3://bucket[/prefix]")
+	default:
+		return fmt.Errorf("--store scheme %q is not supported: use file:///absolute/path or s3://bucket[/prefix]", u.Scheme)
+	}
+	return nil
+}
+
+func newLogger(out io.Writer, level, format string) (logrus.FieldLogger, error) {
+	l := logrus.New()
+	l.SetOutput(out)
+	lv, err := logrus.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level %q: use error, warn, info, debug or trace", level)
+	}
+	l.SetLevel(lv)
+	switch format {
+	case "text", "":
+		l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, DisableColors: true})
+	case "json":
+		l.SetFormatter(&logrus.JSONFormatter{TimestampFormat: time.RFC3339Nano})
+	default:
+		return nil, fmt.Errorf("--log-format %q: use text or json", format)
+	}
+	return l, nil
+}
+
+// listenUnix listens on path, replacing a stale socket file but refusing to
+// steal one that another process still serves.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create socket directory: %w", err)
+	}
+	if st, err := os.Lstat(path); err == nil {
+		if st.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("socket path %s exists and is not a socket: remove it or choose another --socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("another process is serving %s: stop it or choose another --socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket: %w", err)
+		}
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		_ = l.Close()
+		return nil, fmt.Errorf("restrict socket %s: %w", path, err)
+	}
+	return l, nil
+}
+
+var hostIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// resolveHostID returns the host id to use: the flag's, else the stored
+// one, else a new <hostname>-<8 hex> that is stored for next time. An
+// explicit id is stored too, so that dropping the flag later keeps it.
+func resolveHostID(ctx context.Context, db *metadata.DB, flag string, log logrus.FieldLogger) (string, error) {
+	stored, err := db.HostID(ctx)
+	if err != nil && !errors.Is(err, metadata.ErrNotFound) {
+		return "", err
+	}
+	switch {
+	case flag != "" && flag == stored:
+		return flag, nil
+	case flag != "":
+		if stored != "" {
+			log.WithField("old", stored).WithField("new", flag).Warn("host id changed by --host-id")
+		}
+		return flag, db.SetHostID(ctx, flag)
+	case stored != "":
+		return stored, nil
+	}
+	id, err := newHostID()
+	if err != nil {
+		return "", err
+	}
+	log.WithField("host_id", id).Info("generated a host id")
+	return id, db.SetHostID(ctx, id)
+}
+
+func newHostID() (string, error) {
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate host id: %w", err)
+	}
+	name, _ := os.Hostname()
+	name = strings.Map(func(r rune) rune {
+		if r < 128 && (r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return r
+		}
+		return '-'
+	}, name)
+	name = strings.TrimLeft(name, "-_.")
+	if len(name) > 55 {
+		name = name[:55]
+	}
+	if name == "" {
+		name = "host"
+	}
+	return name + "-" + hex.EncodeToString(b), nil
+}

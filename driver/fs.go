@@ -1,0 +1,114 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/portvol/portvol/metadata"
+)
+
+// mkdirDurable creates dir and its missing parents and fsyncs each parent,
+// so that a crash after it returns cannot lose the new directory.
+func mkdirDurable(dir string) error {
+	var missing []string
+	for p := dir; ; p = filepath.Dir(p) {
+		if _, err := os.Stat(p); err == nil {
+			break
+		}
+		missing = append(missing, p)
+		if p == filepath.Dir(p) {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, p := range missing {
+		if err := syncDir(filepath.Dir(p)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncDir fsyncs a directory so that entries created or renamed in it are
+// durable.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// removeTrash deletes a removed volume's data. Failures are logged and
+// retried at the next start.
+func (d *Driver) removeTrash(path string) {
+	if err := os.RemoveAll(path); err != nil {
+		d.log.WithField("path", path).WithError(err).Warn("could not delete a removed volume's data; the next start retries")
+	}
+}
+
+// measureLater measures the size of name's data in the background and
+// stores it in the volume's record.
+func (d *Driver) measureLater(name string) {
+	d.goBackground(func(ctx context.Context) {
+		if err := d.measure(ctx, name); err != nil && !errors.Is(err, context.Canceled) {
+			d.log.WithField("volume", name).WithError(err).Warn("could not measure the volume's size")
+		}
+	})
+}
+
+func (d *Driver) measure(ctx context.Context, name string) error {
+	start := time.Now().UTC()
+	size, err := dirSize(ctx, d.dataDir(name))
+	if err != nil {
+		return err
+	}
+	err = d.db.UpdateVolume(ctx, name, func(v *metadata.Volume) error {
+		v.SizeBytes, v.SizeAt = size, start
+		return nil
+	})
+	if errors.Is(err, metadata.ErrNotFound) {
+		return nil // removed meanwhile
+	}
+	return err
+}
+
+// dirSize sums the sizes of the regular files under dir, without following
+// symlinks.
+func dirSize(ctx context.Context, dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // deleted while we walk
+			}
+			return err
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if e.Type().IsRegular() {
+			info, err := e.Info()
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			total += info.Size()
+		}
+		return nil
+	})
+	return total, err
+}

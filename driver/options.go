@@ -1,0 +1,115 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Option names accepted by Create (-o NAME=VALUE).
+const (
+	// OptSnapshotInterval: how often a mounted volume is snapshotted to the
+	// store; a Go duration (30s, 5m, 1h), 0 turns periodic snapshots off.
+	OptSnapshotInterval = "snapshot_interval"
+	// OptTakeover: what happens when another host's lease on the volume has
+	// expired: "manual" (portvol takeover) or "auto".
+	OptTakeover = "takeover"
+)
+
+// Option defaults, filled in by ParseOptions.
+const (
+	DefaultSnapshotInterval = 5 * time.Minute
+	DefaultTakeover         = "manual"
+)
+
+// minSnapshotInterval keeps a typo like 5ms from hammering the store.
+const minSnapshotInterval = time.Second
+
+type optionSpec struct {
+	syntax string
+	def    string
+	parse  func(string) (string, error) // returns the normalised value
+}
+
+var optionSpecs = map[string]optionSpec{
+	OptSnapshotInterval: {
+		syntax: "a duration such as 30s, 5m or 1h; 0 turns periodic snapshots off",
+		def:    DefaultSnapshotInterval.String(),
+		parse: func(s string) (string, error) {
+			d, err := time.ParseDuration(s)
+			switch {
+			case err != nil:
+				return "", errors.New("not a duration")
+			case d < 0:
+				return "", errors.New("negative")
+			case d > 0 && d < minSnapshotInterval:
+				return "", fmt.Errorf("too short: use 0 or at least %s", minSnapshotInterval)
+			}
+			return d.String(), nil
+		},
+	},
+	OptTakeover: {
+		syntax: `"manual" or "auto"`,
+		def:    DefaultTakeover,
+		parse: func(s string) (string, error) {
+			switch v := strings.ToLower(s); v {
+			case "manual", "auto":
+				return v, nil
+			}
+			return "", errors.New("unknown mode")
+		},
+	},
+}
+
+// OptionNames lists the valid option names, sorted.
+func OptionNames() []string {
+	names := make([]string, 0, len(optionSpecs))
+	for n := range optionSpecs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ParseOptions checks Create's options and returns them normalised with
+// defaults filled in, so that two option sets that mean the same compare
+// equal. Errors name the option and, for unknown ones, list the valid names.
+// Values are quoted in errors: no option carries a secret.
+func ParseOptions(raw map[string]string) (map[string]string, error) {
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // report the same error for the same input
+	out := map[string]string{}
+	for _, k := range keys {
+		spec, ok := optionSpecs[k]
+		if !ok {
+			return nil, errorf(ErrInvalid, "unknown option %q: valid options are: %s", k, strings.Join(OptionNames(), ", "))
+		}
+		v, err := spec.parse(strings.TrimSpace(raw[k]))
+		if err != nil {
+			return nil, errorf(ErrInvalid, "invalid value %q for option %s: %s (expected %s)", raw[k], k, err, spec.syntax)
+		}
+		out[k] = v
+	}
+	for k, spec := range optionSpecs {
+		if _, ok := out[k]; !ok {
+			out[k] = spec.def
+		}
+	}
+	return out, nil
+}
+
+// diffOptions describes how have differs from want, for error messages.
+func diffOptions(have, want map[string]string) string {
+	var diffs []string
+	for _, k := range OptionNames() {
+		if have[k] != want[k] {
+			diffs = append(diffs, fmt.Sprintf("%s is %q, not %q", k, have[k], want[k]))
+		}
+	}
+	return strings.Join(diffs, ", ")
+}

@@ -1,0 +1,13 @@
+// Package integration tests portvol as users run it: built by the
+// Makefile, installed as a managed plugin into the real Docker engine of
+// the machine (or served from a host socket in standalone mode), and driven
+// only through the docker CLI. It imports nothing from the module.
+//
+// The tests need root and a running Docker engine. Without them they skip
+// with the reason, except under CI=true, where they fail.
+//
+// What they leave behind: nothing. The managed plugin is installed under
+// its own name (portvol-it) with its own state directory, so a portvol
+// installed by the user is not touched; volumes, containers, the test image
+// and the plugin are removed at the end.
+package integration

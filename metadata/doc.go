@@ -1,0 +1,18 @@
+// Package metadata is this host's own bookkeeping, kept in one bbolt file in
+// the state directory: the volumes this host knows (options, creation time,
+// state of the local copy, measured size), the mount IDs dockerd holds on
+// each volume with a count per ID, and the host id.
+//
+// Layout (schema 1):
+//
+//	meta/    "schema" → "1", "host_id" → the host id
+//	volumes/ <name>   → JSON Volume record
+//	mounts/  <name>/  → nested bucket: <mount ID> → count (decimal text)
+//
+// Every write is one bbolt transaction committed with fsync, so a kill -9
+// loses nothing that a call returned success for.
+//
+// The package owns the file format and nothing else: it does not know what a
+// valid volume name or option is (the driver checks that before writing),
+// never touches volume data, and knows nothing of Docker or object stores.
+package metadata

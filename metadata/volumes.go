@@ -1,0 +1,128 @@
+package metadata
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// LocalState says what this host holds of a volume's data.
+type LocalState string
+
+// Local states. The migration work adds states for restores in progress and
+// fenced copies; readers must treat unknown values as "not usable".
+const (
+	// LocalPresent: the data directory exists and is this volume's data.
+	LocalPresent LocalState = "present"
+	// LocalMissing: the record exists but its data directory does not.
+	LocalMissing LocalState = "missing"
+)
+
+// Volume is one volume's record. Options hold no secrets: the driver stores
+// only normalised, non-secret option values.
+type Volume struct {
+	Name      string            `json:"name"`
+	Options   map[string]string `json:"options"`
+	CreatedAt time.Time         `json:"created_at"`
+	CreatedBy string            `json:"created_by"` // host id
+	Local     LocalState        `json:"local"`
+	// SizeBytes is the sum of the sizes of the files in the data directory,
+	// measured at SizeAt (zero time: never measured).
+	SizeBytes int64     `json:"size_bytes"`
+	SizeAt    time.Time `json:"size_at"`
+}
+
+// CreateVolume stores a new record; it fails with ErrExists if the name is
+// taken.
+func (db *DB) CreateVolume(ctx context.Context, v Volume) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("volume %q: encode record: %w", v.Name, err)
+	}
+	return db.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketVolumes)
+		if b.Get([]byte(v.Name)) != nil {
+			return fmt.Errorf("volume %q: %w", v.Name, ErrExists)
+		}
+		return b.Put([]byte(v.Name), data)
+	})
+}
+
+// Volume returns the record for name, or an error wrapping ErrNotFound.
+func (db *DB) Volume(ctx context.Context, name string) (Volume, error) {
+	var v Volume
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		v, err = getVolume(tx, name)
+		return err
+	})
+	return v, err
+}
+
+// Volumes returns every record, sorted by name.
+func (db *DB) Volumes(ctx context.Context) ([]Volume, error) {
+	var out []Volume
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketVolumes).ForEach(func(k, data []byte) error {
+			var v Volume
+			if err := json.Unmarshal(data, &v); err != nil {
+				return fmt.Errorf("volume %q: decode record: %w", k, err)
+			}
+			out = append(out, v)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// UpdateVolume applies fn to the record for name and stores the result, in
+// one transaction. fn must not do I/O; its error aborts the update. The name
+// cannot be changed.
+func (db *DB) UpdateVolume(ctx context.Context, name string, fn func(*Volume) error) error {
+	return db.update(ctx, func(tx *bolt.Tx) error {
+		v, err := getVolume(tx, name)
+		if err != nil {
+			return err
+		}
+		if err := fn(&v); err != nil {
+			return err
+		}
+		v.Name = name
+		data, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("volume %q: encode record: %w", name, err)
+		}
+		return tx.Bucket(bucketVolumes).Put([]byte(name), data)
+	})
+}
+
+// DeleteVolume removes the record for name together with its mount counts.
+// It fails with ErrNotFound if there is no record. Whether the volume may be
+// deleted (no mounts) is the caller's decision.
+func (db *DB) DeleteVolume(ctx context.Context, name string) error {
+	return db.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketVolumes)
+		if b.Get([]byte(name)) == nil {
+			return fmt.Errorf("volume %q: %w", name, ErrNotFound)
+		}
+		if err := b.Delete([]byte(name)); err != nil {
+			return err
+		}
+		return deleteMounts(tx, name)
+	})
+}
+
+func getVolume(tx *bolt.Tx, name string) (Volume, error) {
+	var v Volume
+	data := tx.Bucket(bucketVolumes).Get([]byte(name))
+	if data == nil {
+		return v, fmt.Errorf("volume %q: %w", name, ErrNotFound)
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return v, fmt.Errorf("volume %q: decode record: %w", name, err)
+	}
+	return v, nil
+}
