@@ -15,7 +15,10 @@ import (
 )
 
 // privateEngine is a second dockerd that only these tests use, in a mount
-// namespace of its own with a private tmpfs on /run/docker/plugins.
+// namespace of its own with a private tmpfs on /run/docker/plugins, and a
+// network namespace of its own: a dockerd started with --bridge=none deletes
+// the docker0 interface of the namespace it runs in, which would break the
+// machine's engine if they shared one.
 //
 // Why not the machine's engine: dockerd caches a legacy (socket) volume
 // driver by name for the rest of its life once it has used it, and after
@@ -48,8 +51,8 @@ func startPrivateEngine(t *testing.T) *privateEngine {
 	if err := os.MkdirAll("/run/docker/plugins", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	pe.holder = exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c",
-		"mount -t tmpfs -o mode=755 tmpfs /run/docker/plugins && echo ready && exec sleep 86400")
+	pe.holder = exec.Command("unshare", "--mount", "--net", "--propagation", "private", "sh", "-c",
+		"ip link set lo up && mount -t tmpfs -o mode=755 tmpfs /run/docker/plugins && echo ready && exec sleep 86400")
 	pe.holder.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := pe.holder.StdoutPipe()
 	if err != nil {
@@ -69,9 +72,9 @@ func startPrivateEngine(t *testing.T) *privateEngine {
 	return pe
 }
 
-// command runs name inside the private mount namespace.
+// command runs name inside the private mount and network namespaces.
 func (pe *privateEngine) command(name string, args ...string) *exec.Cmd {
-	cmd := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(pe.holder.Process.Pid), "-m", "--", name}, args...)...)
+	cmd := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(pe.holder.Process.Pid), "-m", "-n", "--", name}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
