@@ -123,12 +123,12 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		AddressingAuto: minio.BucketLookupAuto, AddressingPath: minio.BucketLookupPath, AddressingVirtual: minio.BucketLookupDNS,
 	}[opts.Addressing]
 	client, err := minio.New(u.Host, &minio.Options{
-		Creds:           credentialsFor(opts),
-		Secure:          secure,
-		Transport:       tr,
-		Region:          opts.Region,
-		BucketLookup:    lookup,
-		MaxRetries:      1, // transfer/retry is the one retry layer
+		Creds:        credentialsFor(opts),
+		Secure:       secure,
+		Transport:    tr,
+		Region:       opts.Region,
+		BucketLookup: lookup,
+		MaxRetries:   1, // transfer/retry is the one retry layer
 	})
 	if err != nil {
 		return nil, permanent(fmt.Sprintf("endpoint %q: %s", opts.Endpoint, err))
