@@ -19,8 +19,14 @@
 // Throughput: payloads are sent unsigned (UNSIGNED-PAYLOAD) over HTTP and
 // HTTPS alike, so no SHA-256 is computed over the data, and Content-MD5 is
 // never sent; integrity is the snapshot format's job (every chunk is
-// hashed). Objects up to Options.PartSize go in one PUT, streamed from the
-// caller's reader without a copy; larger ones in parts of PartSize, up to
-// Options.PartConcurrency at once. Requests in flight are bounded by
+// hashed). Objects up to Options.MaxSinglePut go in one PUT, streamed from
+// the caller's reader without a copy; larger ones in parts of
+// Options.PartSize, up to Options.PartConcurrency at once (read in
+// parallel when the source is an io.ReaderAt).
+//
+// Abandoned uploads: connections close with SO_LINGER 0, so a cancelled or
+// crashed upload ends in a TCP reset. versitygw 1.8 takes a cleanly closed
+// unsigned body as complete and would publish the truncated object; the
+// reset makes it fail the request instead (TestS3ClientCrash). Requests in flight are bounded by
 // Options.MaxConcurrency; a Get body holds its slot until it is closed.
 package s3

@@ -37,7 +37,7 @@ func (s *Store) translate(op, key string, err error) error {
 	}
 	code := er.Code
 	switch {
-	case code == "NoSuchKey" || (er.StatusCode == http.StatusNotFound && code != "NoSuchBucket" && code != "NoSuchUpload"):
+	case code == "NoSuchKey" || (er.StatusCode == http.StatusNotFound && (code == "" || code == "NotFound")):
 		return fmt.Errorf("%s: %w", what, transfer.ErrNotExist)
 	case er.StatusCode == http.StatusPreconditionFailed || code == "PreconditionFailed" ||
 		code == "ConditionalRequestConflict":
@@ -55,7 +55,7 @@ func (s *Store) translate(op, key string, err error) error {
 // hint tells the user what to check for a permanent S3 error.
 func (s *Store) hint(code string) string {
 	switch code {
-	case "InvalidAccessKeyId":
+	case "InvalidAccessKeyId", "XAdminUserNotFound":
 		return "; the access key is not known to " + s.opts.Endpoint + ": check AWS_ACCESS_KEY_ID or the credentials file"
 	case "SignatureDoesNotMatch":
 		return "; the secret key does not match the access key: check AWS_SECRET_ACCESS_KEY or the credentials file (and the region)"
@@ -63,7 +63,7 @@ func (s *Store) hint(code string) string {
 		if s.anonymous() {
 			return "; no credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, use a credentials file, or run with an IAM role"
 		}
-		return fmt.Sprintf("; the credentials may not use bucket %q: check the bucket policy or IAM permissions", s.opts.Bucket)
+		return fmt.Sprintf("; the server refused these credentials for bucket %q: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the credentials file) and the bucket policy or IAM permissions", s.opts.Bucket)
 	case "NoSuchBucket":
 		return fmt.Sprintf("; bucket %q does not exist at %s: check the store URL", s.opts.Bucket, s.opts.Endpoint)
 	case "ExpiredToken", "InvalidToken", "TokenRefreshRequired":

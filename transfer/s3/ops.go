@@ -26,7 +26,7 @@ func (s *Store) putOptions(size int64) minio.PutObjectOptions {
 	return minio.PutObjectOptions{
 		DisableContentSha256: true,
 		SendContentMd5:       false,
-		DisableMultipart:     size <= s.opts.PartSize,
+		DisableMultipart:     size <= s.opts.MaxSinglePut,
 		PartSize:             uint64(s.opts.PartSize),
 		NumThreads:           uint(s.opts.PartConcurrency),
 		ContentType:          "application/octet-stream",
@@ -48,7 +48,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	defer s.release()
 	src := &exactReader{r: r, left: size}
 	var body io.Reader = src
-	if ra, ok := r.(io.ReaderAt); ok && size > s.opts.PartSize {
+	if ra, ok := r.(io.ReaderAt); ok && size > s.opts.MaxSinglePut {
 		// Parts are read in parallel through ReadAt from the current offset.
 		if sk, ok := r.(io.Seeker); ok {
 			if off, err := sk.Seek(0, io.SeekCurrent); err == nil {
