@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/minio/minio-go/v7"
 
@@ -46,7 +47,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 		return fmt.Errorf("put %q: %w", key, err)
 	}
 	defer s.release()
-	src := &exactReader{r: r, left: size}
+	src := &sourceReader{r: r, left: size}
 	var body io.Reader = src
 	if ra, ok := r.(io.ReaderAt); ok && size > s.opts.MaxSinglePut {
 		// Parts are read in parallel through ReadAt from the current offset.
@@ -57,27 +58,44 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 		}
 	}
 	_, err = s.client.PutObject(ctx, s.opts.Bucket, name, body, size, s.putOptions(size))
+	short, left := src.detach()
 	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("put %q: %w", key, context.Cause(ctx))
 		}
-		if src.short {
-			return fmt.Errorf("put %q: source ended after %d of %d bytes: %w", key, size-src.left, size, transfer.ErrPermanent)
+		if short {
+			return fmt.Errorf("put %q: source ended after %d of %d bytes: %w", key, size-left, size, transfer.ErrPermanent)
 		}
 		return s.translate("put", key, err)
 	}
 	return nil
 }
 
-// exactReader passes on at most left bytes and notes a source that ends
-// early, so that is reported as the caller's mistake, not a network fault.
-type exactReader struct {
-	r     io.Reader
-	left  int64
-	short bool
+// sourceReader passes on at most left bytes of the caller's source and
+// notes a source that ends early, so that is reported as the caller's
+// mistake, not a network fault.
+//
+// net/http may still read a request body after the request has failed
+// (when the server answered before reading it all), while a retry is
+// already rewinding the source. detach, called before Put returns, waits
+// for a Read in progress and makes later Reads fail without touching the
+// source.
+type sourceReader struct {
+	mu       sync.Mutex
+	r        io.Reader
+	left     int64
+	short    bool
+	detached bool
 }
 
-func (e *exactReader) Read(p []byte) (int, error) {
+var errDetached = errors.New("request body read after the upload ended")
+
+func (e *sourceReader) Read(p []byte) (int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.detached {
+		return 0, errDetached
+	}
 	if e.left <= 0 {
 		return 0, io.EOF
 	}
@@ -91,6 +109,13 @@ func (e *exactReader) Read(p []byte) (int, error) {
 		return n, io.ErrUnexpectedEOF
 	}
 	return n, err
+}
+
+func (e *sourceReader) detach() (short bool, left int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.detached = true
+	return e.short, e.left
 }
 
 // Get implements transfer.ObjectStore.
