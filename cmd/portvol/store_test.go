@@ -157,3 +157,8 @@ func TestOpenStoreS3CredentialsFile(t *testing.T) {
 	roundTrip(t, srv.URL(srv.Prefix(t))+"&profile=portvol&credentials_file="+url.QueryEscape(file), nil)
 	roundTrip(t, srv.URL(srv.Prefix(t)), map[string]string{"AWS_SHARED_CREDENTIALS_FILE": file, "AWS_PROFILE": "portvol"})
 }
+
+func TestOpenStoreS3TLS(t *testing.T) {
+	srv := s3test.StartTLS(t)
+	roundTrip(t, srv.URL(srv.Prefix(t)), map[string]string{"AWS_ACCESS_KEY_ID": srv.AccessKey, "AWS_SECRET_ACCESS_KEY": srv.SecretKey})
+}

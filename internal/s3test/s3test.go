@@ -30,8 +30,12 @@ type Server struct {
 	// External is true for a PORTVOL_TEST_S3_* server, which Kill and
 	// Restart cannot control.
 	External bool
+	// CAFile is the PEM file of the CA that signed a TLS server's
+	// certificate (StartTLS); empty for plain HTTP.
+	CAFile string
 
 	bin, dataDir, addr string
+	certFile, keyFile  string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -44,7 +48,23 @@ type Server struct {
 // shared (an external one: use Prefix).
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t, false)
+}
+
+// StartTLS is Start for a local server that speaks HTTPS with a
+// certificate for 127.0.0.1 from a throwaway CA (Server.CAFile). It skips
+// the test when PORTVOL_TEST_S3_* points at an external server.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	return start(t, true)
+}
+
+func start(t testing.TB, useTLS bool) *Server {
+	t.Helper()
 	if s := external(t); s != nil {
+		if useTLS {
+			t.Skip("needs the local versitygw with a test CA (unset PORTVOL_TEST_S3_*)")
+		}
 		return s
 	}
 	bin := findBinary(t)
@@ -61,6 +81,11 @@ func Start(t testing.TB) *Server {
 	if err := os.Mkdir(filepath.Join(s.dataDir, s.Bucket), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	scheme := "http://"
+	if useTLS {
+		s.CAFile, s.certFile, s.keyFile = writeTLSFiles(t, t.TempDir())
+		scheme = "https://"
+	}
 	var err error
 	for range 3 { // a free port can be taken between finding and binding it
 		s.addr = freeAddr(t)
@@ -71,7 +96,7 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("starting versitygw: %v", err)
 	}
-	s.Endpoint = "http://" + s.addr
+	s.Endpoint = scheme + s.addr
 	t.Cleanup(func() {
 		s.stop()
 		if t.Failed() {
@@ -125,6 +150,9 @@ func (s *Server) Prefix(t testing.TB) string {
 // credentials (see Env).
 func (s *Server) URL(prefix string) string {
 	q := url.Values{"endpoint": {s.Endpoint}, "region": {s.Region}}
+	if s.CAFile != "" {
+		q.Set("ca_file", s.CAFile)
+	}
 	return "s3://" + s.Bucket + "/" + prefix + "?" + q.Encode()
 }
 
@@ -174,12 +202,11 @@ func (s *Server) Restart(t testing.TB) {
 }
 
 func (s *Server) start() error {
-	cmd := exec.Command(s.bin,
-		"--port", s.addr,
-		"--region", "us-east-1",
-		"--keep-alive",
-		"--quiet",
-		"posix", s.dataDir)
+	args := []string{"--port", s.addr, "--region", "us-east-1", "--keep-alive", "--quiet"}
+	if s.certFile != "" {
+		args = append(args, "--cert", s.certFile, "--key", s.keyFile)
+	}
+	cmd := exec.Command(s.bin, append(args, "posix", s.dataDir)...)
 	// Credentials through the environment keep them out of ps.
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID="+s.AccessKey, "ROOT_SECRET_ACCESS_KEY="+s.SecretKey)
 	out := &lockedBuffer{mu: &s.mu, b: s.outputBuffer()}
@@ -193,7 +220,7 @@ func (s *Server) start() error {
 	s.mu.Lock()
 	s.cmd, s.exited = cmd, exited
 	s.mu.Unlock()
-	if err := waitReady(s.addr, exited); err != nil {
+	if err := waitReady(s.addr, s.CAFile, exited); err != nil {
 		s.stop()
 		return fmt.Errorf("%w; output:\n%s", err, s.Output())
 	}
@@ -222,8 +249,13 @@ func (s *Server) stop() {
 }
 
 // waitReady waits until the server answers HTTP.
-func waitReady(addr string, exited <-chan struct{}) error {
+func waitReady(addr, caFile string, exited <-chan struct{}) error {
 	client := &http.Client{Timeout: time.Second}
+	scheme := "http://"
+	if caFile != "" {
+		client.Transport = &http.Transport{TLSClientConfig: tlsClientConfig(caFile)}
+		scheme = "https://"
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -231,7 +263,7 @@ func waitReady(addr string, exited <-chan struct{}) error {
 			return errors.New("versitygw exited during start")
 		default:
 		}
-		resp, err := client.Get("http://" + addr + "/")
+		resp, err := client.Get(scheme + addr + "/")
 		if err == nil {
 			resp.Body.Close()
 			return nil
