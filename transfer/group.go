@@ -110,8 +110,13 @@ func (g *Group) Get(key string, off, length int64, fn func(io.Reader) error) err
 			return err
 		}
 		defer rc.Close()
-		if err := fn(g.wrap(ctx, rc, length >= 0)); err != nil {
+		r := g.wrap(ctx, rc, length >= 0)
+		if err := fn(r); err != nil {
 			return fmt.Errorf("get %q: %w", key, err)
+		}
+		if c := counterOf(r); length > c.high {
+			// The object ended before the range did: expect no more.
+			g.submitted.Add(c.high - length)
 		}
 		return nil
 	})
@@ -236,6 +241,13 @@ func (c *counter) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+func counterOf(r io.Reader) *counter {
+	if sc, ok := r.(*seekCounter); ok {
+		return sc.counter
+	}
+	return r.(*counter)
 }
 
 type seekCounter struct {

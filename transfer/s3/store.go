@@ -209,11 +209,17 @@ func (s *Store) ensureBucket(ctx context.Context) error {
 	// A one-key listing rather than HEAD: its error body names the
 	// problem (InvalidAccessKeyId, SignatureDoesNotMatch, NoSuchBucket),
 	// where HEAD only says 403 or 404.
-	_, err := s.core.ListObjectsV2(s.opts.Bucket, s.opts.Prefix, "", "", "/", 1)
-	var er minio.ErrorResponse
-	if err == nil {
-		return nil
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var err error
+	for oi := range s.client.ListObjects(lctx, s.opts.Bucket, minio.ListObjectsOptions{Prefix: s.opts.Prefix, MaxKeys: 1}) {
+		err = oi.Err
+		cancel() // one answer is enough; the loop drains the channel
 	}
+	if err == nil {
+		return ctx.Err()
+	}
+	var er minio.ErrorResponse
 	if !errors.As(err, &er) || er.Code != "NoSuchBucket" {
 		return s.translate("open bucket", "", err)
 	}
