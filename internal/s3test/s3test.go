@@ -175,6 +175,15 @@ func (s *Server) Output() string {
 	return s.output.String()
 }
 
+// RequireLocal skips t when the server is external: for tests that kill or
+// restart it, or use its root credentials.
+func (s *Server) RequireLocal(t testing.TB) {
+	t.Helper()
+	if s.External {
+		t.Skip("needs the local versitygw (unset PORTVOL_TEST_S3_*): kills, restarts or administers the server")
+	}
+}
+
 // Kill kills the server process at once (SIGKILL), as a crash would.
 func (s *Server) Kill(t testing.TB) {
 	t.Helper()

@@ -76,6 +76,7 @@ func checkContent(t *testing.T, st transfer.ObjectStore, key string, want []byte
 // ever visible; once the server is back the next attempt succeeds.
 func TestS3ServerKilledMidUpload(t *testing.T) {
 	srv := s3test.Start(t)
+	srv.RequireLocal(t)
 	var retries atomic.Int32
 	st := retry.New(open(t, options(srv, "kill/")), retry.Options{
 		InitialDelay: 50 * time.Millisecond, MaxDelay: 500 * time.Millisecond, MaxElapsed: 3 * time.Second,

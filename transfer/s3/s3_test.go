@@ -86,9 +86,7 @@ func getRange(t *testing.T, st transfer.ObjectStore, key string, off, n int64) [
 func TestS3Errors(t *testing.T) {
 	srv := s3test.Start(t)
 	ctx := context.Background()
-	if srv.External {
-		t.Skip("needs the local versitygw (unset PORTVOL_TEST_S3_*): uses its root credentials")
-	}
+	srv.RequireLocal(t)
 
 	badSecret := options(srv, "")
 	badSecret.SecretKey = "wrong-secret-value-1234"
