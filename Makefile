@@ -86,3 +86,11 @@ uninstall:
 	docker plugin disable -f $(PLUGIN_NAME) >/dev/null 2>&1 || true
 	docker plugin rm -f $(PLUGIN_NAME)
 	@echo "volume data is kept in $(PLUGIN_STATE_DIR)"
+
+# S3 tests start versitygw themselves; under make they fail, not skip, if it is missing.
+unit integration: export PORTVOL_REQUIRE_S3 = 1
+
+# 1 GiB through transfer/s3 vs plain minio-go against a local versitygw (same run).
+.PHONY: bench-transfer
+bench-transfer: tools
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./transfer/s3/

@@ -3,8 +3,23 @@
 // every store reports.
 //
 // It owns: the interface, the error vocabulary (ErrNotExist,
-// ErrPrecondition, ErrPermanent), the redacting Secret type, and helpers
-// that work over any store (bounded parallel transfers with progress).
+// ErrPrecondition, ErrPermanent, Retryable), the key rules (CheckKey,
+// CheckPrefix), the redacting Secret type, and helpers that work over any
+// store: Group runs many Puts and Gets with a concurrency limit, progress
+// reporting and an optional bandwidth cap (Limiter); ContextReader makes a
+// local body honour cancellation.
+//
+//	g := transfer.NewGroup(ctx, store, transfer.GroupOptions{
+//		Concurrency: 4,
+//		Limiter:     transfer.NewLimiter(100 << 20), // 100 MiB/s, shareable
+//		Progress:    func(p transfer.Progress) { log(p.Done, p.Total) },
+//	})
+//	for _, pack := range packs {
+//		if err := g.PutBytes(pack.Key, pack.Data); err != nil {
+//			break // the group failed; Wait returns why
+//		}
+//	}
+//	err := g.Wait()
 //
 // It must not know: any concrete store, any client library, the snapshot
 // format or Docker. It imports the standard library only. Concrete stores

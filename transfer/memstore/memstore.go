@@ -48,6 +48,9 @@ func (s *Store) put(key string, data []byte) string {
 
 // Put implements transfer.ObjectStore.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	if err := transfer.CheckKey(key); err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -66,6 +69,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 
 // Get implements transfer.ObjectStore.
 func (s *Store) Get(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+	if err := transfer.CheckKey(key); err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -83,11 +89,14 @@ func (s *Store) Get(ctx context.Context, key string, off, length int64) (io.Read
 	if length >= 0 && length < int64(len(data)) {
 		data = data[:length]
 	}
-	return io.NopCloser(bytes.NewReader(data)), nil
+	return transfer.ContextReader(ctx, io.NopCloser(bytes.NewReader(data))), nil
 }
 
 // Stat implements transfer.ObjectStore.
 func (s *Store) Stat(ctx context.Context, key string) (transfer.ObjectInfo, error) {
+	if err := transfer.CheckKey(key); err != nil {
+		return transfer.ObjectInfo{}, err
+	}
 	if err := ctx.Err(); err != nil {
 		return transfer.ObjectInfo{}, err
 	}
@@ -102,6 +111,12 @@ func (s *Store) Stat(ctx context.Context, key string) (transfer.ObjectInfo, erro
 
 // List implements transfer.ObjectStore.
 func (s *Store) List(ctx context.Context, prefix string, fn func(transfer.ObjectInfo) error) error {
+	if err := transfer.CheckPrefix(prefix); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	var infos []transfer.ObjectInfo
 	for k, o := range s.objects {
@@ -124,6 +139,9 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(transfer.Object
 
 // Delete implements transfer.ObjectStore.
 func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := transfer.CheckKey(key); err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -135,6 +153,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 
 // Load implements transfer.ObjectStore.
 func (s *Store) Load(ctx context.Context, key string) ([]byte, string, error) {
+	if err := transfer.CheckKey(key); err != nil {
+		return nil, "", err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, "", err
 	}
@@ -149,6 +170,9 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, string, error) {
 
 // PutIfAbsent implements transfer.ObjectStore.
 func (s *Store) PutIfAbsent(ctx context.Context, key string, data []byte) (string, error) {
+	if err := transfer.CheckKey(key); err != nil {
+		return "", err
+	}
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
@@ -162,6 +186,9 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, data []byte) (strin
 
 // PutIfMatch implements transfer.ObjectStore.
 func (s *Store) PutIfMatch(ctx context.Context, key string, data []byte, etag string) (string, error) {
+	if err := transfer.CheckKey(key); err != nil {
+		return "", err
+	}
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
