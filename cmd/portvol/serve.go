@@ -163,39 +163,11 @@ func (o *serveOptions) complete() error {
 	if o.store == "" {
 		o.store = "file://" + filepath.Join(o.stateDir, "store")
 	}
-	if err := validateStoreURL(o.store); err != nil {
+	if _, err := parseStoreURL(o.store); err != nil {
 		return err
 	}
 	if o.hostID != "" && !hostIDRE.MatchString(o.hostID) {
 		return fmt.Errorf("--host-id %q: use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit", o.hostID)
-	}
-	return nil
-}
-
-// validateStoreURL checks the form of --store; opening the store is the
-// store packages' business. Errors never repeat the URL: it may carry
-// credentials.
-func validateStoreURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return errors.New("--store is not a URL: use file:///absolute/path or s3://bucket[/prefix]")
-	}
-	switch u.Scheme {
-	case "file":
-		if u.Host != "" && u.Host != "localhost" {
-			return fmt.Errorf("--store file URL names host %q: use file:///absolute/path (three slashes)", u.Host)
-		}
-		if !filepath.IsAbs(u.Path) {
-			return errors.New("--store file URL needs an absolute path: file:///absolute/path")
-		}
-	case "s3":
-		if u.Host == "" {
-			return errors.New("--store s3 URL needs a bucket: s3://bucket[/prefix]")
-		}
-	case "":
-		return errors.New("--store has no scheme: use file:///absolute/path or s3://bucket[/prefix]")
-	default:
-		return fmt.Errorf("--store scheme %q is not supported: use file:///absolute/path or s3://bucket[/prefix]", u.Scheme)
 	}
 	return nil
 }

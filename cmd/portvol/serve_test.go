@@ -178,11 +178,11 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--store", "ftp://x/y"}, `scheme "ftp" is not supported`},
-		{[]string{"--store", "file://relative/path"}, "names host"},
-		{[]string{"--store", "file:relative"}, "absolute path"},
-		{[]string{"--store", "s3://"}, "needs a bucket"},
-		{[]string{"--store", "/just/a/path"}, "no scheme"},
+		{[]string{"--store", "ftp://x/y"}, `unknown scheme "ftp"`},
+		{[]string{"--store", "file://relative/path"}, "absolute path with three slashes"},
+		{[]string{"--store", "file:relative"}, "absolute path with three slashes"},
+		{[]string{"--store", "s3://"}, "no bucket"},
+		{[]string{"--store", "/just/a/path"}, "needs the file scheme"},
 		{[]string{"--state-dir", "relative"}, "--state-dir"},
 		{[]string{"--mount-root", "mnt"}, "--mount-root"},
 		{[]string{"--socket", "portvol.sock"}, "--socket"},

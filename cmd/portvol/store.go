@@ -35,8 +35,9 @@ var bucketName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]
 // parseStoreURL parses a --store URL. Its errors are usage errors that
 // say what is wrong and show the valid form.
 func parseStoreURL(raw string) (storeConfig, error) {
+	shown := redactURL(raw)
 	bad := func(format string, args ...any) (storeConfig, error) {
-		return storeConfig{}, usageError{fmt.Errorf("store URL %q: "+format, append([]any{raw}, args...)...)}
+		return storeConfig{}, usageError{fmt.Errorf("store URL %q: "+format, append([]any{shown}, args...)...)}
 	}
 	if raw == "" {
 		return bad("empty; want %s", storeURLHelp)
@@ -169,4 +170,22 @@ func openStore(ctx context.Context, rawURL string, getenv func(string) string) (
 		return nil, fmt.Errorf("opening store %s: %w", rawURL, err)
 	}
 	return retry.New(s, retry.Options{}), nil
+}
+
+// redactURL hides a user:password part of a URL so that an error message
+// never repeats a credential someone put in --store.
+func redactURL(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	authority, path, _ := strings.Cut(rest, "/")
+	if i := strings.LastIndex(authority, "@"); i >= 0 {
+		authority = "**redacted**@" + authority[i+1:]
+		if path != "" || strings.Contains(rest, "/") {
+			return scheme + "://" + authority + "/" + path
+		}
+		return scheme + "://" + authority
+	}
+	return raw
 }

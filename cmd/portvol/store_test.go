@@ -64,6 +64,9 @@ func TestParseStoreURL(t *testing.T) {
 				if err == nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), c.wantErr) {
 					t.Fatalf("error %v, want a usage error containing %q", err, c.wantErr)
 				}
+				if strings.Contains(err.Error(), "secret") {
+					t.Fatalf("error repeats a credential: %v", err)
+				}
 				return
 			}
 			if err != nil {
