@@ -42,18 +42,31 @@ type auditView struct {
 
 func (v *auditView) PutIfAbsent(ctx context.Context, key string, data []byte) (string, error) {
 	start := v.a.clock.Now()
-	etag, err := v.ObjectStore.PutIfAbsent(ctx, key, data)
+	etag, err := v.ObjectStore.PutIfAbsent(context.WithoutCancel(ctx), key, data)
 	if err == nil {
 		err = v.a.add(v.host, start, "", etag, data)
 	}
-	return etag, err
+	return lostIfCanceled(ctx, etag, err)
 }
 
 func (v *auditView) PutIfMatch(ctx context.Context, key string, data []byte, prev string) (string, error) {
 	start := v.a.clock.Now()
-	etag, err := v.ObjectStore.PutIfMatch(ctx, key, data, prev)
+	etag, err := v.ObjectStore.PutIfMatch(context.WithoutCancel(ctx), key, data, prev)
 	if err == nil {
 		err = v.a.add(v.host, start, prev, etag, data)
+	}
+	return lostIfCanceled(ctx, etag, err)
+}
+
+// lostIfCanceled turns the outcome of a write the caller gave up on into a
+// lost response. Writes run to completion without the caller's
+// cancellation so that the audit knows whether they were applied: a
+// cancelled request to a remote store may be applied anyway, and an applied
+// write the audit did not see would break the ETag chain. The caller still
+// sees what it would see on a real network: an error, applied or not.
+func lostIfCanceled(ctx context.Context, etag string, err error) (string, error) {
+	if cerr := ctx.Err(); cerr != nil {
+		return "", cerr
 	}
 	return etag, err
 }
