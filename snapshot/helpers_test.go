@@ -336,3 +336,5 @@ func compareTrees(t testing.TB, want, got map[string]entry) {
 }
 
 func sumPlain(b []byte) [32]byte { return blake3.Sum256(b) }
+
+func newMem() transfer.ObjectStore { return memstore.New() }

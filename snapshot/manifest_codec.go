@@ -1,7 +1,9 @@
 package snapshot
 
 import (
+	"bytes"
 	"encoding/binary"
+	"io"
 	"fmt"
 	"strconv"
 	"time"
@@ -374,13 +376,14 @@ func decodeManifest(data []byte, key string, c *cryptor) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manifest body: %w", err)
 	}
-	zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecodeAllCapLimit(true),
+	// Stream, so memory follows what really decompresses, not the claim.
+	zr, err := zstd.NewReader(bytes.NewReader(zbody), zstd.WithDecoderConcurrency(1),
 		zstd.WithDecoderMaxMemory(maxManifestSize), zstd.WithDecoderLowmem(true))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("manifest body: %w", ErrCorrupt)
 	}
 	defer zr.Close()
-	body, err := zr.DecodeAll(zbody, make([]byte, 0, bodyLen))
+	body, err := io.ReadAll(io.LimitReader(zr, int64(bodyLen)+1))
 	if err != nil || len(body) != bodyLen {
 		return nil, fmt.Errorf("manifest body does not decompress to its %d bytes: %w", bodyLen, ErrCorrupt)
 	}
