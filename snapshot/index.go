@@ -57,6 +57,10 @@ func decodeIndex(data []byte, key string, c *cryptor, blockSize int) (*packIndex
 	if err != nil {
 		return nil, err
 	}
+	return decodeIndexBody(plain, blockSize)
+}
+
+func decodeIndexBody(plain []byte, blockSize int) (*packIndex, error) {
 	d := dec{b: plain}
 	ix := &packIndex{}
 	copy(ix.Pack[:], d.fixed(32))

@@ -3,8 +3,8 @@ package snapshot
 import (
 	"bytes"
 	"encoding/binary"
-	"io"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 

@@ -102,6 +102,10 @@ func decodeStatCache(data []byte) (*statCache, error) {
 	if subtle.ConstantTimeCompare(want[:], sum) != 1 {
 		return nil, fmt.Errorf("stat cache checksum: %w", ErrCorrupt)
 	}
+	return decodeStatCacheBody(body)
+}
+
+func decodeStatCacheBody(body []byte) (*statCache, error) {
 	d := dec{b: body}
 	if !bytes.Equal(d.fixed(4), statCacheMagic) || d.u8() != FormatVersion {
 		return nil, fmt.Errorf("not a stat cache: %w", ErrCorrupt)
