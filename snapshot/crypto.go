@@ -155,14 +155,6 @@ func (c *cryptor) open(dst, sealed, ad []byte) ([]byte, error) {
 	return out, nil
 }
 
-// overhead is how many bytes seal adds.
-func (c *cryptor) overhead() int {
-	if c.aead == nil {
-		return sumSize
-	}
-	return sealOverhead
-}
-
 func checksum(ad, body []byte) [32]byte {
 	h := blake3.New()
 	var n [8]byte

@@ -219,6 +219,7 @@ func makeTree(t testing.TB, dir string) {
 	if xattrsSupported(dir) {
 		must(unix.Setxattr(filepath.Join(dir, "small.txt"), "user.mime", []byte("text/plain"), 0))
 		must(unix.Setxattr(filepath.Join(dir, "db"), "user.role", []byte("data\x00binary"), 0))
+		must(unix.Setxattr(dir, "user.volume", []byte("root"), 0))
 	}
 
 	// Times last, deepest first, so directory mtimes stick.

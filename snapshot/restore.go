@@ -147,9 +147,11 @@ func checkCacheOutside(cache, dir string) error {
 }
 
 func removeStaleStaging(parentDir, base string) {
-	matches, _ := filepath.Glob(filepath.Join(parentDir, "."+base+stagingInfix+"*"))
-	for _, m := range matches {
-		os.RemoveAll(m)
+	entries, _ := os.ReadDir(parentDir)
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "."+base+stagingInfix) {
+			os.RemoveAll(filepath.Join(parentDir, e.Name()))
+		}
 	}
 }
 
