@@ -54,9 +54,12 @@ func TestInvalidArguments(t *testing.T) {
 	src := filepath.Join(dir, "src")
 	writeFile(t, filepath.Join(src, "a"), []byte("a"), 0o600)
 	for name, err := range map[string]error{
-		"bad volume":         func() error { _, err := r.Create(ctx, "../x", src, CreateOptions{}); return err }(),
-		"bad parent":         func() error { _, err := r.Create(ctx, "v", src, CreateOptions{Parent: "latest"}); return err }(),
-		"cache inside":       func() error { _, err := r.Create(ctx, "v", src, CreateOptions{StatCache: filepath.Join(src, "c")}); return err }(),
+		"bad volume": func() error { _, err := r.Create(ctx, "../x", src, CreateOptions{}); return err }(),
+		"bad parent": func() error { _, err := r.Create(ctx, "v", src, CreateOptions{Parent: "latest"}); return err }(),
+		"cache inside": func() error {
+			_, err := r.Create(ctx, "v", src, CreateOptions{StatCache: filepath.Join(src, "c")})
+			return err
+		}(),
 		"bad id":             r.Restore(ctx, "v", "../../etc", filepath.Join(dir, "d"), RestoreOptions{}),
 		"restore cache in":   r.Restore(ctx, "v", "20260101T000000Z-0000000000000000", src, RestoreOptions{StatCache: filepath.Join(src, "x")}),
 		"load bad volume":    func() error { _, err := r.Load(ctx, "a/b", "20260101T000000Z-0000000000000000"); return err }(),
