@@ -21,7 +21,9 @@ type restorer struct {
 	// Reuse of the copy the target already holds.
 	old      int                    // target root, or -1
 	oldPaths map[ID]localSource     // where each chunk of the previous snapshot lies locally
-	linkFrom map[int32]int          // new file node -> open fd of an unchanged old file to hardlink
+	cache    *statCache             // the stat cache, if it describes the previous snapshot
+	linkCand map[int32]bool         // new file nodes whose old copy may be hardlinked
+	usedIno  map[uint64]bool        // old inodes already linked
 	linked   []bool                 // nodes taken whole from the old copy (no data, no metadata)
 	parentFD struct{ node, fd int } // one-entry cache of a staging directory descriptor
 }
@@ -48,10 +50,6 @@ func (rs *restorer) closeStage() {
 }
 
 func (rs *restorer) closeOld() {
-	for k, fd := range rs.linkFrom {
-		unix.Close(fd)
-		delete(rs.linkFrom, k)
-	}
 	if rs.old >= 0 {
 		unix.Close(rs.old)
 		rs.old = -1
@@ -100,28 +98,40 @@ func (rs *restorer) prepareReuse(ctx context.Context, volume, dir string, opts R
 		return
 	}
 	// Whole files unchanged since the cache was written, with the same
-	// content and metadata in the new snapshot, are hardlinked.
-	rs.linkFrom = make(map[int32]int)
-	usedIno := make(map[uint64]bool)
+	// content in the new snapshot, are candidates for hardlinking; build
+	// checks each one again right before linking it.
+	rs.cache = cache
+	rs.linkCand = make(map[int32]bool)
 	for i := range rs.m.Nodes {
 		n := &rs.m.Nodes[i]
-		oi, ok := byPath[rs.paths[i]]
-		if n.Type != TypeFile || !ok || !sameContent(rs.m, n, oldM, &oldM.Nodes[oi]) {
-			continue
+		if oi, ok := byPath[rs.paths[i]]; ok && n.Type == TypeFile && sameContent(rs.m, n, oldM, &oldM.Nodes[oi]) {
+			rs.linkCand[int32(i)] = true
 		}
-		fd, err := openBeneath(rs.old, rs.paths[i], unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-		if err != nil {
-			continue
-		}
-		var st unix.Stat_t
-		if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || usedIno[st.Ino] ||
-			!cache.unchanged(rs.paths[i], statEntryOf(&st), rs.r.racyWindow) || !sameMeta(n, &st, fd) {
-			unix.Close(fd)
-			continue
-		}
-		usedIno[st.Ino] = true
-		rs.linkFrom[int32(i)] = fd
 	}
+	rs.usedIno = make(map[uint64]bool)
+}
+
+// linkOld hardlinks the old copy of node i into the staging directory if
+// it is still unchanged since the stat cache was written and has the
+// metadata the new snapshot wants. Each old inode is used once, so files
+// that are separate in the snapshot never end up sharing an inode.
+func (rs *restorer) linkOld(i int, dfd int) bool {
+	n := &rs.m.Nodes[i]
+	fd, err := openBeneath(rs.old, rs.paths[i], unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || rs.usedIno[st.Ino] ||
+		!rs.cache.unchanged(rs.paths[i], statEntryOf(&st), rs.r.racyWindow) || !sameMeta(n, &st, fd) {
+		return false
+	}
+	if linkFD(fd, dfd, n.Name) != nil {
+		return false
+	}
+	rs.usedIno[st.Ino] = true
+	return true
 }
 
 func sameContent(m *Manifest, n *Node, om *Manifest, on *Node) bool {
@@ -184,12 +194,10 @@ func (rs *restorer) build(ctx context.Context) error {
 		case TypeDir:
 			err = unix.Mkdirat(dfd, n.Name, 0o700)
 		case TypeFile:
-			if ofd, ok := rs.linkFrom[int32(i)]; ok {
-				if err = linkFD(ofd, dfd, n.Name); err == nil {
-					rs.linked[i] = true
-					rs.prog.reusedByte.Add(n.Size)
-					break
-				}
+			if rs.linkCand[int32(i)] && rs.linkOld(i, dfd) {
+				rs.linked[i] = true
+				rs.prog.reusedByte.Add(n.Size)
+				break
 			}
 			err = createSized(dfd, n.Name, n.Size)
 		case TypeHardlink:
