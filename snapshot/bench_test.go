@@ -209,6 +209,46 @@ func BenchmarkCreateNoChange(b *testing.B) {
 	clock.report(b)
 }
 
+// BenchmarkCreateAfterChange snapshots PORTVOL_BENCH_PGDATA_AFTER (the
+// data directory after some pgbench) with the snapshot of
+// PORTVOL_BENCH_PGDATA as parent. The two are different directories, so
+// every file is read (inodes differ) and only chunks the parent lacks are
+// uploaded: the worst case of the "snapshot after pgbench" step.
+func BenchmarkCreateAfterChange(b *testing.B) {
+	after := os.Getenv("PORTVOL_BENCH_PGDATA_AFTER")
+	if after == "" || os.Getenv("PORTVOL_BENCH_PGDATA") == "" {
+		b.Skip("set PORTVOL_BENCH_PGDATA and PORTVOL_BENCH_PGDATA_AFTER")
+	}
+	src, _ := dataset(b, "db")
+	size := treeSize(b, after)
+	ctx := context.Background()
+	b.SetBytes(size)
+	b.ResetTimer()
+	var cpu, wall time.Duration
+	var stats Stats
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		r, _ := newBenchRepo(b, testKey)
+		m, err := r.Create(ctx, "v", src, CreateOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c0, w0 := cpuNow(syscall.RUSAGE_SELF), time.Now()
+		b.StartTimer()
+		m2, err := r.Create(ctx, "v", after, CreateOptions{Parent: m.ID})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		cpu, wall = cpu+cpuNow(syscall.RUSAGE_SELF)-c0, wall+time.Since(w0)
+		stats = m2.Stats
+		b.StartTimer()
+	}
+	b.ReportMetric(cpu.Seconds()/wall.Seconds(), "cores")
+	b.ReportMetric(float64(stats.NewBytes)/float64(size), "new/raw")
+	b.ReportMetric(float64(stats.UploadedBytes)/float64(size), "stored/raw")
+}
+
 func BenchmarkRestore(b *testing.B) {
 	for _, kind := range []string{"random", "db"} {
 		b.Run(kind, func(b *testing.B) {
