@@ -198,6 +198,8 @@ type Options struct {
 	// encrypt; 0 means GOMAXPROCS.
 	Workers int
 	// Transfers is the number of store requests in flight; 0 means 4.
+	// Create uploads Transfers/2 packs at a time (at most 4), each held
+	// in memory (~17 MiB).
 	Transfers int
 }
 

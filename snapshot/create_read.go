@@ -102,7 +102,7 @@ func (p *packer) flush(ctx context.Context) error {
 func (r *Repo) readBlocks(ctx context.Context, root int, files []*readFile, reg *registry, ixPrefix string, prog *progress, stats *Stats) error {
 	g, ctx := newGroup(ctx)
 	jobs := make(chan blockJob, 4*r.workers)
-	uploaders := min(r.transfers, 3)
+	uploaders := max(1, min(r.transfers/2, 4)) // packs in memory: uploaders + 1
 	pk := &packer{
 		free: make(chan *packBuf, uploaders+1),
 		out:  make(chan *packBuf),

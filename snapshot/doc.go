@@ -197,8 +197,9 @@
 // for any of GOMAXPROCS workers, so one large file uses every core — with
 // pread into per-worker buffers; each block is hashed, looked up, and only
 // if the store lacks it compressed, sealed and appended to the pack being
-// filled. Up to three packs upload while the next fills (at most four
-// packs in memory), each followed by its index. Then the stat cache is
+// filled. Options.Transfers/2 packs (2 by default, at most 4) upload
+// while the next fills, each followed by its index; memory is about
+// (uploads + 1) × 17 MiB plus 3 MiB per worker, whatever the volume size. Then the stat cache is
 // written, and last the manifest, with PutIfAbsent.
 //
 // # Stat cache
