@@ -190,10 +190,10 @@
 // it is not opened — when its size, mtime, ctime and inode equal those
 // recorded either in the stat cache (if the cache belongs to the parent
 // snapshot) or else in the parent manifest, and its mtime and ctime lie
-// more than 2 s before the moment those were recorded (the start of the
-// Create that wrote them): a file changed within the timestamp granularity
-// of that moment may change again without its timestamps moving, so it is
-// read again. Other files are read block by block — every block is a job
+// more than 100 ms (2 s for timestamps without a sub-second part) before
+// the moment those were recorded (the start of the Create that wrote
+// them): a file changed within the timestamp granularity of that moment
+// may change again without its timestamps moving, so it is read again. Other files are read block by block — every block is a job
 // for any of GOMAXPROCS workers, so one large file uses every core — with
 // pread into per-worker buffers; each block is hashed, looked up, and only
 // if the store lacks it compressed, sealed and appended to the pack being
@@ -214,7 +214,7 @@
 // ('c' or 'r') ‖ varint T ‖ uvarint count ‖ count × (str path ‖ uvarint
 // size ‖ varint mtime ‖ varint ctime ‖ uvarint inode) ‖ BLAKE3-256 of all
 // before. A missing or damaged cache only costs re-reading. For a cache
-// written by Restore only the mtime must predate T by 2 s: Restore owned
+// written by Restore only the mtime must be that old: Restore owned
 // the staging directory until it took the stats, and it set every mtime to
 // the recorded value, so any later write moves it.
 //

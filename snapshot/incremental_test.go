@@ -166,3 +166,28 @@ func TestChangedFileWithRestoredMtime(t *testing.T) {
 		t.Errorf("restored %q, want the rewritten content", b)
 	}
 }
+
+func TestNotRacy(t *testing.T) {
+	taken := time.Date(2026, 8, 1, 12, 0, 0, 0, time.UTC).UnixNano()
+	fine := func(d time.Duration) int64 { return taken - int64(d) + 123 } // sub-second part
+	coarse := func(d time.Duration) int64 { return taken - int64(d) }     // whole seconds
+	for _, tc := range []struct {
+		name         string
+		mtime, ctime int64
+		checkCtime   bool
+		want         bool
+	}{
+		{"old", fine(time.Hour), fine(time.Hour), true, true},
+		{"mtime in window", fine(50 * time.Millisecond), fine(time.Hour), true, false},
+		{"ctime in window", fine(time.Hour), fine(50 * time.Millisecond), true, false},
+		{"ctime in window, restore cache", fine(time.Hour), fine(50 * time.Millisecond), false, true},
+		{"after taken", fine(-time.Second), fine(-time.Second), true, false},
+		{"just outside", fine(150 * time.Millisecond), fine(150 * time.Millisecond), true, true},
+		{"coarse fs, 1 s old", coarse(time.Second), coarse(time.Second), true, false},
+		{"coarse fs, 3 s old", coarse(3 * time.Second), coarse(3 * time.Second), true, true},
+	} {
+		if got := notRacy(statEntry{Mtime: tc.mtime, Ctime: tc.ctime}, taken, tc.checkCtime, defaultRacyWindow); got != tc.want {
+			t.Errorf("%s: notRacy = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

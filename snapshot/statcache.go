@@ -21,11 +21,16 @@ import (
 // restores; Create reads it to skip unchanged files without trusting the
 // inode and ctime recorded by another host.
 
-// defaultRacyWindow: a file whose timestamps fall this close to (or after) the
-// moment it was observed may change again without its timestamps
-// changing, so it is re-read. It covers coarse kernel clocks, 2-second
-// filesystems and small clock steps.
-const defaultRacyWindow = 2 * time.Second
+// defaultRacyWindow: a file whose timestamps fall this close to (or after)
+// the moment it was observed may change again without its timestamps
+// changing, so it is re-read. Linux stamps files from a coarse clock (one
+// tick, at most 10 ms); the window is ten ticks. Timestamps without a
+// sub-second part come from a filesystem with (up to) 2-second
+// granularity and get coarseRacyWindow.
+const (
+	defaultRacyWindow = 100 * time.Millisecond
+	coarseRacyWindow  = 2 * time.Second
+)
 
 const (
 	sourceCreate  = 'c'
@@ -69,6 +74,9 @@ func (c *statCache) unchanged(path string, now statEntry, window time.Duration) 
 // happened since. Restore owns its staging directory until it took its
 // stats, so there only mtime (which it set to an old value) must be old.
 func notRacy(e statEntry, taken int64, checkCtime bool, window time.Duration) bool {
+	if e.Mtime%1e9 == 0 && (!checkCtime || e.Ctime%1e9 == 0) {
+		window = max(window, coarseRacyWindow)
+	}
 	limit := taken - int64(window)
 	return e.Mtime < limit && (!checkCtime || e.Ctime < limit)
 }
