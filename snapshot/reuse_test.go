@@ -78,3 +78,48 @@ func TestRestoreOntoPrevious(t *testing.T) {
 		})
 	}
 }
+
+// A host that restored snapshot S and then snapshots with parent S does
+// not read unchanged files again, although the manifest's inodes and
+// ctimes are the other host's: the stat cache written by Restore vouches
+// for them.
+func TestCreateAfterRestoreReadsNothing(t *testing.T) {
+	ctx := context.Background()
+	r, fs := newTestRepo(t, nil)
+	base := t.TempDir()
+	src := filepath.Join(base, "host-a")
+	makeTree(t, src)
+	m1, err := r.Create(ctx, "v", src, CreateOptions{Host: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(base, "host-b", "data")
+	cache := filepath.Join(base, "host-b", "statcache")
+	if err := r.Restore(ctx, "v", m1.ID, dst, RestoreOptions{StatCache: cache}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	os.WriteFile(filepath.Join(dst, "small.txt"), []byte("changed on host b\n"), 0o640)
+
+	fs.resetCounts()
+	m2, err := r.Create(ctx, "v", dst, CreateOptions{Parent: m1.ID, Host: "b", StatCache: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.Stats.FilesRead != 1 {
+		t.Errorf("read %d files; only the one changed on host b should be read", m2.Stats.FilesRead)
+	}
+	// Without the cache every file must be read: inodes differ.
+	m3, err := r.Create(ctx, "v", dst, CreateOptions{Parent: m1.ID, Host: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m3.Stats.FilesRead != m3.Stats.Files {
+		t.Errorf("without the stat cache read %d of %d files", m3.Stats.FilesRead, m3.Stats.Files)
+	}
+	out := filepath.Join(base, "check")
+	if err := r.Restore(ctx, "v", m2.ID, out, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, scanTree(t, dst), scanTree(t, out))
+}
