@@ -1,0 +1,110 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+func TestListAndProgress(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newTestRepo(t, testKey)
+	src := filepath.Join(t.TempDir(), "src")
+	writeFile(t, filepath.Join(src, "a"), dbLike(3<<20, 1), 0o600)
+
+	var mu sync.Mutex
+	var last Progress
+	m1, err := r.Create(ctx, "v", src, CreateOptions{Host: "h1", Generation: 1, Progress: func(p Progress) {
+		mu.Lock()
+		last = p
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last.Phase != "finish" || last.Bytes != 3<<20 || last.BytesDone != 3<<20 || last.Transferred == 0 {
+		t.Errorf("final progress %+v", last)
+	}
+	m2, err := r.Create(ctx, "v", src, CreateOptions{Parent: m1.ID, Host: "h2", Generation: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Create(ctx, "other", src, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	infos, err := r.List(ctx, "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 2 || infos[0].ID != m1.ID || infos[1].ID != m2.ID || infos[1].Parent != m1.ID ||
+		infos[1].Host != "h2" || infos[1].Generation != 2 || infos[0].Stats.Bytes != 3<<20 {
+		t.Errorf("List = %+v", infos)
+	}
+	if infos, err := r.List(ctx, "none"); err != nil || len(infos) != 0 {
+		t.Errorf("List of a volume without snapshots = %v, %v", infos, err)
+	}
+}
+
+func TestInvalidArguments(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newTestRepo(t, nil)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	writeFile(t, filepath.Join(src, "a"), []byte("a"), 0o600)
+	for name, err := range map[string]error{
+		"bad volume": func() error { _, err := r.Create(ctx, "../x", src, CreateOptions{}); return err }(),
+		"bad parent": func() error { _, err := r.Create(ctx, "v", src, CreateOptions{Parent: "latest"}); return err }(),
+		"cache inside": func() error {
+			_, err := r.Create(ctx, "v", src, CreateOptions{StatCache: filepath.Join(src, "c")})
+			return err
+		}(),
+		"bad id":             r.Restore(ctx, "v", "../../etc", filepath.Join(dir, "d"), RestoreOptions{}),
+		"restore cache in":   r.Restore(ctx, "v", "20260101T000000Z-0000000000000000", src, RestoreOptions{StatCache: filepath.Join(src, "x")}),
+		"load bad volume":    func() error { _, err := r.Load(ctx, "a/b", "20260101T000000Z-0000000000000000"); return err }(),
+		"verify bad id":      r.Verify(ctx, "v", "x"),
+		"restore onto file":  r.Restore(ctx, "v", mustCreate(t, r, src), filepath.Join(src, "a"), RestoreOptions{}),
+		"list bad volume":    func() error { _, err := r.List(ctx, ""); return err }(),
+		"missing parent dir": func() error { _, err := r.Create(ctx, "v", filepath.Join(dir, "nope"), CreateOptions{}); return err }(),
+	} {
+		if err == nil {
+			t.Errorf("%s: no error", name)
+		} else if name != "missing parent dir" && !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
+	}
+	if _, err := r.Load(ctx, "v", "20260101T000000Z-0000000000000000"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Load of an absent snapshot: %v", err)
+	}
+	if _, err := r.Create(ctx, "v", src, CreateOptions{Parent: "20260101T000000Z-0000000000000000"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Create with an absent parent: %v", err)
+	}
+}
+
+func mustCreate(t *testing.T, r *Repo, src string) string {
+	m, err := r.Create(context.Background(), "v", src, CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.ID
+}
+
+func TestParseKey(t *testing.T) {
+	raw := testKey
+	for name, in := range map[string][]byte{
+		"raw":    raw,
+		"hex":    []byte("4242424242424242424242424242424242424242424242424242424242424242\n"),
+		"base64": []byte("QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=\n"),
+	} {
+		k, err := ParseKey(in)
+		if err != nil || string(k) != string(raw) {
+			t.Errorf("%s: %x, %v", name, k, err)
+		}
+	}
+	for _, bad := range []string{"", "short", "42424242", string(make([]byte, 31))} {
+		if _, err := ParseKey([]byte(bad)); !errors.Is(err, ErrBadKey) {
+			t.Errorf("ParseKey(%q) = %v", bad, err)
+		}
+	}
+}

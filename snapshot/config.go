@@ -1,0 +1,254 @@
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/portvol/portvol/transfer"
+)
+
+// FormatVersion is the version of the on-store format this package writes.
+const FormatVersion = 1
+
+const (
+	formatName         = "portvol-snapshot-store"
+	defaultBlockSize   = 1 << 20
+	minBlockSize       = 64 << 10
+	maxBlockSize       = 8 << 20
+	defaultPackSize    = 16 << 20
+	maxConfigSize      = 4 << 10
+	encryptionNone     = "none"
+	encryptionAES256GC = "aes-256-gcm"
+)
+
+// storeConfig is the JSON object at key "config" (doc.go).
+type storeConfig struct {
+	Format      string `json:"format"`
+	Version     int    `json:"version"`
+	StoreID     string `json:"store_id"`
+	Chunking    string `json:"chunking"`
+	BlockSize   int    `json:"block_size"`
+	Compression string `json:"compression"`
+	Encryption  string `json:"encryption"`
+	KeyCheck    string `json:"key_check,omitempty"`
+}
+
+func (c *storeConfig) validate() error {
+	if c.Format != formatName {
+		return fmt.Errorf("object %q is not a portvol snapshot store config: %w", configKey, ErrCorrupt)
+	}
+	if c.Version > FormatVersion {
+		return fmt.Errorf("store format version %d (this portvol reads up to %d): %w", c.Version, FormatVersion, ErrUnsupportedVersion)
+	}
+	if c.Version < 1 {
+		return fmt.Errorf("store config %q: version %d: %w", configKey, c.Version, ErrCorrupt)
+	}
+	id, err := hex.DecodeString(c.StoreID)
+	if err != nil || len(id) != 16 {
+		return fmt.Errorf("store config %q: bad store_id: %w", configKey, ErrCorrupt)
+	}
+	if c.Chunking != "fixed" || c.BlockSize < minBlockSize || c.BlockSize > maxBlockSize || c.BlockSize&(c.BlockSize-1) != 0 {
+		return fmt.Errorf("store config %q: unsupported chunking %q with block size %d: %w", configKey, c.Chunking, c.BlockSize, ErrCorrupt)
+	}
+	if c.Compression != "zstd" {
+		return fmt.Errorf("store config %q: unsupported compression %q: %w", configKey, c.Compression, ErrCorrupt)
+	}
+	switch c.Encryption {
+	case encryptionNone:
+		if c.KeyCheck != "" {
+			return fmt.Errorf("store config %q: key_check without encryption: %w", configKey, ErrCorrupt)
+		}
+	case encryptionAES256GC:
+		if k, err := hex.DecodeString(c.KeyCheck); err != nil || len(k) != 32 {
+			return fmt.Errorf("store config %q: bad key_check: %w", configKey, ErrCorrupt)
+		}
+	default:
+		return fmt.Errorf("store config %q: unsupported encryption %q: %w", configKey, c.Encryption, ErrCorrupt)
+	}
+	return nil
+}
+
+func parseConfig(data []byte) (*storeConfig, error) {
+	if len(data) > maxConfigSize {
+		return nil, fmt.Errorf("store config %q is %d bytes: %w", configKey, len(data), ErrCorrupt)
+	}
+	var c storeConfig
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		// A newer version may add fields; say so rather than "corrupt".
+		var probe struct {
+			Version int `json:"version"`
+		}
+		if json.Unmarshal(data, &probe) == nil && probe.Version > FormatVersion {
+			return nil, fmt.Errorf("store format version %d (this portvol reads up to %d): %w", probe.Version, FormatVersion, ErrUnsupportedVersion)
+		}
+		return nil, fmt.Errorf("store config %q: %w", configKey, errors.Join(ErrCorrupt, err))
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *storeConfig) storeID() []byte {
+	id, _ := hex.DecodeString(c.StoreID)
+	return id
+}
+
+// InitOptions configures a new store.
+type InitOptions struct {
+	// Key is the 32-byte master key; nil creates an unencrypted store.
+	Key []byte
+	// BlockSize is the chunk size, a power of two from 64 KiB to 8 MiB;
+	// 0 means 1 MiB.
+	BlockSize int
+}
+
+// Init writes the store configuration if the store has none. On a store
+// that is already initialized it succeeds if the existing configuration
+// agrees with opts (same encryption, same key, same block size if one was
+// given) and fails with ErrConfigMismatch, ErrWrongKey or ErrKeyRequired
+// otherwise. Concurrent Inits are safe: exactly one configuration wins.
+func Init(ctx context.Context, store transfer.ObjectStore, opts InitOptions) error {
+	bs := opts.BlockSize
+	if bs == 0 {
+		bs = defaultBlockSize
+	}
+	if bs < minBlockSize || bs > maxBlockSize || bs&(bs-1) != 0 {
+		return fmt.Errorf("block size %d: must be a power of two from %d to %d: %w", bs, minBlockSize, maxBlockSize, ErrInvalid)
+	}
+	if opts.Key != nil && len(opts.Key) != KeySize {
+		return ErrBadKey
+	}
+	sid := make([]byte, 16)
+	if _, err := rand.Read(sid); err != nil {
+		return err
+	}
+	cfg := storeConfig{
+		Format: formatName, Version: FormatVersion, StoreID: hex.EncodeToString(sid),
+		Chunking: "fixed", BlockSize: bs, Compression: "zstd", Encryption: encryptionNone,
+	}
+	if opts.Key != nil {
+		_, _, check := deriveKeys(opts.Key, sid)
+		cfg.Encryption = encryptionAES256GC
+		cfg.KeyCheck = hex.EncodeToString(check)
+	}
+	data, err := json.MarshalIndent(&cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	data = append(data, '\n')
+	_, err = store.PutIfAbsent(ctx, configKey, data)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, transfer.ErrPrecondition) {
+		return fmt.Errorf("writing store config: %w", err)
+	}
+	// Someone initialized the store: accept it if it agrees.
+	existing, err := loadConfig(ctx, store)
+	if err != nil {
+		return err
+	}
+	if opts.BlockSize != 0 && existing.BlockSize != opts.BlockSize {
+		return fmt.Errorf("store has block size %d, not %d: %w", existing.BlockSize, opts.BlockSize, ErrConfigMismatch)
+	}
+	_, err = newRepoCryptor(existing, opts.Key)
+	return err
+}
+
+func loadConfig(ctx context.Context, store transfer.ObjectStore) (*storeConfig, error) {
+	data, _, err := store.Load(ctx, configKey)
+	if errors.Is(err, transfer.ErrNotExist) {
+		return nil, ErrNotInitialized
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading store config: %w", err)
+	}
+	return parseConfig(data)
+}
+
+func newRepoCryptor(cfg *storeConfig, key []byte) (*cryptor, error) {
+	switch {
+	case cfg.Encryption == encryptionNone && key != nil:
+		return nil, ErrNotEncrypted
+	case cfg.Encryption == encryptionNone:
+		return &cryptor{}, nil
+	case key == nil:
+		return nil, ErrKeyRequired
+	}
+	check, _ := hex.DecodeString(cfg.KeyCheck)
+	return newCryptor(key, cfg.storeID(), check)
+}
+
+// Options configures a Repo. Zero values mean defaults.
+type Options struct {
+	// Key is the 32-byte master key of an encrypted store (see ParseKey);
+	// nil for an unencrypted store.
+	Key []byte
+	// Workers is the number of goroutines that hash, compress and
+	// encrypt; 0 means GOMAXPROCS.
+	Workers int
+	// Transfers is the number of store requests in flight; 0 means 4.
+	// Create uploads Transfers/2 packs at a time (at most 4), each held
+	// in memory (~17 MiB).
+	Transfers int
+}
+
+// Repo reads and writes snapshots in one store. It is safe for
+// concurrent use; concurrent Creates of the same volume are the caller's
+// to prevent (the lease does).
+type Repo struct {
+	store     transfer.ObjectStore
+	cfg       *storeConfig
+	crypt     *cryptor
+	workers   int
+	transfers int
+	blockSize int
+	packSize  int // target pack size; tests lower it
+
+	racyWindow time.Duration // see defaultRacyWindow; tests lower it
+}
+
+// Open reads the store configuration and checks the key against it.
+// Errors: ErrNotInitialized, ErrKeyRequired, ErrWrongKey, ErrNotEncrypted,
+// ErrBadKey, ErrUnsupportedVersion, ErrCorrupt, or the store's error.
+func Open(ctx context.Context, store transfer.ObjectStore, opts Options) (*Repo, error) {
+	if opts.Key != nil && len(opts.Key) != KeySize {
+		return nil, ErrBadKey
+	}
+	cfg, err := loadConfig(ctx, store)
+	if err != nil {
+		return nil, err
+	}
+	c, err := newRepoCryptor(cfg, opts.Key)
+	if err != nil {
+		return nil, err
+	}
+	r := &Repo{
+		store: store, cfg: cfg, crypt: c,
+		workers: opts.Workers, transfers: opts.Transfers,
+		blockSize: cfg.BlockSize, packSize: defaultPackSize, racyWindow: defaultRacyWindow,
+	}
+	if r.workers <= 0 {
+		r.workers = runtime.GOMAXPROCS(0)
+	}
+	if r.transfers <= 0 {
+		r.transfers = 4
+	}
+	return r, nil
+}
+
+// Encrypted reports whether the store encrypts its contents.
+func (r *Repo) Encrypted() bool { return r.crypt.encrypted() }
+
+// BlockSize returns the store's chunk size.
+func (r *Repo) BlockSize() int { return r.blockSize }

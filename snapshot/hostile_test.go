@@ -1,0 +1,146 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// validManifest is a small well-formed manifest to mutate.
+func validManifest() *Manifest {
+	bs := defaultBlockSize
+	return &Manifest{
+		Info: Info{
+			ID: "20260801T120000Z-0123456789abcdef", Volume: "pg", Host: "host-a", Generation: 7,
+			Started: time.Unix(1785585600, 0), Finished: time.Unix(1785585601, 500), BlockSize: bs,
+			Stats: Stats{Files: 2, Dirs: 2, Symlinks: 1, Hardlinks: 1, Bytes: uint64(bs) + 10, DataBytes: uint64(bs) + 10},
+		},
+		Packs: []ID{{1, 2, 3}},
+		Chunks: []Chunk{
+			{ID: ID{0xaa}, Pack: 0, Offset: 0, Length: 500, RawLength: uint32(bs), Compressed: true},
+			{ID: ID{0xbb}, Pack: 0, Offset: 500, Length: 10, RawLength: 10},
+		},
+		Nodes: []Node{
+			{Parent: -1, Type: TypeDir, Mode: 0o700, UID: 70, GID: 70, Mtime: 1e18},
+			{Parent: 0, Name: "base", Type: TypeDir, Mode: 0o755, Mtime: 1e18 + 1},
+			{Parent: 1, Name: "table", Type: TypeFile, Mode: 0o600, UID: 70, GID: 70, Mtime: 1e18 + 2, Ctime: 5, Inode: 42,
+				Size: uint64(bs) + 10, Blocks: []BlockRef{{0, 0}, {1, 1}}, Xattrs: []Xattr{{"user.a", []byte("b")}}},
+			{Parent: 0, Name: "sparse", Type: TypeFile, Mode: 0o644, Size: 100 << 20},
+			{Parent: 0, Name: "ln", Type: TypeSymlink, Target: "base/table", Mode: 0o777},
+			{Parent: 1, Name: "again", Type: TypeHardlink, Link: 2},
+			{Parent: 0, Name: "pipe", Type: TypeFIFO, Mode: 0o600},
+		},
+	}
+}
+
+// Manifests that would make Restore write outside the target, through a
+// symlink, or allocate without bound are rejected when decoded.
+func TestHostileManifests(t *testing.T) {
+	key := "volumes/pg/snapshots/20260801T120000Z-0123456789abcdef"
+	cases := map[string]func(m *Manifest){
+		"dotdot name":            func(m *Manifest) { m.Nodes[1].Name = ".." },
+		"dot name":               func(m *Manifest) { m.Nodes[1].Name = "." },
+		"slash in name":          func(m *Manifest) { m.Nodes[3].Name = "../../etc/passwd" },
+		"absolute name":          func(m *Manifest) { m.Nodes[3].Name = "/etc/passwd" },
+		"empty name":             func(m *Manifest) { m.Nodes[3].Name = "" },
+		"NUL in name":            func(m *Manifest) { m.Nodes[3].Name = "a\x00b" },
+		"duplicate name":         func(m *Manifest) { m.Nodes[3].Name = "ln" },
+		"parent is a file":       func(m *Manifest) { m.Nodes[6].Parent = 3 },
+		"path through symlink":   func(m *Manifest) { m.Nodes[6].Parent = 4 },
+		"parent after child":     func(m *Manifest) { m.Nodes[1].Parent = 5 },
+		"parent is itself":       func(m *Manifest) { m.Nodes[1].Parent = 1 },
+		"root not a directory":   func(m *Manifest) { m.Nodes[0].Type = TypeFile },
+		"hardlink to directory":  func(m *Manifest) { m.Nodes[5].Link = 1 },
+		"hardlink forward":       func(m *Manifest) { m.Nodes[5].Link = 6 },
+		"hardlink to symlink":    func(m *Manifest) { m.Nodes[5].Link = 4 },
+		"block past end of file": func(m *Manifest) { m.Nodes[2].Blocks[1].Index = 2 },
+		"block order": func(m *Manifest) {
+			m.Nodes[2].Blocks[0], m.Nodes[2].Blocks[1] = m.Nodes[2].Blocks[1], m.Nodes[2].Blocks[0]
+		},
+		"chunk out of range":    func(m *Manifest) { m.Nodes[2].Blocks[1].Chunk = 9 },
+		"chunk of wrong length": func(m *Manifest) { m.Chunks[1].RawLength = 11 },
+		"chunk longer than block": func(m *Manifest) {
+			m.Chunks[0].RawLength = uint32(m.BlockSize) + 1
+		},
+		"pack out of range":    func(m *Manifest) { m.Chunks[1].Pack = 1 },
+		"duplicate chunk id":   func(m *Manifest) { m.Chunks[1].ID = m.Chunks[0].ID },
+		"chunk beyond packs":   func(m *Manifest) { m.Chunks[1].Offset = maxPackObject },
+		"huge file":            func(m *Manifest) { m.Nodes[3].Size = 1 << 62 },
+		"mode bits":            func(m *Manifest) { m.Nodes[3].Mode = 0o170777 },
+		"empty symlink":        func(m *Manifest) { m.Nodes[4].Target = "" },
+		"unknown type":         func(m *Manifest) { m.Nodes[6].Type = 99 },
+		"empty xattr name":     func(m *Manifest) { m.Nodes[2].Xattrs[0].Name = "" },
+		"bad id":               func(m *Manifest) { m.ID = "../../x" },
+		"bad volume":           func(m *Manifest) { m.Volume = "../x" },
+		"tiny block size":      func(m *Manifest) { m.BlockSize = 4096 },
+		"no root":              func(m *Manifest) { m.Nodes = nil },
+		"root not first":       func(m *Manifest) { m.Nodes[0].Type = TypeSymlink; m.Nodes[0].Target = "/" },
+		"huge block gap index": func(m *Manifest) { m.Nodes[3].Blocks = []BlockRef{{Index: 1 << 40, Chunk: 1}} },
+	}
+	c := &cryptor{}
+	// The unmodified manifest decodes: the cases fail for their reason.
+	data, err := encodeManifest(validManifest(), key, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decodeManifest(data, key, c); err != nil {
+		t.Fatalf("valid manifest: %v", err)
+	}
+	for name, mutate := range cases {
+		t.Run(name, func(t *testing.T) {
+			m := validManifest()
+			mutate(m)
+			data, err := encodeManifest(m, key, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := decodeManifest(data, key, c); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("decoded without ErrCorrupt: %v", err)
+			}
+		})
+	}
+}
+
+// Counts that lie about the size of what follows do not allocate.
+func TestManifestCountsCannotAllocate(t *testing.T) {
+	m := validManifest()
+	var e enc
+	e.uvarint(0)         // packs
+	e.uvarint(maxChunks) // chunk count, with no chunks following
+	d := dec{b: e.b}
+	decodeBody(&d, m)
+	if !errors.Is(d.err, ErrCorrupt) || len(m.Chunks) > 0 {
+		t.Errorf("lying chunk count: %v, %d chunks", d.err, len(m.Chunks))
+	}
+}
+
+// Restore of a hostile manifest fails before writing anything, and
+// nothing appears outside the target.
+func TestRestoreRejectsHostileManifest(t *testing.T) {
+	ctx := context.Background()
+	r, fs := newTestRepo(t, nil)
+	base := t.TempDir()
+	m := validManifest()
+	m.Volume = "v"
+	m.Nodes[3].Name = "../escaped"
+	m.Nodes[3].Size = 10
+	key := manifestKey("v", m.ID)
+	data, _ := encodeManifest(m, key, r.crypt)
+	if _, err := fs.PutIfAbsent(ctx, key, data); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(base, "state", "data")
+	err := r.Restore(ctx, "v", m.ID, dst, RestoreOptions{})
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Restore: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(base, "state", "escaped")); err == nil {
+		t.Error("hostile manifest wrote outside the target")
+	}
+	if _, err := os.Lstat(dst); err == nil {
+		t.Error("target created despite the error")
+	}
+}

@@ -1,0 +1,80 @@
+package snapshot
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// ID is a 32-byte content identifier (a chunk or a pack).
+type ID [32]byte
+
+// String returns the lower-case hex form.
+func (id ID) String() string { return hex.EncodeToString(id[:]) }
+
+func parseID(s string) (ID, error) {
+	var id ID
+	if len(s) != 64 {
+		return id, fmt.Errorf("%q is not a 64-digit hex id: %w", s, ErrInvalid)
+	}
+	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
+		return id, fmt.Errorf("%q is not a 64-digit hex id: %w", s, ErrInvalid)
+	}
+	return id, nil
+}
+
+var (
+	volumeRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+	snapshotRE = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{16}$`)
+)
+
+// ValidVolume reports whether name is a valid volume name
+// (^[A-Za-z0-9][A-Za-z0-9_.-]*$, at most 128 characters).
+func ValidVolume(name string) bool { return volumeRE.MatchString(name) }
+
+// ValidSnapshotID reports whether id has the form of a snapshot ID
+// (20060102T150405Z-0123456789abcdef).
+func ValidSnapshotID(id string) bool { return snapshotRE.MatchString(id) }
+
+func checkVolume(name string) error {
+	if !ValidVolume(name) {
+		return fmt.Errorf("volume name %q: must match ^[A-Za-z0-9][A-Za-z0-9_.-]*$ and be at most 128 characters: %w", name, ErrInvalid)
+	}
+	return nil
+}
+
+func checkSnapshotID(id string) error {
+	if !ValidSnapshotID(id) {
+		return fmt.Errorf("snapshot id %q: not of the form 20060102T150405Z-0123456789abcdef: %w", id, ErrInvalid)
+	}
+	return nil
+}
+
+// newSnapshotID returns a time-ordered, random snapshot ID.
+func newSnapshotID(t time.Time) string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// Store keys. See doc.go for the layout.
+const configKey = "config"
+
+func snapshotsPrefix(volume string) string { return "volumes/" + volume + "/snapshots/" }
+
+func manifestKey(volume, id string) string { return snapshotsPrefix(volume) + id }
+
+func packKey(id ID) string { s := id.String(); return "packs/" + s[:2] + "/" + s }
+
+// indexPrefix holds the pack indexes written by Create runs whose parent
+// is parent ("" for a first snapshot).
+func indexPrefix(volume, parent string) string {
+	if parent == "" {
+		parent = "initial"
+	}
+	return "volumes/" + volume + "/index/" + parent + "/"
+}

@@ -1,0 +1,137 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/portvol/portvol/transfer"
+)
+
+// packIndex lists the chunks of one pack. Create writes one per pack
+// under indexPrefix(volume, parent), after the pack itself, so that a run
+// interrupted before its manifest was written leaves behind packs that the
+// next run with the same parent can reuse (doc.go, "Pack indexes").
+type packIndex struct {
+	Pack   ID
+	Size   uint64 // pack object size
+	Chunks []Chunk
+}
+
+var indexMagic = []byte("PVSI")
+
+const maxIndexSize = 4 << 20
+
+func indexAD(key string) []byte {
+	return append(append(append([]byte{}, indexMagic...), FormatVersion), key...)
+}
+
+func encodeIndex(ix *packIndex, key string, c *cryptor) []byte {
+	var e enc
+	e.fixed(ix.Pack[:])
+	e.uvarint(ix.Size)
+	e.uvarint(uint64(len(ix.Chunks)))
+	for _, ch := range ix.Chunks {
+		e.fixed(ch.ID[:])
+		e.uvarints(uint64(ch.Offset), uint64(ch.Length), uint64(ch.RawLength))
+		var flags byte
+		if ch.Compressed {
+			flags = 1
+		}
+		e.u8(flags)
+	}
+	out := append(append([]byte{}, indexMagic...), FormatVersion)
+	return c.seal(out, e.b, indexAD(key))
+}
+
+func decodeIndex(data []byte, key string, c *cryptor, blockSize int) (*packIndex, error) {
+	if len(data) < 5 || string(data[:4]) != string(indexMagic) {
+		return nil, fmt.Errorf("not a pack index: %w", ErrCorrupt)
+	}
+	if data[4] != FormatVersion {
+		return nil, fmt.Errorf("pack index version %d: %w", data[4], ErrUnsupportedVersion)
+	}
+	plain, err := c.open(nil, data[5:], indexAD(key))
+	if err != nil {
+		return nil, err
+	}
+	return decodeIndexBody(plain, blockSize)
+}
+
+func decodeIndexBody(plain []byte, blockSize int) (*packIndex, error) {
+	d := dec{b: plain}
+	ix := &packIndex{}
+	copy(ix.Pack[:], d.fixed(32))
+	ix.Size = d.upTo(maxPackObject, "pack size")
+	n := d.count(maxIndexSize/37, 37, "chunk count")
+	ix.Chunks = make([]Chunk, n)
+	for i := range ix.Chunks {
+		ch := &ix.Chunks[i]
+		copy(ch.ID[:], d.fixed(32))
+		ch.Offset = uint32(d.upTo(maxPackObject, "offset"))
+		ch.Length = uint32(d.upTo(uint64(blockSize+sealOverhead), "length"))
+		ch.RawLength = uint32(d.upTo(uint64(blockSize), "raw length"))
+		flags := d.u8()
+		ch.Compressed = flags == 1
+		if d.err == nil && (flags > 1 || ch.Length == 0 || ch.RawLength == 0 || uint64(ch.Offset)+uint64(ch.Length) > ix.Size) {
+			d.fail("chunk %d: bad entry", i)
+		}
+	}
+	if err := d.done("pack index"); err != nil {
+		return nil, err
+	}
+	return ix, nil
+}
+
+// loadIndexes reads the pack indexes left under prefix by earlier runs and
+// calls fn for each. Unreadable indexes are skipped: they only cost
+// deduplication, never correctness, since a chunk found nowhere is
+// uploaded again.
+func (r *Repo) loadIndexes(ctx context.Context, prefix string, skip map[ID]bool, fn func(*packIndex)) error {
+	var keys []string
+	var ids []ID
+	err := r.store.List(ctx, prefix, func(oi transfer.ObjectInfo) error {
+		id, err := parseID(strings.TrimPrefix(oi.Key, prefix))
+		if err == nil && !skip[id] && oi.Size <= maxIndexSize {
+			keys, ids = append(keys, oi.Key), append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listing pack indexes %q: %w", prefix, err)
+	}
+	for i, k := range keys {
+		data, err := r.readSmall(ctx, k, maxIndexSize)
+		if errors.Is(err, ErrCorrupt) || errors.Is(err, transfer.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		ix, err := decodeIndex(data, k, r.crypt, r.blockSize)
+		if err != nil || ix.Pack != ids[i] {
+			continue
+		}
+		fn(ix)
+	}
+	return nil
+}
+
+// readSmall reads a whole object of at most limit bytes.
+func (r *Repo) readSmall(ctx context.Context, key string, limit int64) ([]byte, error) {
+	rc, err := r.store.Get(ctx, key, 0, limit+1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %q: %w", key, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("object %q exceeds %d bytes: %w", key, limit, ErrCorrupt)
+	}
+	return data, nil
+}

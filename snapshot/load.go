@@ -1,0 +1,104 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/portvol/portvol/transfer"
+)
+
+// Load reads and verifies the manifest of snapshot id of volume. A
+// snapshot that does not exist gives ErrNotFound; a damaged or hostile
+// manifest gives ErrCorrupt naming the object.
+func (r *Repo) Load(ctx context.Context, volume, id string) (*Manifest, error) {
+	if err := checkVolume(volume); err != nil {
+		return nil, err
+	}
+	if err := checkSnapshotID(id); err != nil {
+		return nil, err
+	}
+	key := manifestKey(volume, id)
+	data, err := r.readSmall(ctx, key, maxManifestSize)
+	if errors.Is(err, transfer.ErrNotExist) {
+		return nil, fmt.Errorf("volume %q: snapshot %s: %w", volume, id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("volume %q: reading manifest %s: %w", volume, key, err)
+	}
+	m, err := decodeManifest(data, key, r.crypt)
+	if err != nil {
+		return nil, fmt.Errorf("volume %q: manifest %s: %w", volume, key, err)
+	}
+	if m.ID != id || m.Volume != volume || m.BlockSize != r.blockSize {
+		return nil, fmt.Errorf("volume %q: manifest %s describes %s of volume %q: %w", volume, key, m.ID, m.Volume, ErrCorrupt)
+	}
+	return m, nil
+}
+
+// List returns the snapshots of volume, oldest first, reading only each
+// manifest's header.
+func (r *Repo) List(ctx context.Context, volume string) ([]Info, error) {
+	if err := checkVolume(volume); err != nil {
+		return nil, err
+	}
+	prefix := snapshotsPrefix(volume)
+	var ids []string
+	err := r.store.List(ctx, prefix, func(oi transfer.ObjectInfo) error {
+		if id := strings.TrimPrefix(oi.Key, prefix); ValidSnapshotID(id) {
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("volume %q: listing snapshots: %w", volume, err)
+	}
+	infos := make([]Info, len(ids))
+	errs := make([]error, len(ids))
+	sem := make(chan struct{}, r.transfers)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			infos[i], errs[i] = r.loadInfo(ctx, volume, id)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(infos, func(a, b Info) int {
+		if c := a.Started.Compare(b.Started); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return infos, nil
+}
+
+func (r *Repo) loadInfo(ctx context.Context, volume, id string) (Info, error) {
+	key := manifestKey(volume, id)
+	rc, err := r.store.Get(ctx, key, 0, manifestPrefixLen+maxHeaderSize)
+	if err != nil {
+		return Info{}, fmt.Errorf("volume %q: reading manifest %s: %w", volume, key, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, manifestPrefixLen+maxHeaderSize))
+	if err != nil {
+		return Info{}, fmt.Errorf("volume %q: reading manifest %s: %w", volume, key, err)
+	}
+	in, _, _, _, err := decodeManifestHeader(data, key, r.crypt)
+	if err != nil {
+		return Info{}, fmt.Errorf("volume %q: manifest %s: %w", volume, key, err)
+	}
+	if in.ID != id || in.Volume != volume {
+		return Info{}, fmt.Errorf("volume %q: manifest %s describes %s of volume %q: %w", volume, key, in.ID, in.Volume, ErrCorrupt)
+	}
+	return in, nil
+}

@@ -1,0 +1,101 @@
+package snapshot
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// group runs goroutines; the first error cancels the context of all.
+type group struct {
+	wg     sync.WaitGroup
+	cancel context.CancelCauseFunc
+	ctx    context.Context
+}
+
+func newGroup(ctx context.Context) (*group, context.Context) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	return &group{cancel: cancel, ctx: ctx}, ctx
+}
+
+func (g *group) Go(f func() error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := f(); err != nil {
+			g.cancel(err)
+		}
+	}()
+}
+
+// Wait waits for all goroutines and returns the first error, or the
+// reason the parent context ended.
+func (g *group) Wait() error {
+	g.wg.Wait()
+	err := context.Cause(g.ctx)
+	g.cancel(nil)
+	return err
+}
+
+// Progress reports how far a Create, Restore or Verify has come.
+type Progress struct {
+	Phase       string // Create: "scan", "upload"; Restore: "scan", "local", "download"; then "finish"
+	Files       uint64 // files to read (Create) or write (Restore)
+	Bytes       uint64 // bytes to read, or to write
+	BytesDone   uint64
+	Transferred uint64 // bytes sent to or received from the store
+	Reused      uint64 // bytes taken from the previous copy (Restore)
+}
+
+type progress struct {
+	phase                                       atomic.Value
+	files, bytes, done, transferred, reusedByte atomic.Uint64
+	fn                                          func(Progress)
+	stop                                        chan struct{}
+	stopped                                     chan struct{}
+}
+
+// startProgress calls fn from one goroutine every interval until stop.
+func startProgress(fn func(Progress), phase string) *progress {
+	p := &progress{fn: fn}
+	p.phase.Store(phase)
+	if fn == nil {
+		return p
+	}
+	p.stop, p.stopped = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(p.stopped)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				fn(p.snapshot())
+			case <-p.stop:
+				return
+			}
+		}
+	}()
+	return p
+}
+
+func (p *progress) snapshot() Progress {
+	return Progress{
+		Phase: p.phase.Load().(string), Files: p.files.Load(), Bytes: p.bytes.Load(),
+		BytesDone: p.done.Load(), Transferred: p.transferred.Load(), Reused: p.reusedByte.Load(),
+	}
+}
+
+func (p *progress) setPhase(s string) { p.phase.Store(s) }
+
+// finish stops the ticker and reports the final state once.
+func (p *progress) finish() {
+	if p.fn == nil {
+		return
+	}
+	close(p.stop)
+	<-p.stopped
+	p.setPhase("finish")
+	p.fn(p.snapshot())
+}
