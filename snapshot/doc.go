@@ -2,9 +2,10 @@
 // its on-store format (this file). It turns a volume's directory tree into
 // an immutable snapshot in an object store and back.
 //
-// It owns: everything under the store keys listed below except
-// volumes/<name>/volume.json and volumes/<name>/head.json; the local stat
-// cache file it is given. It must not know: which store it talks to
+// It owns: the store keys listed below (volumes/<name>/volume.json and
+// head.json belong to the catalog and lease packages; keeping snapshots out
+// of volumes/ lets a volume listing read two keys per volume); the local
+// stat cache file it is given. It must not know: which store it talks to
 // (it sees transfer.ObjectStore only), leases and the head record (the
 // caller publishes a snapshot by pointing head.json at it), Docker, flags
 // or the environment. It imports the transfer root package, zstd, BLAKE3
@@ -14,8 +15,8 @@
 //
 //	config                                   store configuration (JSON, plaintext)
 //	packs/<xx>/<pack-id>                     packed chunks (immutable)
-//	volumes/<name>/snapshots/<snapshot-id>   manifests (immutable, created with PutIfAbsent)
-//	volumes/<name>/index/<parent>/<pack-id>  pack indexes (immutable)
+//	snapshots/<name>/<snapshot-id>           manifests (immutable, created with PutIfAbsent)
+//	index/<name>/<parent>/<pack-id>          pack indexes (immutable)
 //
 // <pack-id> is the lower-case hex BLAKE3-256 of the pack object's bytes and
 // <xx> its first two digits. <snapshot-id> is the UTC start time and 64
@@ -115,7 +116,7 @@
 // # Pack indexes
 //
 // After each pack, Create stores its index under
-// volumes/<name>/index/<parent>/<pack-id>: "PVSI" ‖ version(1) ‖
+// index/<name>/<parent>/<pack-id>: "PVSI" ‖ version(1) ‖
 // seal(payload, ad = "PVSI" ‖ version ‖ key), payload = pack ID(32) ‖
 // uvarint pack size ‖ uvarint count ‖ count × (chunk ID(32) ‖ uvarint
 // offset ‖ uvarint length ‖ uvarint raw length ‖ flags byte, 1 =
@@ -129,7 +130,7 @@
 //
 // # Manifests
 //
-// volumes/<name>/snapshots/<id> is
+// snapshots/<name>/<id> is
 //
 //	"PVSM" ‖ version(1) ‖ le32 n ‖ seal(header, ad_h) [n bytes] ‖ seal(zstd(body), ad_b)
 //	ad_h = "PVSM" ‖ version ‖ "h" ‖ key

@@ -32,7 +32,7 @@ func TestInterruptedCreateThenRerun(t *testing.T) {
 	if infos, err := r.List(ctx, "v"); err != nil || len(infos) != 0 {
 		t.Fatalf("after an interrupted Create, List = %v, %v; want no snapshot", infos, err)
 	}
-	if keys := storeKeys(t, fs, "volumes/v/snapshots/"); len(keys) != 0 {
+	if keys := storeKeys(t, fs, "snapshots/v/"); len(keys) != 0 {
 		t.Fatalf("manifest objects after interruption: %v", keys)
 	}
 	var leftRaw uint64 // plaintext bytes in the packs the first run completed

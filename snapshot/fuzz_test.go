@@ -27,7 +27,7 @@ func seed(f *testing.F, names ...string) {
 // FuzzDecodeManifest: whole stored manifests, plain and encrypted.
 func FuzzDecodeManifest(f *testing.F) {
 	seed(f, "manifest-v1-plain.bin", "manifest-v1-encrypted.bin")
-	key := "volumes/pg/snapshots/20260801T120000Z-0123456789abcdef"
+	key := "snapshots/pg/20260801T120000Z-0123456789abcdef"
 	plain := &cryptor{}
 	enc, err := newCryptor(testKey, []byte{0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff}, nil)
 	if err != nil {
@@ -93,7 +93,7 @@ func FuzzManifestHeader(f *testing.F) {
 // FuzzDecodeIndex: pack indexes, whole and behind the seal.
 func FuzzDecodeIndex(f *testing.F) {
 	seed(f, "index-v1-plain.bin")
-	key := "volumes/pg/index/initial/" + ID{1, 2, 3}.String()
+	key := "index/pg/initial/" + ID{1, 2, 3}.String()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		decodeIndex(data, key, &cryptor{}, defaultBlockSize)
 		if len(data) > 5 {

@@ -66,7 +66,7 @@ func goldenCryptor(t *testing.T) *cryptor {
 func hexString(b []byte) string { return ID([32]byte(b)).String() }
 
 func TestGoldenManifest(t *testing.T) {
-	key := "volumes/pg/snapshots/20260801T120000Z-0123456789abcdef"
+	key := "snapshots/pg/20260801T120000Z-0123456789abcdef"
 	m := validManifest()
 	var head, body enc
 	encodeBody(&body, m)
@@ -99,7 +99,7 @@ func TestGoldenManifest(t *testing.T) {
 }
 
 func TestGoldenIndex(t *testing.T) {
-	key := "volumes/pg/index/initial/" + ID{1, 2, 3}.String()
+	key := "index/pg/initial/" + ID{1, 2, 3}.String()
 	ix := &packIndex{Pack: ID{1, 2, 3}, Size: 510, Chunks: validManifest().Chunks}
 	enc := encodeIndex(ix, key, &cryptor{})
 	want := golden(t, "index-v1-plain.bin", enc)

@@ -39,7 +39,7 @@ func validManifest() *Manifest {
 // Manifests that would make Restore write outside the target, through a
 // symlink, or allocate without bound are rejected when decoded.
 func TestHostileManifests(t *testing.T) {
-	key := "volumes/pg/snapshots/20260801T120000Z-0123456789abcdef"
+	key := "snapshots/pg/20260801T120000Z-0123456789abcdef"
 	cases := map[string]func(m *Manifest){
 		"dotdot name":            func(m *Manifest) { m.Nodes[1].Name = ".." },
 		"dot name":               func(m *Manifest) { m.Nodes[1].Name = "." },

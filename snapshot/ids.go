@@ -64,7 +64,7 @@ func newSnapshotID(t time.Time) string {
 // Store keys. See doc.go for the layout.
 const configKey = "config"
 
-func snapshotsPrefix(volume string) string { return "volumes/" + volume + "/snapshots/" }
+func snapshotsPrefix(volume string) string { return "snapshots/" + volume + "/" }
 
 func manifestKey(volume, id string) string { return snapshotsPrefix(volume) + id }
 
@@ -76,5 +76,5 @@ func indexPrefix(volume, parent string) string {
 	if parent == "" {
 		parent = "initial"
 	}
-	return "volumes/" + volume + "/index/" + parent + "/"
+	return "index/" + volume + "/" + parent + "/"
 }
