@@ -134,8 +134,8 @@ func (c *cluster) testMountRefusedWhileHeld(t *testing.T) {
 	if !heldBy(out, "hostA") {
 		t.Errorf("host B's refusal does not name the holder hostA and portvol takeover: %s", out)
 	}
-	if st := c.b.status(t, vol); st["owner"] != "hostA" {
-		t.Errorf("host B's status while A holds: owner %v, want hostA (%v)", st["owner"], st)
+	if st := c.b.status(t, vol); st["owner"] != "hostA" || st["lease"] != "held" {
+		t.Errorf("host B's status while A holds: owner %v, lease %v; want hostA, held (%v)", st["owner"], st["lease"], st)
 	}
 
 	c.a.docker(t, "rm", "-f", ca)
@@ -151,7 +151,7 @@ func (c *cluster) testPostgresRoundTrip(t *testing.T) {
 	pa := c.a.createPG(t, vol)
 	pa.mustStart(t)
 	pa.sql(t, createMoves+"; "+insertMoves(1, 1000, "hostA"))
-	pa.sql(t, createBlobs(16000))
+	pa.createBlobs(t, 16000)
 	c.a.docker(t, "exec", pa.name, "pgbench", "-i", "-s", "2", "-q", "-h", "/run/postgresql", "-U", "postgres", "postgres")
 	c.a.docker(t, "exec", pa.name, "pgbench", "-t", "200", "-h", "/run/postgresql", "-U", "postgres", "postgres")
 	blobs, accounts := pa.sql(t, readBlobs), pa.sql(t, readAccounts)
@@ -209,7 +209,7 @@ func (c *cluster) testPluginKilledBeforeRelease(t *testing.T) {
 	pa := c.a.createPG(t, vol)
 	pa.mustStart(t)
 	pa.sql(t, createMoves+"; "+insertMoves(1, 2000, "hostA"))
-	pa.sql(t, createBlobs(24000))
+	pa.createBlobs(t, 24000)
 	blobs := pa.sql(t, readBlobs)
 
 	// A slow uplink: the final snapshot (tens of MB) takes many seconds.
@@ -268,10 +268,7 @@ func (c *cluster) testTakeoverAfterHostLoss(t *testing.T) {
 	pa.mustStart(t)
 	pa.sql(t, createMoves+"; "+insertMoves(1, 100, "hostA"))
 	pa.stop(t) // publishes rows 1-100
-	waitFor(t, time.Minute, "host A to release "+vol, func() bool {
-		st := c.a.status(t, vol)
-		return st["local"] == "ready"
-	})
+	c.waitReleased(t, c.a, vol)
 	pa.mustStart(t)
 	pa.sql(t, insertMoves(101, 150, "hostA")) // never published
 
@@ -311,8 +308,11 @@ func (c *cluster) testTakeoverAfterHostLoss(t *testing.T) {
 		return err == nil
 	})
 	t.Logf("takeover: %s", took)
-	if !strings.Contains(took, "lost") {
-		t.Errorf("portvol takeover does not say what is lost: %s", took)
+	// What is lost: whatever hostA wrote after the head snapshot.
+	head := stringField(c.b.status(t, vol), "head_snapshot")
+	if head == "" || !strings.Contains(took, "hostA") || !strings.Contains(took, head) ||
+		!(strings.Contains(took, "lost") || strings.Contains(took, "gone")) {
+		t.Errorf("portvol takeover does not say what is lost (hostA's writes after snapshot %q): %s", head, took)
 	}
 	pb.mustStart(t)
 	if got, want := pb.sql(t, readMoves), expectMoves(rowSpan{1, 100, "hostA"}); got != want {
@@ -362,4 +362,14 @@ func (c *cluster) testTakeoverAfterHostLoss(t *testing.T) {
 func stringField(st map[string]any, key string) string {
 	s, _ := st[key].(string)
 	return s
+}
+
+// waitReleased waits until h's status of vol shows the lease released by
+// h and h's copy ready: the final snapshot is published.
+func (c *cluster) waitReleased(t *testing.T, h *host, vol string) {
+	t.Helper()
+	waitFor(t, 2*time.Minute, h.name+" to publish and release "+vol, func() bool {
+		st := h.status(t, vol)
+		return st["owner"] == h.name && st["lease"] == "released" && st["local"] == "ready"
+	})
 }

@@ -168,14 +168,16 @@ func expectMoves(spans ...rowSpan) string {
 	return fmt.Sprintf("%d %s", len(rows), hex.EncodeToString(sum[:]))
 }
 
-// createBlobs is a table of incompressible rows (about 1 KiB each): the
+// createBlobs makes a table of incompressible rows (about 1 KiB each): the
 // bulk of a database that compression cannot shrink, so that bytes moved
 // show whether a move copied it. VACUUM FREEZE sets the hint bits now;
 // otherwise the first reader on the next host would dirty every page.
-func createBlobs(rows int) string {
-	return fmt.Sprintf(`CREATE TABLE blobs AS SELECT g AS id,
+func (p *pgContainer) createBlobs(t *testing.T, rows int) {
+	t.Helper()
+	p.sql(t, fmt.Sprintf(`CREATE TABLE blobs AS SELECT g AS id,
 		(SELECT decode(string_agg(md5(random()::text || g || i), ''), 'hex') FROM generate_series(1, 64) i) AS payload
-		FROM generate_series(1, %d) g; VACUUM (FREEZE) blobs`, rows)
+		FROM generate_series(1, %d) g`, rows))
+	p.sql(t, "VACUUM (FREEZE) blobs")
 }
 
 // readBlobs is a digest over every row of blobs.
