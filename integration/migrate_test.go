@@ -57,7 +57,10 @@ func startWhenFree(t *testing.T, p *pgContainer, prevOwner string, limit time.Du
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: docker start still refused after %v: %s", p.h.name, limit, out)
 		}
-		t.Logf("%s: start refused (retrying): %s", p.h.name, out)
+		if failed == 0 {
+			t.Logf("%s: start refused (retrying every second): %s", p.h.name, out)
+		}
+		time.Sleep(time.Second)
 	}
 }
 
@@ -212,8 +215,9 @@ func (c *cluster) testPluginKilledBeforeRelease(t *testing.T) {
 	pa.createBlobs(t, 24000)
 	blobs := pa.sql(t, readBlobs)
 
-	// A slow uplink: the final snapshot (tens of MB) takes many seconds.
-	c.a.relay.setRate(4 << 20)
+	// A slow uplink: the final snapshot (some 50 MB) takes most of a
+	// minute, longer than B's Mount waits.
+	c.a.relay.setRate(1 << 20)
 	t.Cleanup(func() { c.a.relay.setRate(0) })
 	up0, _ := c.a.relay.counters()
 	pa.stop(t)
@@ -234,6 +238,18 @@ func (c *cluster) testPluginKilledBeforeRelease(t *testing.T) {
 		p := c.a.pluginPID()
 		return p != 0 && p != old
 	})
+
+	// The restarted plugin still owns the volume and is finishing the
+	// upload; docker volume inspect on A says so.
+	var st map[string]any
+	waitFor(t, time.Minute, "host A's status to show it finishing the upload", func() bool {
+		st = c.a.status(t, vol)
+		return st["lease"] != "unknown" // while the new process connects to the store
+	})
+	if st["owner"] != "hostA" || st["lease"] != "held" || st["local"] != "releasing" {
+		t.Errorf("host A's status after its plugin restarted: owner %v, lease %v, local %v; want hostA, held, releasing",
+			st["owner"], st["lease"], st["local"])
+	}
 
 	pb := c.b.createPG(t, vol)
 	out, err := pb.start()
@@ -293,6 +309,9 @@ func (c *cluster) testTakeoverAfterHostLoss(t *testing.T) {
 		t.Fatalf("portvol takeover on host B succeeded while host A's lease was live:\n%s", out)
 	}
 	t.Logf("takeover while live: %s", strings.TrimSpace(out))
+	if strings.Contains(out, "unknown command") {
+		t.Fatalf("portvol has no takeover command: %s", out)
+	}
 	if !strings.Contains(out, "hostA") {
 		t.Errorf("refused takeover does not name the holder hostA: %s", out)
 	}
