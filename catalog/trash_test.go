@@ -78,6 +78,10 @@ func TestTrashRoundTrip(t *testing.T) {
 	if got := read(t, st, catalog.TrashKey("db", id, "snapshots/db/s2")); got != "manifest2" {
 		t.Errorf("trash has %q", got)
 	}
+	if got := read(t, st, catalog.TrashCopyKey("db", id, "volumes/db/head.json")); got != "head" {
+		t.Errorf("trash's copy of the head has %q", got)
+	}
+	put(t, st, "volumes/db/head.json", "head changed since")
 	entries, err := catalog.Trash(ctx, st, "db")
 	if err != nil || len(entries) != 1 || entries[0].ID != id || !entries[0].Removed.Equal(removed) {
 		t.Fatalf("Trash = %+v, %v", entries, err)
@@ -108,6 +112,9 @@ func TestTrashRoundTrip(t *testing.T) {
 	}
 	if got := keys(t, st, catalog.TrashPrefix); len(got) != 0 {
 		t.Errorf("trash not cleared: %v", got)
+	}
+	if got := read(t, st, "volumes/db/head.json"); got != "head changed since" {
+		t.Errorf("undelete put the copy of the head back: %q", got)
 	}
 	if err := catalog.RestoreFromTrash(ctx, st, "db", id); !errors.Is(err, catalog.ErrNotFound) && err != nil {
 		t.Errorf("second undelete: %v", err)
