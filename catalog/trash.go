@@ -55,33 +55,48 @@ const smallObject = 64 << 20
 // copied into the entry and then deleted; each key in copies is copied and
 // kept (under TrashCopyKey; RestoreFromTrash does not put copies back).
 // Missing objects are skipped, so calling MoveToTrash again after an
-// interruption finishes the move. Keys are moved in the order given: put
+// interruption finishes the move; once nothing is left to move it does
+// nothing, not even the copies. Keys are moved in the order given: put
 // the volume record first, so the volume stops being listed at once.
 func MoveToTrash(ctx context.Context, store transfer.ObjectStore, name, id string, keys, copies []string) error {
 	if err := checkEntry(name, id); err != nil {
 		return err
+	}
+	var objs []string
+	for _, k := range keys {
+		if !strings.HasSuffix(k, "/") {
+			objs = append(objs, k)
+			continue
+		}
+		more, err := listKeys(ctx, store, k)
+		if err != nil {
+			return fmt.Errorf("volume %q: move to the trash: %w", name, err)
+		}
+		objs = append(objs, more...)
+	}
+	var present []string
+	for _, key := range objs {
+		if _, err := store.Stat(ctx, key); err == nil {
+			present = append(present, key)
+		} else if !errors.Is(err, transfer.ErrNotExist) {
+			return fmt.Errorf("volume %q: move to the trash: %w", name, err)
+		}
+	}
+	if len(present) == 0 {
+		return nil // moved already (the entry may have been purged since)
 	}
 	for _, key := range copies {
 		if _, err := copyObject(ctx, store, key, TrashCopyKey(name, id, key)); err != nil {
 			return fmt.Errorf("volume %q: move to the trash: %w", name, err)
 		}
 	}
-	for _, k := range keys {
-		objs := []string{k}
-		if strings.HasSuffix(k, "/") {
-			var err error
-			if objs, err = listKeys(ctx, store, k); err != nil {
-				return fmt.Errorf("volume %q: move to the trash: %w", name, err)
-			}
+	for _, key := range present {
+		copied, err := copyObject(ctx, store, key, TrashKey(name, id, key))
+		if err == nil && copied {
+			err = store.Delete(ctx, key)
 		}
-		for _, key := range objs {
-			copied, err := copyObject(ctx, store, key, TrashKey(name, id, key))
-			if err == nil && copied {
-				err = store.Delete(ctx, key)
-			}
-			if err != nil {
-				return fmt.Errorf("volume %q: move to the trash: %w", name, err)
-			}
+		if err != nil {
+			return fmt.Errorf("volume %q: move to the trash: %w", name, err)
 		}
 	}
 	return nil

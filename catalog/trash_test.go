@@ -144,3 +144,18 @@ func TestPurgeTrashKeepsRecentEntries(t *testing.T) {
 		t.Errorf("purged entry left %v", got)
 	}
 }
+
+// A move finished long ago (its entry purged since) leaves no new entry
+// behind when a host runs it again.
+func TestMoveToTrashAfterPurgeDoesNothing(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	put(t, st, "volumes/db/head.json", "tombstone")
+	id := catalog.TrashID(time.Now())
+	if err := catalog.MoveToTrash(ctx, st, "db", id, []string{catalog.Key("db"), "snapshots/db/"}, []string{"volumes/db/head.json"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(t, st, catalog.TrashPrefix); len(got) != 0 {
+		t.Errorf("an empty move made a trash entry: %v", got)
+	}
+}

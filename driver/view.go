@@ -3,7 +3,6 @@ package driver
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -191,14 +190,4 @@ func (v *storeView) invalidate(name string) {
 	defer v.mu.Unlock()
 	delete(v.vols, name)
 	v.names = nil
-}
-
-// storeDown returns the last read error while reads are suspended.
-func (v *storeView) storeDown() error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if time.Now().Before(v.downUntil) {
-		return fmt.Errorf("%w", v.downErr)
-	}
-	return nil
 }
