@@ -118,7 +118,7 @@ func (d *Driver) Takeover(ctx context.Context, name string, force bool, progress
 		return res, err
 	}
 	defer unlock()
-	b, err := d.store()
+	b, err := d.store(ctx)
 	if err != nil {
 		return res, fmt.Errorf("volume %q: %w", name, err)
 	}
@@ -235,7 +235,7 @@ func (d *Driver) startPull(ctx context.Context, name string, res *PullResult) (*
 		return nil, err
 	}
 	defer unlock()
-	b, err := d.store()
+	b, err := d.store(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("volume %q: %w", name, err)
 	}
@@ -300,7 +300,7 @@ func (d *Driver) Undelete(ctx context.Context, name string) (UndeleteResult, err
 		return res, err
 	}
 	defer unlock()
-	b, err := d.store()
+	b, err := d.store(ctx)
 	if err != nil {
 		return res, fmt.Errorf("volume %q: %w", name, err)
 	}

@@ -108,7 +108,7 @@ func (d *Driver) Unmount(ctx context.Context, name, id string) error {
 // after the lease was taken gives the lease back, unless a restore keeps
 // running (the next Mount picks it up).
 func (d *Driver) firstMount(ctx context.Context, name string) (metadata.Volume, error) {
-	b, err := d.store()
+	b, err := d.store(ctx)
 	if err != nil {
 		return metadata.Volume{}, fmt.Errorf("volume %q: %w", name, err)
 	}

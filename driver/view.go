@@ -77,7 +77,7 @@ func (d *Driver) readInfo(ctx context.Context, b *Backend, name string) (info, e
 
 // cachedInfo is readInfo through the cache, bounded by viewTimeout.
 func (d *Driver) cachedInfo(ctx context.Context, name string) (info, error) {
-	b, err := d.store()
+	b, err := d.storeNow()
 	if err != nil {
 		return info{}, err
 	}
@@ -94,7 +94,7 @@ func (d *Driver) cachedInfo(ctx context.Context, name string) (info, error) {
 
 // cachedNames lists the volumes in the store through the cache.
 func (d *Driver) cachedNames(ctx context.Context) ([]string, error) {
-	b, err := d.store()
+	b, err := d.storeNow()
 	if err != nil {
 		return nil, err
 	}
