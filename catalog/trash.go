@@ -16,7 +16,9 @@ import (
 )
 
 // TrashPrefix is where removed volumes wait out their grace period:
-// trash/<name>/<id>/<original key>, where <id> is the removal time in Unix
+// trash/<name>/<id>/<original key> for the objects moved there, and
+// trash/<name>/<id>/copies/<original key> for copies of objects that stayed
+// in place (the head record), where <id> is the removal time in Unix
 // nanoseconds as 19 decimal digits, so a volume's entries sort by time.
 const TrashPrefix = "trash/"
 
@@ -37,6 +39,13 @@ func trashDir(name, id string) string { return TrashPrefix + name + "/" + id + "
 // TrashKey returns where trash entry id of volume name keeps key.
 func TrashKey(name, id, key string) string { return trashDir(name, id) + key }
 
+// copiesDir holds, inside an entry, the copies of objects that stayed.
+const copiesDir = "copies/"
+
+// TrashCopyKey returns where trash entry id of volume name keeps its copy
+// of key (see MoveToTrash's copies).
+func TrashCopyKey(name, id, key string) string { return trashDir(name, id) + copiesDir + key }
+
 // smallObject: objects up to this size are copied through memory, so the
 // retrying store can repeat a failed upload.
 const smallObject = 64 << 20
@@ -44,34 +53,50 @@ const smallObject = 64 << 20
 // MoveToTrash moves volume name's objects into trash entry id. Each object
 // whose key is in keys — or starts with it, for entries ending in "/" — is
 // copied into the entry and then deleted; each key in copies is copied and
-// kept. Missing objects are skipped, so calling MoveToTrash again after an
-// interruption finishes the move. Keys are moved in the order given: put
+// kept (under TrashCopyKey; RestoreFromTrash does not put copies back).
+// Missing objects are skipped, so calling MoveToTrash again after an
+// interruption finishes the move; once nothing is left to move it does
+// nothing, not even the copies. Keys are moved in the order given: put
 // the volume record first, so the volume stops being listed at once.
 func MoveToTrash(ctx context.Context, store transfer.ObjectStore, name, id string, keys, copies []string) error {
 	if err := checkEntry(name, id); err != nil {
 		return err
 	}
-	for _, key := range copies {
-		if _, err := copyObject(ctx, store, key, TrashKey(name, id, key)); err != nil {
+	var objs []string
+	for _, k := range keys {
+		if !strings.HasSuffix(k, "/") {
+			objs = append(objs, k)
+			continue
+		}
+		more, err := listKeys(ctx, store, k)
+		if err != nil {
+			return fmt.Errorf("volume %q: move to the trash: %w", name, err)
+		}
+		objs = append(objs, more...)
+	}
+	var present []string
+	for _, key := range objs {
+		if _, err := store.Stat(ctx, key); err == nil {
+			present = append(present, key)
+		} else if !errors.Is(err, transfer.ErrNotExist) {
 			return fmt.Errorf("volume %q: move to the trash: %w", name, err)
 		}
 	}
-	for _, k := range keys {
-		objs := []string{k}
-		if strings.HasSuffix(k, "/") {
-			var err error
-			if objs, err = listKeys(ctx, store, k); err != nil {
-				return fmt.Errorf("volume %q: move to the trash: %w", name, err)
-			}
+	if len(present) == 0 {
+		return nil // moved already (the entry may have been purged since)
+	}
+	for _, key := range copies {
+		if _, err := copyObject(ctx, store, key, TrashCopyKey(name, id, key)); err != nil {
+			return fmt.Errorf("volume %q: move to the trash: %w", name, err)
 		}
-		for _, key := range objs {
-			copied, err := copyObject(ctx, store, key, TrashKey(name, id, key))
-			if err == nil && copied {
-				err = store.Delete(ctx, key)
-			}
-			if err != nil {
-				return fmt.Errorf("volume %q: move to the trash: %w", name, err)
-			}
+	}
+	for _, key := range present {
+		copied, err := copyObject(ctx, store, key, TrashKey(name, id, key))
+		if err == nil && copied {
+			err = store.Delete(ctx, key)
+		}
+		if err != nil {
+			return fmt.Errorf("volume %q: move to the trash: %w", name, err)
 		}
 	}
 	return nil
@@ -128,7 +153,7 @@ func RestoreFromTrash(ctx context.Context, store transfer.ObjectStore, name, id 
 	record := Key(name)
 	for _, k := range keys {
 		orig := strings.TrimPrefix(k, dir)
-		if orig == record || !strings.HasPrefix(k, dir) {
+		if orig == record || !strings.HasPrefix(k, dir) || strings.HasPrefix(orig, copiesDir) {
 			continue
 		}
 		if _, err := copyObject(ctx, store, k, orig); err != nil {

@@ -78,6 +78,10 @@ func TestTrashRoundTrip(t *testing.T) {
 	if got := read(t, st, catalog.TrashKey("db", id, "snapshots/db/s2")); got != "manifest2" {
 		t.Errorf("trash has %q", got)
 	}
+	if got := read(t, st, catalog.TrashCopyKey("db", id, "volumes/db/head.json")); got != "head" {
+		t.Errorf("trash's copy of the head has %q", got)
+	}
+	put(t, st, "volumes/db/head.json", "head changed since")
 	entries, err := catalog.Trash(ctx, st, "db")
 	if err != nil || len(entries) != 1 || entries[0].ID != id || !entries[0].Removed.Equal(removed) {
 		t.Fatalf("Trash = %+v, %v", entries, err)
@@ -109,6 +113,9 @@ func TestTrashRoundTrip(t *testing.T) {
 	if got := keys(t, st, catalog.TrashPrefix); len(got) != 0 {
 		t.Errorf("trash not cleared: %v", got)
 	}
+	if got := read(t, st, "volumes/db/head.json"); got != "head changed since" {
+		t.Errorf("undelete put the copy of the head back: %q", got)
+	}
 	if err := catalog.RestoreFromTrash(ctx, st, "db", id); !errors.Is(err, catalog.ErrNotFound) && err != nil {
 		t.Errorf("second undelete: %v", err)
 	}
@@ -135,5 +142,20 @@ func TestPurgeTrashKeepsRecentEntries(t *testing.T) {
 	}
 	if got := keys(t, st, catalog.TrashPrefix+"a/"+catalog.TrashID(old)); len(got) != 0 {
 		t.Errorf("purged entry left %v", got)
+	}
+}
+
+// A move finished long ago (its entry purged since) leaves no new entry
+// behind when a host runs it again.
+func TestMoveToTrashAfterPurgeDoesNothing(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	put(t, st, "volumes/db/head.json", "tombstone")
+	id := catalog.TrashID(time.Now())
+	if err := catalog.MoveToTrash(ctx, st, "db", id, []string{catalog.Key("db"), "snapshots/db/"}, []string{"volumes/db/head.json"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(t, st, catalog.TrashPrefix); len(got) != 0 {
+		t.Errorf("an empty move made a trash entry: %v", got)
 	}
 }

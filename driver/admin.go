@@ -118,7 +118,7 @@ func (d *Driver) Takeover(ctx context.Context, name string, force bool, progress
 		return res, err
 	}
 	defer unlock()
-	b, err := d.store()
+	b, err := d.store(ctx)
 	if err != nil {
 		return res, fmt.Errorf("volume %q: %w", name, err)
 	}
@@ -144,22 +144,33 @@ func (d *Driver) Takeover(ctx context.Context, name string, force bool, progress
 	if progress != nil && o.Exists && o.Record.State == lease.Held && !force {
 		progress(fmt.Sprintf("host %s holds volume %s (generation %d); watching its lease for up to %s: a takeover needs it unchanged for %s", o.Record.Owner, name, o.Record.Generation, wait.Round(time.Second), o.TTL))
 	}
+	var said time.Time
 	l, err := b.Leases.Takeover(ctx, name, lease.TakeoverOptions{Force: force, Wait: wait, Progress: func(h *lease.HeldError) {
-		if progress != nil {
-			progress(fmt.Sprintf("unchanged for %s of %s", h.Unchanged.Round(100*time.Millisecond), h.TTL))
+		if progress != nil && time.Since(said) >= time.Second {
+			said = time.Now()
+			progress(fmt.Sprintf("lease of %s unchanged for %s of %s", h.Owner, h.Unchanged.Round(100*time.Millisecond), h.TTL))
 		}
 	}})
 	if err != nil {
 		return res, &kindError{kind: ErrBusy, cause: err, msg: err.Error()}
 	}
-	if err := d.update(ctx, name, func(r *metadata.Volume) { r.Generation = l.Generation() }); err != nil {
-		return res, err
-	}
 	res.Generation, res.Head = l.Generation(), l.Head()
+	note := ""
 	if t := l.TookOver(); t != nil {
 		res.From, res.FromGeneration, res.Forced = t.From, t.Generation, t.Forced
 		res.Message = takeoverNote(t, l.Head())
-		d.log.WithField("volume", name).WithField("from", t.From).Warn("takeover: " + res.Message)
+		note = res.Message + " (" + time.Now().UTC().Format(time.RFC3339) + ")"
+	}
+	if err := d.update(ctx, name, func(r *metadata.Volume) {
+		r.Generation = l.Generation()
+		if note != "" {
+			r.TakenOver = note
+		}
+	}); err != nil {
+		return res, err
+	}
+	if note != "" {
+		d.log.WithField("volume", name).WithField("from", res.From).Warn("takeover: " + res.Message)
 	} else {
 		res.Message = fmt.Sprintf("volume %s was not held by another host: nothing to take over", name)
 	}
@@ -224,7 +235,7 @@ func (d *Driver) startPull(ctx context.Context, name string, res *PullResult) (*
 		return nil, err
 	}
 	defer unlock()
-	b, err := d.store()
+	b, err := d.store(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("volume %q: %w", name, err)
 	}
@@ -289,7 +300,7 @@ func (d *Driver) Undelete(ctx context.Context, name string) (UndeleteResult, err
 		return res, err
 	}
 	defer unlock()
-	b, err := d.store()
+	b, err := d.store(ctx)
 	if err != nil {
 		return res, fmt.Errorf("volume %q: %w", name, err)
 	}
@@ -315,7 +326,7 @@ func (d *Driver) Undelete(ctx context.Context, name string) (UndeleteResult, err
 	e := entries[len(entries)-1]
 	var head string
 	var headGen uint64
-	data, _, err := b.Store.Load(ctx, catalog.TrashKey(name, e.ID, lease.HeadKey(name)))
+	data, _, err := b.Store.Load(ctx, catalog.TrashCopyKey(name, e.ID, lease.HeadKey(name)))
 	if err == nil {
 		r, derr := lease.Decode(data)
 		if derr != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/portvol/portvol/lease"
@@ -23,6 +24,7 @@ type Backend struct {
 // Intervals of the background loops.
 const (
 	maxConnectWait = 30 * time.Second // between attempts to open the store
+	connectTimeout = 30 * time.Second // bound on one attempt
 	recoverEvery   = time.Minute      // re-try leases left to resume
 	purgeEvery     = time.Hour        // trash purge
 )
@@ -34,11 +36,17 @@ const (
 func (d *Driver) Connect() {
 	d.goBackground(func(ctx context.Context) {
 		wait := d.retryBase
+		var first sync.Once
+		tried := func() { first.Do(func() { close(d.firstTry) }) }
+		defer tried()
 		for {
-			b, err := d.connect(ctx)
+			cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+			b, err := d.connect(cctx)
+			cancel()
 			if err == nil {
 				d.backend.Store(b)
 				d.connErr.Store(nil)
+				tried()
 				d.log.Info("connected to the store")
 				break
 			}
@@ -55,6 +63,7 @@ func (d *Driver) Connect() {
 				}
 			}
 			d.connErr.Store(&msg)
+			tried()
 			if sleepCtx(ctx, wait) != nil {
 				return
 			}
@@ -90,8 +99,16 @@ func isConfigError(err error) bool {
 }
 
 // store returns the backend, or an ErrUnavailable error that says why
-// there is none yet.
-func (d *Driver) store() (*Backend, error) {
+// there is none yet. Right after the start it waits (up to ctx) for the
+// first attempt to open the store.
+func (d *Driver) store(ctx context.Context) (*Backend, error) {
+	if b := d.backend.Load(); b != nil {
+		return b, nil
+	}
+	select {
+	case <-d.firstTry:
+	case <-ctx.Done():
+	}
 	if b := d.backend.Load(); b != nil {
 		return b, nil
 	}
@@ -100,6 +117,14 @@ func (d *Driver) store() (*Backend, error) {
 		why = *msg
 	}
 	return nil, errorf(ErrUnavailable, "store unreachable: %s; portvol keeps retrying in the background — retry once the store is back (docker volume ls and inspect answer from this host's records meanwhile)", why)
+}
+
+// storeNow is store without waiting for the first attempt to connect, for
+// calls that must answer at once (Get, List, status).
+func (d *Driver) storeNow() (*Backend, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return d.store(ctx)
 }
 
 // purgeStoreTrash deletes trash entries older than the retention.

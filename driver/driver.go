@@ -88,6 +88,7 @@ type Driver struct {
 	connect        func(ctx context.Context) (*Backend, error)
 	backend        atomic.Pointer[Backend]
 	connErr        atomic.Pointer[string]
+	firstTry       chan struct{} // closed when the first attempt to connect ended
 	mountWait      time.Duration
 	trashRetention time.Duration
 	callTimeout    time.Duration // handler deadline of slow calls
@@ -159,6 +160,7 @@ func New(cfg Config) (*Driver, error) {
 		restoreIdle:    restoreIdle,
 		retryBase:      time.Second,
 		view:           storeView{ttl: viewTTL},
+		firstTry:       make(chan struct{}),
 		vols:           map[string]*vstate{},
 		bg:             bg,
 		stopBg:         stop,

@@ -13,6 +13,10 @@ import (
 // rollbackTimeout bounds the clean-up after a Mount that dockerd gave up on.
 const rollbackTimeout = 10 * time.Second
 
+// storeReadTimeout bounds a Mount's first look at the store, so that an
+// unreachable store fails it early with a clear error.
+const storeReadTimeout = 10 * time.Second
+
 // Mount counts one more mount of volume name by mount ID id and returns the
 // Mountpoint. The first mount (all counts 0) takes ownership and prepares
 // the data through firstMount. If ctx ends before Mount returns (dockerd
@@ -104,11 +108,13 @@ func (d *Driver) Unmount(ctx context.Context, name, id string) error {
 // after the lease was taken gives the lease back, unless a restore keeps
 // running (the next Mount picks it up).
 func (d *Driver) firstMount(ctx context.Context, name string) (metadata.Volume, error) {
-	b, err := d.store()
+	b, err := d.store(ctx)
 	if err != nil {
 		return metadata.Volume{}, fmt.Errorf("volume %q: %w", name, err)
 	}
-	rec, in, err := d.localRecord(ctx, b, name)
+	rctx, cancel := context.WithTimeout(ctx, storeReadTimeout)
+	rec, in, err := d.localRecord(rctx, b, name)
+	cancel()
 	if err != nil {
 		return rec, err
 	}

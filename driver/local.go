@@ -165,7 +165,7 @@ func (d *Driver) forgetLater(name string) {
 			return // busy: the next Get tries again
 		}
 		defer unlock()
-		b, err := d.store()
+		b, err := d.store(ctx)
 		if err != nil {
 			return
 		}

@@ -83,7 +83,9 @@ func (d *Driver) ensureLease(ctx context.Context, b *Backend, v *vstate, opts ma
 	d.view.invalidate(name)
 	log := d.log.WithField("volume", name).WithField("generation", l.Generation())
 	if t := l.TookOver(); t != nil {
-		log.WithField("from", t.From).WithField("forced", t.Forced).Warn(takeoverNote(t, l.Head()))
+		note := takeoverNote(t, l.Head())
+		log.WithField("from", t.From).WithField("forced", t.Forced).Warn(note)
+		_ = d.update(ctx, name, func(r *metadata.Volume) { r.TakenOver = note + " (" + time.Now().UTC().Format(time.RFC3339) + ")" })
 	} else {
 		log.Info("lease acquired")
 	}

@@ -47,7 +47,7 @@ func (d *Driver) recoverVolume(ctx context.Context, name string) {
 		return
 	}
 	defer unlock()
-	b, err := d.store()
+	b, err := d.store(ctx)
 	v := d.state(name)
 	if err != nil || v.holding() != nil || v.currentJob() != nil {
 		return

@@ -52,7 +52,7 @@ func (d *Driver) startRelease(v *vstate, l *lease.Lease) *job {
 
 func (d *Driver) releaseOnce(ctx context.Context, v *vstate, l *lease.Lease, j *job, made *string) error {
 	name := v.name
-	b, err := d.store()
+	b, err := d.store(ctx)
 	if err != nil {
 		return err
 	}
@@ -147,7 +147,7 @@ func (d *Driver) startPeriodic(v *vstate, l *lease.Lease, interval time.Duration
 }
 
 func (d *Driver) periodicSnapshot(ctx context.Context, name string, l *lease.Lease) (string, error) {
-	b, err := d.store()
+	b, err := d.store(ctx)
 	if err != nil {
 		return "", err
 	}

@@ -84,7 +84,7 @@ func (d *Driver) startRestore(v *vstate, target, previous string, leased bool) *
 	log := d.log.WithField("volume", name).WithField("snapshot", target)
 	log.Info("restoring")
 	return d.startJob(v, "restore", target, func(ctx context.Context, j *job) error {
-		b, err := d.store()
+		b, err := d.store(ctx)
 		if err == nil {
 			err = b.Snapshots.Restore(ctx, name, target, d.dataDir(name), snapshot.RestoreOptions{
 				Previous: previous, StatCache: d.statCache(name), Progress: j.setProgress,

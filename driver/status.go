@@ -29,7 +29,7 @@ type VolumeStatus struct {
 	LocalSnapshot string `json:"local_snapshot"`
 	Mounts        int    `json:"mounts"`
 	// TakenOver says from whom the current generation was taken and what
-	// was lost.
+	// was lost, or what the last takeover by this host lost.
 	TakenOver string `json:"taken_over,omitempty"`
 	LastError string `json:"last_error,omitempty"`
 	// KeptCopies are copies of this host's data moved aside (fenced or
@@ -75,6 +75,9 @@ func (d *Driver) describe(rec metadata.Volume, mounts metadata.Mounts, in *info,
 	}
 	if t, ok := snapshot.IDTime(st.HeadSnapshot); ok {
 		st.HeadAge = time.Since(t).Round(time.Second).String()
+	}
+	if st.TakenOver == "" {
+		st.TakenOver = rec.TakenOver
 	}
 	st.Local = d.localText(rec, mounts, v)
 	return st

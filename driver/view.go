@@ -3,7 +3,6 @@ package driver
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -78,7 +77,7 @@ func (d *Driver) readInfo(ctx context.Context, b *Backend, name string) (info, e
 
 // cachedInfo is readInfo through the cache, bounded by viewTimeout.
 func (d *Driver) cachedInfo(ctx context.Context, name string) (info, error) {
-	b, err := d.store()
+	b, err := d.storeNow()
 	if err != nil {
 		return info{}, err
 	}
@@ -95,7 +94,7 @@ func (d *Driver) cachedInfo(ctx context.Context, name string) (info, error) {
 
 // cachedNames lists the volumes in the store through the cache.
 func (d *Driver) cachedNames(ctx context.Context) ([]string, error) {
-	b, err := d.store()
+	b, err := d.storeNow()
 	if err != nil {
 		return nil, err
 	}
@@ -191,14 +190,4 @@ func (v *storeView) invalidate(name string) {
 	defer v.mu.Unlock()
 	delete(v.vols, name)
 	v.names = nil
-}
-
-// storeDown returns the last read error while reads are suspended.
-func (v *storeView) storeDown() error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if time.Now().Before(v.downUntil) {
-		return fmt.Errorf("%w", v.downErr)
-	}
-	return nil
 }

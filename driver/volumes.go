@@ -41,7 +41,7 @@ func (d *Driver) Create(ctx context.Context, name string, opts map[string]string
 		return err
 	}
 	defer unlock()
-	b, err := d.store()
+	b, err := d.store(ctx)
 	if err != nil {
 		return fmt.Errorf("volume %q: cannot create it: %w", name, err)
 	}
@@ -99,7 +99,7 @@ func (d *Driver) Remove(ctx context.Context, name string) error {
 	if n := mounts.Total(); n > 0 {
 		return errorf(ErrInUse, "volume %q is in use: mounted %d time(s) under %d mount ID(s); stop and remove the containers that use it, then retry", name, n, len(mounts))
 	}
-	b, err := d.store()
+	b, err := d.store(ctx)
 	if err != nil {
 		return fmt.Errorf("volume %q: cannot remove it: %w", name, err)
 	}

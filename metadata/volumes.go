@@ -72,6 +72,9 @@ type Volume struct {
 	// status output; "" once it succeeds again.
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitempty"`
+	// TakenOver says what the last takeover of the volume by this host
+	// lost, for status output.
+	TakenOver string `json:"taken_over,omitempty"`
 }
 
 // CreateVolume stores a new record; it fails with ErrExists if the name is

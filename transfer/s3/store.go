@@ -215,6 +215,8 @@ func (s *Store) ensureBucket(ctx context.Context) error {
 	first := true
 	for oi := range s.client.ListObjects(lctx, s.opts.Bucket, minio.ListObjectsOptions{Prefix: s.opts.Prefix, MaxKeys: 1}) {
 		if first {
+			// Only the first answer counts: after cancel the listing may
+			// report the cancellation while fetching its next page.
 			err, first = oi.Err, false
 		}
 		cancel() // one answer is enough; the loop drains the channel
