@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"encoding/json"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -176,6 +178,7 @@ func (c *cluster) testPostgresRoundTrip(t *testing.T) {
 	if got := pb.sql(t, readAccounts); got != accounts {
 		t.Errorf("host B reads pgbench_accounts %q, host A had %q", got, accounts)
 	}
+	genB := c.b.status(t, vol)["generation"].(float64)
 	pb.sql(t, insertMoves(1001, 1500, "hostB"))
 	c.b.docker(t, "exec", pb.name, "pgbench", "-t", "100", "-h", "/run/postgresql", "-U", "postgres", "postgres")
 	accounts = pb.sql(t, readAccounts)
@@ -195,6 +198,15 @@ func (c *cluster) testPostgresRoundTrip(t *testing.T) {
 	}
 	if got := pa.sql(t, readAccounts); got != accounts {
 		t.Errorf("host A reads pgbench_accounts %q after the move back, host B had %q", got, accounts)
+	}
+	// portvol status on each host: A (its plugin's socket given) owns a
+	// newer generation; B (socket found by the CLI itself) keeps its copy.
+	if st := c.a.statusJSON(t, vol, c.a.socket()); st["owner"] != "hostA" || st["lease"] != "held" ||
+		st["local"] != "mounted" || st["generation"].(float64) <= genB {
+		t.Errorf("portvol status on host A after the move back: %v (host B had generation %v)", st, genB)
+	}
+	if st := c.b.statusJSON(t, vol, ""); st["owner"] != "hostA" || st["local"] != "ready" {
+		t.Errorf("portvol status on host B after the move back: %v", st)
 	}
 	t.Logf("bytes from the store: host B (no copy) %d, host A moving back (older copy) %d", cold, delta)
 	if delta*2 > cold {
@@ -273,11 +285,13 @@ func (c *cluster) testPluginKilledBeforeRelease(t *testing.T) {
 }
 
 // Host A stops answering for good while its database runs (its plugin is
-// frozen: no more renewals). B is refused, portvol takeover is refused
-// while the lease is live and accepted once it expired; B's database then
-// has the last published rows. When A comes back it finds itself fenced:
-// its copy is kept aside, its status says diverged, and nothing it does
-// reaches the store.
+// frozen: no more renewals). Before that, portvol takeover on B is refused
+// because A's lease is live (it watches the lease and sees A renew it).
+// Once A is silent, B's docker start is refused naming A, portvol takeover
+// is accepted after a full TTL of silence and says what is lost, and B's
+// database has the last published rows. When A comes back it finds itself
+// fenced: its copy is kept aside, its status says diverged, and nothing it
+// does reaches the store.
 func (c *cluster) testTakeoverAfterHostLoss(t *testing.T) {
 	vol := c.volume(t, "-o", "snapshot_interval=1h")
 	pa := c.a.createPG(t, vol)
@@ -287,6 +301,18 @@ func (c *cluster) testTakeoverAfterHostLoss(t *testing.T) {
 	c.waitReleased(t, c.a, vol)
 	pa.mustStart(t)
 	pa.sql(t, insertMoves(101, 150, "hostA")) // never published
+
+	out, err := c.b.portvol("takeover", vol)
+	if strings.Contains(out, "unknown command") {
+		t.Fatalf("portvol has no takeover command: %s", out)
+	}
+	if err == nil {
+		t.Fatalf("portvol takeover on host B succeeded while host A renewed its lease:\n%s", out)
+	}
+	t.Logf("takeover while host A lives: %s", strings.TrimSpace(out))
+	if !strings.Contains(out, "hostA") {
+		t.Errorf("refused takeover does not name the holder hostA: %s", out)
+	}
 
 	pid := c.a.pluginPID()
 	if pid == 0 {
@@ -304,34 +330,21 @@ func (c *cluster) testTakeoverAfterHostLoss(t *testing.T) {
 	}
 	t.Cleanup(resume)
 
-	out, err := c.b.portvol("takeover", vol)
-	if err == nil {
-		t.Fatalf("portvol takeover on host B succeeded while host A's lease was live:\n%s", out)
-	}
-	t.Logf("takeover while live: %s", strings.TrimSpace(out))
-	if strings.Contains(out, "unknown command") {
-		t.Fatalf("portvol has no takeover command: %s", out)
-	}
-	if !strings.Contains(out, "hostA") {
-		t.Errorf("refused takeover does not name the holder hostA: %s", out)
-	}
 	pb := c.b.createPG(t, vol)
 	if out, err := pb.start(); err == nil || !heldBy(out, "hostA") {
 		t.Errorf("host B's start while host A is silent: %v: %s", err, out)
 	}
-
-	var took string
-	waitFor(t, 10*c.leaseTTL+time.Minute, "portvol takeover to be accepted after the lease expired", func() bool {
-		out, err := c.b.portvol("takeover", vol)
-		took = strings.TrimSpace(out)
-		return err == nil
-	})
+	took := c.b.mustPortvol(t, "takeover", vol)
 	t.Logf("takeover: %s", took)
 	// What is lost: whatever hostA wrote after the head snapshot.
-	head := stringField(c.b.status(t, vol), "head_snapshot")
+	st := c.b.status(t, vol)
+	head := stringField(st, "head_snapshot")
 	if head == "" || !strings.Contains(took, "hostA") || !strings.Contains(took, head) ||
 		!(strings.Contains(took, "lost") || strings.Contains(took, "gone")) {
 		t.Errorf("portvol takeover does not say what is lost (hostA's writes after snapshot %q): %s", head, took)
+	}
+	if note := stringField(st, "taken_over"); !strings.Contains(note, "hostA") {
+		t.Errorf("host B's status does not record the takeover from hostA: %v", st)
 	}
 	pb.mustStart(t)
 	if got, want := pb.sql(t, readMoves), expectMoves(rowSpan{1, 100, "hostA"}); got != want {
@@ -342,7 +355,7 @@ func (c *cluster) testTakeoverAfterHostLoss(t *testing.T) {
 
 	resume()
 	waitFor(t, time.Minute, "host A to find itself fenced", func() bool {
-		return strings.HasPrefix(stringField(c.a.status(t, vol), "local"), "diverged")
+		return c.a.status(t, vol)["local"] == "diverged"
 	})
 	// A's database still runs on A's copy; stopping it unmounts on a
 	// host that lost the lease.
@@ -350,31 +363,59 @@ func (c *cluster) testTakeoverAfterHostLoss(t *testing.T) {
 		t.Errorf("host A's own database reads %q, want %q", got, want)
 	}
 	pa.stop(t)
-	st, _ := c.a.portvol("status", vol, "--json")
-	t.Logf("host A's status after its unmount: %s", st)
-	waitFor(t, time.Minute, "host A to settle", func() bool {
-		return !strings.Contains(stringField(c.a.status(t, vol), "local"), "releasing")
-	})
-	if !strings.HasPrefix(stringField(c.a.status(t, vol), "local"), "diverged") {
-		t.Errorf("host A's status after its unmount: %v", c.a.status(t, vol))
+	stA := c.a.status(t, vol)
+	t.Logf("host A's status after its unmount: %v", stA)
+	if stA["local"] != "diverged" || stA["owner"] != "hostB" {
+		t.Errorf("host A's status after its unmount: local %v, owner %v; want diverged, hostB", stA["local"], stA["owner"])
 	}
 	if objects1, bytes1 := c.s3.objects(c.prefix); objects1 != objects0 || bytes1 < bytes0-4096 || bytes1 > bytes0+4096 {
 		t.Errorf("the store changed while only fenced host A acted: %d objects (%d bytes) before, %d (%d) after",
 			objects0, bytes0, objects1, bytes1)
 	}
+	c.checkKeptCopy(t, stA, expectMoves(rowSpan{1, 150, "hostA"}))
 
-	// B's data is unaffected: B publishes on stop and the next start
+	// B's data is unaffected: B publishes on stop, and a new container
 	// restores from the store.
 	pb.stop(t)
+	c.waitReleased(t, c.b, vol)
+	c.b.docker(t, "rm", pb.name)
 	pb2 := c.b.createPG(t, vol)
 	pb2.mustStart(t)
 	if got, want := pb2.sql(t, readMoves), expectMoves(rowSpan{1, 100, "hostA"}, rowSpan{201, 260, "hostB"}); got != want {
 		t.Errorf("host B reads %q after fenced host A came back, want %q", got, want)
 	}
-	if st := c.b.status(t, vol); st["owner"] != "hostB" || strings.HasPrefix(stringField(st, "local"), "diverged") {
+	if st := c.b.status(t, vol); st["owner"] != "hostB" || st["local"] != "mounted" {
 		t.Errorf("host B's status: %v", st)
 	}
 	pb2.stop(t)
+}
+
+// checkKeptCopy starts PostgreSQL on the copy of the volume that fenced
+// host A kept aside (kept_copies in its status, a path inside the plugin's
+// state directory) and checks that it holds what A wrote: nothing was
+// deleted.
+func (c *cluster) checkKeptCopy(t *testing.T, st map[string]any, want string) {
+	t.Helper()
+	kept, _ := st["kept_copies"].([]any)
+	if len(kept) != 1 {
+		t.Fatalf("host A's status lists kept copies %v, want one", st["kept_copies"])
+	}
+	inPlugin, _ := kept[0].(string)
+	rel, ok := strings.CutPrefix(inPlugin, "/var/lib/portvol/")
+	if !ok {
+		t.Fatalf("kept copy %q is not under the plugin's state directory", inPlugin)
+	}
+	onHost := filepath.Join(c.a.state, rel)
+	name := randomName("kept")
+	c.a.docker(t, "run", "-d", "--name", name, "--label", e2eLabel, "--network", "none",
+		"-v", onHost+":/var/lib/postgresql/data", pgImage)
+	t.Cleanup(func() { c.a.eng.cli("rm", "-f", name) })
+	p := &pgContainer{h: c.a, name: name}
+	p.waitReady(t)
+	if got := p.sql(t, readMoves); got != want {
+		t.Errorf("the kept copy %s holds %q, want host A's writes %q", onHost, got, want)
+	}
+	p.stop(t)
 }
 
 // stringField is a Status field as a string ("" if absent).
@@ -391,4 +432,19 @@ func (c *cluster) waitReleased(t *testing.T, h *host, vol string) {
 		st := h.status(t, vol)
 		return st["owner"] == h.name && st["lease"] == "released" && st["local"] == "ready"
 	})
+}
+
+// statusJSON is portvol status VOL --json on h, through socket ("": the
+// CLI finds the plugin's socket itself).
+func (h *host) statusJSON(t *testing.T, vol, socket string) map[string]any {
+	t.Helper()
+	out, err := h.portvolAt(socket, "status", vol, "--json")
+	if err != nil {
+		t.Fatalf("%s: portvol status %s --json: %v\n%s", h.name, vol, err, out)
+	}
+	var sts []map[string]any
+	if err := json.Unmarshal([]byte(out), &sts); err != nil || len(sts) != 1 {
+		t.Fatalf("%s: portvol status %s --json: %v\n%s", h.name, vol, err, out)
+	}
+	return sts[0]
 }
