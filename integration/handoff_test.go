@@ -30,7 +30,9 @@ type handoffRun struct {
 	ready   time.Duration // until PostgreSQL on B accepts connections
 	refused int           // docker start attempts on B refused on the way
 	dbBytes int64         // the database directory on A
-	upload  int64         // bytes the store grew by during the handoff
+	upload  int64         // bytes A uploaded for its final snapshot
+	fetched int64         // bytes B fetched from the store to restore
+	reused  int64         // bytes B took from its older copy
 }
 
 // TestHandoffBenchmark measures how long a PostgreSQL database takes to
@@ -67,9 +69,9 @@ func TestHandoffBenchmark(t *testing.T) {
 }
 
 func (r handoffRun) String() string {
-	return fmt.Sprintf("total %v (stop %v, B mounted %v), %d refused starts, database %s, store grew %s",
+	return fmt.Sprintf("total %v (stop %v, B mounted %v), %d refused starts, database %s, A uploaded %s, B fetched %s and reused %s",
 		r.ready.Round(10*time.Millisecond), r.stop.Round(10*time.Millisecond), r.mounted.Round(10*time.Millisecond),
-		r.refused, mib(r.dbBytes), mib(r.upload))
+		r.refused, mib(r.dbBytes), mib(r.upload), mib(r.fetched), mib(r.reused))
 }
 
 // handoff creates a pgbench database on A in a new volume, lets A publish
@@ -95,7 +97,6 @@ func (c *cluster) handoff(t *testing.T, scale, tx int, prestage bool) handoffRun
 		r.dbBytes = kb << 10
 	}
 	pb := c.b.createPG(t, vol) // before the clock: creating a container is not the handoff
-	_, store0 := c.s3.objects(c.prefix)
 
 	t0 := time.Now()
 	pa.stop(t)
@@ -121,17 +122,24 @@ func (c *cluster) handoff(t *testing.T, scale, tx int, prestage bool) handoffRun
 	}
 	r.ready = time.Since(t0)
 
-	_, store1 := c.s3.objects(c.prefix)
-	r.upload = store1 - store0
+	// What moved, as the plugins logged it: A's last final snapshot and
+	// B's last restore of the volume.
+	if ev := c.a.pluginEvents("final snapshot taken", vol); len(ev) > 0 {
+		r.upload = int64(number(ev[len(ev)-1]["uploaded"]))
+	}
+	if ev := c.b.pluginEvents("restored", vol); len(ev) > 0 {
+		r.fetched, r.reused = int64(number(ev[len(ev)-1]["fetched"])), int64(number(ev[len(ev)-1]["reused"]))
+	}
 	if got := pb.sql(t, readBalances); got != want {
 		t.Fatalf("host B reads %q, host A had %q", got, want)
 	}
 	pb.stop(t)
 	// Free the disk for the next run (the store keeps removed volumes in
 	// its trash; it goes away with the test).
-	for _, h := range []*host{c.a, c.b} {
-		h.eng.cli("rm", "-f", pa.name, pb.name)
-		h.docker(t, "volume", "rm", vol)
+	c.a.eng.cli("rm", "-f", pa.name)
+	c.b.eng.cli("rm", "-f", pb.name)
+	for _, h := range []*host{c.b, c.a} {
+		h.eng.cli("volume", "rm", "-f", vol)
 	}
 	return r
 }
@@ -150,8 +158,8 @@ func handoffReport(scale, tx int, cold, staged []handoffRun) string {
 		"(A still holds the volume, or B's restore runs past the Mount deadline). Median of %d runs per case; "+
 		"each run is a new volume with a `pgbench -i -s %d` database that A published once (stop, start), "+
 		"then `pgbench -c 2 -t %d` on A before the handoff.\n\n", len(cold), scale, tx)
-	b.WriteString("| case | total (median) | runs | `docker stop` on A | until B mounted | refused starts | store grew during the handoff |\n")
-	b.WriteString("|---|---|---|---|---|---|---|\n")
+	b.WriteString("| case | total (median) | runs | `docker stop` on A | until B mounted | refused starts | A uploaded | B fetched | B reused |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, row := range []struct {
 		name string
 		runs []handoffRun
@@ -164,17 +172,21 @@ func handoffReport(scale, tx int, cold, staged []handoffRun) string {
 		for i, r := range rs {
 			totals[i] = seconds(r.ready)
 		}
-		fmt.Fprintf(&b, "| %s | **%s** | %s | %s | %s | %s | %s |\n", row.name,
+		fmt.Fprintf(&b, "| %s | **%s** | %s | %s | %s | %s | %s | %s | %s |\n", row.name,
 			seconds(median(rs, func(r handoffRun) time.Duration { return r.ready })), strings.Join(totals, ", "),
 			seconds(median(rs, func(r handoffRun) time.Duration { return r.stop })),
 			seconds(median(rs, func(r handoffRun) time.Duration { return r.mounted })),
 			strings.Join(mapRuns(rs, func(r handoffRun) string { return strconv.Itoa(r.refused) }), ", "),
-			mib(median(rs, func(r handoffRun) int64 { return r.upload })))
+			mib(median(rs, func(r handoffRun) int64 { return r.upload })),
+			mib(median(rs, func(r handoffRun) int64 { return r.fetched })),
+			mib(median(rs, func(r handoffRun) int64 { return r.reused })))
 	}
 	if len(cold) > 0 {
 		fmt.Fprintf(&b, "\nDatabase size on disk: %s (pgdata after the transactions). ", mib(cold[0].dbBytes))
 	}
-	fmt.Fprintf(&b, "The plugins ran with their default lease TTL and mount wait.\n\n")
+	fmt.Fprintf(&b, "Uploaded, fetched and reused bytes are medians of what the plugins logged "+
+		"(`final snapshot taken` on A, `restored` on B): compressed bytes moved through the store, and bytes of "+
+		"B's older copy used again. The plugins ran with their default lease TTL and mount wait.\n\n")
 	fmt.Fprintf(&b, "Machine: %s. Host A is the machine's Docker engine (%s storage); host B is a second dockerd on "+
 		"the same machine in its own mount and network namespaces (vfs storage), reaching the store over a veth pair. "+
 		"The store is versitygw (posix backend) on the same disk as both hosts' volume data, so store traffic does not "+
@@ -304,4 +316,10 @@ func writeSection(path, begin, end, body string) error {
 		return err
 	}
 	return os.WriteFile(path, out, 0o644)
+}
+
+// number is a JSON number from a log entry (0 if absent).
+func number(v any) float64 {
+	f, _ := v.(float64)
+	return f
 }

@@ -428,7 +428,7 @@ func stringField(st map[string]any, key string) string {
 // h and h's copy ready: the final snapshot is published.
 func (c *cluster) waitReleased(t *testing.T, h *host, vol string) {
 	t.Helper()
-	waitFor(t, 2*time.Minute, h.name+" to publish and release "+vol, func() bool {
+	waitFor(t, 5*time.Minute, h.name+" to publish and release "+vol, func() bool {
 		st := h.status(t, vol)
 		return st["owner"] == h.name && st["lease"] == "released" && st["local"] == "ready"
 	})
