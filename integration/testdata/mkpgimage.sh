@@ -36,7 +36,9 @@ for lib in $(for b in "${bins[@]}"; do ldd "$pgbin/$b"; done | grep -o '/[^ ]*' 
 	cp -L "$lib" "$root$lib"
 done
 # PostgreSQL's own modules (plpgsql and the encoding converters initdb loads).
-find /usr/lib/postgresql/15/lib -maxdepth 1 -name '*.so' -exec cp {} "$root/usr/lib/postgresql/15/lib/" \;
+# Not llvmjit.so: it needs libLLVM, and without it PostgreSQL simply runs
+# queries without JIT instead of failing the costly ones.
+find /usr/lib/postgresql/15/lib -maxdepth 1 -name '*.so' ! -name 'llvmjit*' -exec cp {} "$root/usr/lib/postgresql/15/lib/" \;
 cp -r /usr/share/postgresql/15 "$root/usr/share/postgresql/"
 cp -r /usr/share/zoneinfo/Etc /usr/share/zoneinfo/UTC "$root/usr/share/zoneinfo/" 2>/dev/null || true
 echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
