@@ -352,7 +352,7 @@ func (h *host) pluginEvents(msg, vol string) []map[string]any {
 		if i < 0 || j < i {
 			continue
 		}
-		raw, err := strconv.Unquote(line[i+len("msg="):j+2])
+		raw, err := strconv.Unquote(line[i+len("msg=") : j+2])
 		if err != nil {
 			continue
 		}
