@@ -35,6 +35,7 @@ type handoffRun struct {
 	reused  int64         // bytes B took from its older copy
 	release time.Duration // A: last unmount until the lease was released
 	restore time.Duration // B: restore start until done
+	events  string        // both plugins' log entries about the volume, as offsets from docker stop
 }
 
 // TestHandoffBenchmark measures how long a PostgreSQL database takes to
@@ -133,6 +134,8 @@ func (c *cluster) handoff(t *testing.T, scale, tx int, prestage bool) handoffRun
 	if ev := c.b.pluginEvents("restored", vol); len(ev) > 0 {
 		r.fetched, r.reused = int64(number(ev[len(ev)-1]["fetched"])), int64(number(ev[len(ev)-1]["reused"]))
 	}
+	r.events = timeline(t0, vol, c.a, c.b)
+	t.Logf("timeline of %s:\n%s", vol, r.events)
 	r.release = between(c.a.pluginEvents("volume unmounted", vol), c.a.pluginEvents("volume released", vol))
 	r.restore = between(c.b.pluginEvents("restoring", vol), c.b.pluginEvents("restored", vol))
 	if got := pb.sql(t, readBalances); got != want {
@@ -195,6 +198,14 @@ func handoffReport(scale, tx int, cold, staged []handoffRun) string {
 		"to the lease released (final snapshot taken and published); B's restore from its start to its end (inside B's "+
 		"Mount, after the wait for A). Uploaded and fetched are compressed bytes through the store; reused are bytes of "+
 		"B's older copy used again. The plugins ran with their default lease TTL and mount wait.\n\n")
+	if len(cold) > 0 {
+		mid := slices.Clone(cold)
+		slices.SortFunc(mid, func(a, b handoffRun) int { return cmp.Compare(a.ready, b.ready) })
+		r := mid[len(mid)/2]
+		fmt.Fprintf(&b, "Where the time goes in the median cold run (the plugins' log entries, from `docker stop` on A; "+
+			"`docker stop` returned at %s, `docker start` on B at %s, `pg_isready` on B answered at %s):\n\n```\n%s```\n\n",
+			seconds(r.stop), seconds(r.mounted), seconds(r.ready), r.events)
+	}
 	fmt.Fprintf(&b, "Machine: %s. Host A is the machine's Docker engine (%s storage); host B is a second dockerd on "+
 		"the same machine in its own mount and network namespaces (vfs storage), reaching the store over a veth pair. "+
 		"The store is versitygw (posix backend) on the same disk as both hosts' volume data, so store traffic does not "+
@@ -344,4 +355,30 @@ func between(from, to []map[string]any) time.Duration {
 		return 0
 	}
 	return t1.Sub(t0)
+}
+
+// timeline lists what both plugins logged about vol from t0 on, as
+// offsets from t0 (the plugins run on this machine's clock): where a
+// handoff's time goes.
+func timeline(t0 time.Time, vol string, hosts ...*host) string {
+	type entry struct {
+		at   time.Duration
+		line string
+	}
+	var entries []entry
+	for _, h := range hosts {
+		for _, e := range h.pluginEvents("", vol) {
+			at, err := time.Parse(time.RFC3339Nano, fmt.Sprint(e["time"]))
+			if err != nil || at.Before(t0) || e["msg"] == "call done" {
+				continue
+			}
+			entries = append(entries, entry{at.Sub(t0), fmt.Sprintf("%s: %v", h.name, e["msg"])})
+		}
+	}
+	slices.SortFunc(entries, func(a, b entry) int { return cmp.Compare(a.at, b.at) })
+	var b strings.Builder
+	for _, e := range entries {
+		fmt.Fprintf(&b, "+%5.2f s  %s\n", e.at.Seconds(), e.line)
+	}
+	return b.String()
 }

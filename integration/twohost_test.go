@@ -341,8 +341,8 @@ func (h *host) pluginLog() string {
 	return strings.Join(lines, "\n")
 }
 
-// pluginEvents returns the plugin's log entries with message msg about
-// volume vol, oldest first (the plugin logs JSON, which dockerd quotes
+// pluginEvents returns the plugin's log entries with message msg ("":
+// any) about volume vol, oldest first (the plugin logs JSON, which dockerd quotes
 // into its own log lines as msg="...").
 func (h *host) pluginEvents(msg, vol string) []map[string]any {
 	var events []map[string]any
@@ -357,7 +357,7 @@ func (h *host) pluginEvents(msg, vol string) []map[string]any {
 			continue
 		}
 		var e map[string]any
-		if json.Unmarshal([]byte(raw), &e) == nil && e["msg"] == msg && e["volume"] == vol {
+		if json.Unmarshal([]byte(raw), &e) == nil && (msg == "" || e["msg"] == msg) && e["volume"] == vol {
 			events = append(events, e)
 		}
 	}
