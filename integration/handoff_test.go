@@ -272,8 +272,10 @@ func machine() string {
 		mem = fmt.Sprintf(", %.0f GiB RAM", float64(kb)/(1<<20))
 	}
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	return fmt.Sprintf("%d × %s%s, Linux %s, Docker %s, %s", runtime.NumCPU(), model, mem,
-		strings.TrimSpace(string(kernel)), dockerVersion(), diskOf(diskTempDir))
+	load, _ := os.ReadFile("/proc/loadavg")
+	return fmt.Sprintf("%d × %s%s, Linux %s, Docker %s, %s; load average at the end of the runs (1, 5, 15 min): %s",
+		runtime.NumCPU(), model, mem, strings.TrimSpace(string(kernel)), dockerVersion(), diskOf(diskTempDir),
+		strings.Join(strings.Fields(string(load))[:3], ", "))
 }
 
 func dockerVersion() string {
