@@ -272,10 +272,12 @@ func machine() string {
 		mem = fmt.Sprintf(", %.0f GiB RAM", float64(kb)/(1<<20))
 	}
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	load, _ := os.ReadFile("/proc/loadavg")
+	load := "unknown"
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil && len(strings.Fields(string(b))) >= 3 {
+		load = strings.Join(strings.Fields(string(b))[:3], ", ")
+	}
 	return fmt.Sprintf("%d × %s%s, Linux %s, Docker %s, %s; load average at the end of the runs (1, 5, 15 min): %s",
-		runtime.NumCPU(), model, mem, strings.TrimSpace(string(kernel)), dockerVersion(), diskOf(diskTempDir),
-		strings.Join(strings.Fields(string(load))[:3], ", "))
+		runtime.NumCPU(), model, mem, strings.TrimSpace(string(kernel)), dockerVersion(), diskOf(diskTempDir), load)
 }
 
 func dockerVersion() string {
