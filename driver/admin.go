@@ -177,4 +177,3 @@ func (d *Driver) Takeover(ctx context.Context, name string, force bool, progress
 	d.view.invalidate(name)
 	return res, d.update(ctx, name, func(r *metadata.Volume) { r.Generation = 0 })
 }
-

@@ -78,4 +78,3 @@ func (d *Driver) Undelete(ctx context.Context, name string) (UndeleteResult, err
 	d.log.WithField("volume", name).Info("undeleted")
 	return res, nil
 }
-
