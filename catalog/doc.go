@@ -10,10 +10,13 @@
 //
 // Records are created with a conditional write (create-if-absent), so two
 // hosts creating the same name at once agree on one record, and they are
-// never rewritten. Removal moves them to the trash (see Trash).
+// never rewritten. Removal moves them to the trash (see MoveToTrash).
 //
 // It owns: the record's encoding and key, creating, reading and listing
-// records. It must not know: Docker, option semantics (the driver parses
-// and normalises options before they reach a record), leases or snapshots.
-// It imports the transfer root package only.
+// records, and the trash (trash.go): moving a removed volume's objects to
+// trash/<name>/<removal time>/<original key> for a grace period, bringing
+// them back, purging old entries. Which keys belong to a volume is the
+// caller's to say. It must not know: Docker, option semantics (the driver
+// parses and normalises options before they reach a record), leases or
+// snapshots. It imports the transfer root package only.
 package catalog

@@ -8,9 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/metadata"
 )
 
@@ -25,6 +28,19 @@ var (
 	ErrInvalid = errors.New("invalid argument")
 	// ErrConflict: Create of an existing volume with different options.
 	ErrConflict = errors.New("volume exists with different options")
+	// ErrUnavailable: the store cannot be reached (or opened) now.
+	ErrUnavailable = errors.New("store unreachable")
+	// ErrBusy: the volume is held by another host, or being restored,
+	// uploaded or changed here; the message says what to wait for.
+	ErrBusy = errors.New("volume busy")
+)
+
+// Defaults of Config fields.
+const (
+	DefaultTrashRetention = 168 * time.Hour
+	// restoreIdle is how long a host keeps the lease it took for a restore
+	// that no Mount came back for.
+	restoreIdle = 5 * time.Minute
 )
 
 // Scope is what Capabilities reports: a volume name means the same volume
@@ -44,6 +60,18 @@ type Config struct {
 	DB *metadata.DB
 	// Logger receives the driver's log lines; nil discards them.
 	Logger logrus.FieldLogger
+	// Connect opens the shared store. Required. Connect (the method) calls
+	// it in the background until it succeeds; until then Create, Mount and
+	// Remove fail with ErrUnavailable, and Get and List answer from this
+	// host's records.
+	Connect func(ctx context.Context) (*Backend, error)
+	// MountWait is how long a Mount waits for another host to release the
+	// volume; 0 means lease.DefaultMountWait. Keep it well below the 25 s a
+	// Mount may take in all.
+	MountWait time.Duration
+	// TrashRetention is how long removed volumes stay in the store's trash;
+	// 0 means DefaultTrashRetention.
+	TrashRetention time.Duration
 }
 
 // Driver implements the volume plugin operations. Its methods are safe for
@@ -56,6 +84,20 @@ type Driver struct {
 	log       logrus.FieldLogger
 	mnt       mounter
 	locks     volLocks
+
+	connect        func(ctx context.Context) (*Backend, error)
+	backend        atomic.Pointer[Backend]
+	connErr        atomic.Pointer[string]
+	firstTry       chan struct{} // closed when the first attempt to connect ended
+	mountWait      time.Duration
+	trashRetention time.Duration
+	callTimeout    time.Duration // handler deadline of slow calls
+	restoreIdle    time.Duration
+	retryBase      time.Duration // first wait of background retries
+	view           storeView
+
+	volsMu sync.Mutex
+	vols   map[string]*vstate
 
 	// Background work (size measurement, trash removal) runs under bg and
 	// is cancelled by Close.
@@ -70,6 +112,9 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.DB == nil {
 		return nil, errors.New("driver: no state database")
 	}
+	if cfg.Connect == nil {
+		return nil, errors.New("driver: no store (Config.Connect)")
+	}
 	for _, p := range []struct{ what, path string }{{"state directory", cfg.StateDir}, {"mount root", cfg.MountRoot}} {
 		if !filepath.IsAbs(p.path) {
 			return nil, fmt.Errorf("%s %q must be an absolute path", p.what, p.path)
@@ -83,7 +128,7 @@ func New(cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, dir := range []string{filepath.Join(stateDir, "volumes"), filepath.Join(stateDir, "trash")} {
+	for _, dir := range []string{filepath.Join(stateDir, "volumes"), filepath.Join(stateDir, "trash"), filepath.Join(stateDir, "kept")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", dir, err)
 		}
@@ -94,21 +139,37 @@ func New(cfg Config) (*Driver, error) {
 		l.SetOutput(io.Discard)
 		log = l
 	}
+	if cfg.MountWait <= 0 {
+		cfg.MountWait = lease.DefaultMountWait
+	}
+	if cfg.TrashRetention <= 0 {
+		cfg.TrashRetention = DefaultTrashRetention
+	}
 	bg, stop := context.WithCancel(context.Background())
 	return &Driver{
-		stateDir:  stateDir,
-		mountRoot: mountRoot,
-		hostID:    cfg.HostID,
-		db:        cfg.DB,
-		log:       log,
-		mnt:       sysMounter{},
-		bg:        bg,
-		stopBg:    stop,
+		stateDir:       stateDir,
+		mountRoot:      mountRoot,
+		hostID:         cfg.HostID,
+		db:             cfg.DB,
+		log:            log,
+		mnt:            sysMounter{},
+		connect:        cfg.Connect,
+		mountWait:      cfg.MountWait,
+		trashRetention: cfg.TrashRetention,
+		callTimeout:    slowCallTimeout,
+		restoreIdle:    restoreIdle,
+		retryBase:      time.Second,
+		view:           storeView{ttl: viewTTL},
+		firstTry:       make(chan struct{}),
+		vols:           map[string]*vstate{},
+		bg:             bg,
+		stopBg:         stop,
 	}, nil
 }
 
-// Close stops background work and waits for it. It leaves mounts in place:
-// containers keep using them, and the next start reconciles.
+// Close stops background work and waits for it. It leaves mounts and
+// leases in place: containers keep using them, and the next start
+// reconciles and resumes (or, if another host took over, fences).
 func (d *Driver) Close() {
 	d.stopBg()
 	d.wg.Wait()
@@ -194,16 +255,51 @@ func (l *volLocks) lock(ctx context.Context, name string) (unlock func(), err er
 	}
 }
 
+// tryLock takes name's lock if nobody holds or waits for it.
+func (l *volLocks) tryLock(name string) (unlock func(), ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[string]*volLock{}
+	}
+	if l.m[name] != nil {
+		return nil, false
+	}
+	vl := &volLock{ch: make(chan struct{}, 1), refs: 1}
+	vl.ch <- struct{}{}
+	l.m[name] = vl
+	return func() {
+		<-vl.ch
+		l.mu.Lock()
+		vl.refs--
+		if vl.refs == 0 {
+			delete(l.m, name)
+		}
+		l.mu.Unlock()
+	}, true
+}
+
 // kindError is an error with its own message that still matches one of the
 // sentinels with errors.Is, so messages read as one sentence.
 type kindError struct {
-	kind error
-	msg  string
+	kind  error
+	msg   string
+	cause error // optional: the underlying error, still matched by errors.Is
 }
 
 func (e *kindError) Error() string { return e.msg }
-func (e *kindError) Unwrap() error { return e.kind }
+func (e *kindError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.kind}
+	}
+	return []error{e.kind, e.cause}
+}
 
 func errorf(kind error, format string, args ...any) error {
 	return &kindError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
+// statCache is the snapshot engine's stat cache of name's data directory.
+func (d *Driver) statCache(name string) string {
+	return filepath.Join(d.volumeDir(name), "statcache")
 }

@@ -114,7 +114,7 @@ func TestGetAndList(t *testing.T) {
 		t.Errorf("CreatedAt %v: %v", v["CreatedAt"], err)
 	}
 	st := v["Status"].(map[string]any)
-	if st["local"] != "present" || st["mounts"].(float64) != 0 || st["size_bytes"].(float64) != 0 {
+	if st["local"] != "ready" || st["mounts"].(float64) != 0 || st["size_bytes"].(float64) != 0 || st["lease"] != "none" || st["store"] != "ok" {
 		t.Errorf("Status of a new volume = %v", st)
 	}
 	if _, ok := v["Mountpoint"]; ok {
@@ -307,6 +307,10 @@ func TestReconcile(t *testing.T) {
 	e := newEnv(t)
 	e.ok("VolumeDriver.Create", map[string]any{"Name": "v"})
 	e.ok("VolumeDriver.Create", map[string]any{"Name": "gone"})
+	mp := e.ok("VolumeDriver.Mount", map[string]any{"Name": "gone", "ID": "a"})["Mountpoint"].(string)
+	os.WriteFile(filepath.Join(mp, "f"), []byte("published"), 0o644)
+	e.ok("VolumeDriver.Unmount", map[string]any{"Name": "gone", "ID": "a"})
+	eventually(t, "the final snapshot", func() bool { return e.status("gone")["local"] == "ready" })
 	e.stop()
 	// A leftover mountpoint of an unmounted volume, a stray one, data
 	// without a record, and a record whose data vanished.
@@ -324,19 +328,18 @@ func TestReconcile(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.stateDir, "volumes", "orphan", "data", "keep")); err != nil {
 		t.Errorf("data without a record was touched: %v", err)
 	}
-	if st := e.status("gone"); st["local"] != "missing" {
-		t.Errorf("volume with missing data shows local=%v", st["local"])
+	if st := e.status("gone"); st["local"] != "absent" || !strings.Contains(st["last_error"].(string), "missing") {
+		t.Errorf("volume with missing data: local=%v last_error=%v", st["local"], st["last_error"])
 	}
-	msg := e.fail("VolumeDriver.Mount", map[string]any{"Name": "gone", "ID": "a"})
-	if !strings.Contains(msg, "data directory") || !strings.Contains(msg, "missing") {
-		t.Errorf("Mount of a volume without data: %q", msg)
+	// The store has the volume's last snapshot: the next Mount restores it.
+	mp = e.ok("VolumeDriver.Mount", map[string]any{"Name": "gone", "ID": "b"})["Mountpoint"].(string)
+	if b, err := os.ReadFile(filepath.Join(mp, "f")); err != nil || string(b) != "published" {
+		t.Errorf("restored %q, %v", b, err)
 	}
-	if n := e.mounts("gone"); n != 0 {
-		t.Errorf("failed Mount counted: %d", n)
-	}
+	e.ok("VolumeDriver.Unmount", map[string]any{"Name": "gone", "ID": "b"})
 	// Creating the orphan's name adopts its data.
 	e.ok("VolumeDriver.Create", map[string]any{"Name": "orphan"})
-	mp := e.ok("VolumeDriver.Mount", map[string]any{"Name": "orphan", "ID": "a"})["Mountpoint"].(string)
+	mp = e.ok("VolumeDriver.Mount", map[string]any{"Name": "orphan", "ID": "a"})["Mountpoint"].(string)
 	if _, err := os.Stat(filepath.Join(mp, "keep")); err != nil {
 		t.Errorf("adopted data not visible: %v", err)
 	}

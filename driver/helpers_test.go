@@ -11,7 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/metadata"
+	"github.com/portvol/portvol/snapshot"
+	"github.com/portvol/portvol/transfer"
+	"github.com/portvol/portvol/transfer/localdir"
 )
 
 // requireRoot skips tests that bind-mount unless they run as root; in CI
@@ -28,9 +32,11 @@ func requireRoot(t *testing.T) {
 }
 
 // env is a driver served over HTTP on a unix socket in a temp dir, the way
-// dockerd reaches it.
+// dockerd reaches it, with a local-directory store (shared by the hosts of
+// a test that makes several).
 type env struct {
 	t        *testing.T
+	host     string
 	stateDir string
 	root     string
 	dbPath   string
@@ -39,14 +45,32 @@ type env struct {
 	srv      *http.Server
 	sock     string
 	client   *http.Client
+
+	storeDir string
+	ttl      time.Duration
+	// wrap, if set, decorates the store (fault injection).
+	wrap func(transfer.ObjectStore) transfer.ObjectStore
+	// tune, if set, adjusts the driver before it starts.
+	tune func(*Driver)
+	// noWait: start does not wait for the store to be reachable.
+	noWait bool
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	dir := t.TempDir()
-	e := &env{t: t, stateDir: filepath.Join(dir, "state"), root: filepath.Join(dir, "mnt"), sock: filepath.Join(dir, "p.sock")}
-	e.dbPath = filepath.Join(dir, "portvol.db")
+	e := newHost(t, "test-host", filepath.Join(t.TempDir(), "store"))
 	e.start(nil)
+	return e
+}
+
+// newHost returns an unstarted env for host on the store in storeDir;
+// set its fields, then call start.
+func newHost(t *testing.T, host, storeDir string) *env {
+	t.Helper()
+	dir := t.TempDir()
+	e := &env{t: t, host: host, stateDir: filepath.Join(dir, "state"), root: filepath.Join(dir, "mnt"), sock: filepath.Join(dir, "p.sock")}
+	e.dbPath = filepath.Join(dir, "portvol.db")
+	e.storeDir = storeDir
 	t.Cleanup(func() {
 		e.stop()
 		// Leave no bind mount behind for TempDir's RemoveAll.
@@ -71,15 +95,23 @@ func (e *env) start(m mounter) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := New(Config{StateDir: e.stateDir, MountRoot: e.root, HostID: "test-host", DB: db})
+	d, err := New(Config{StateDir: e.stateDir, MountRoot: e.root, HostID: e.host, DB: db, Connect: e.connect, MountWait: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.retryBase = 50 * time.Millisecond
 	if m != nil {
 		d.mnt = m
 	}
+	if e.tune != nil {
+		e.tune(d)
+	}
 	if err := d.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	d.Connect()
+	if !e.noWait {
+		eventually(t, "the driver to reach its store", func() bool { return d.backend.Load() != nil })
 	}
 	_ = os.Remove(e.sock)
 	l, err := net.Listen("unix", e.sock)
@@ -94,6 +126,34 @@ func (e *env) start(m mounter) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", e.sock)
 		},
 	}}
+}
+
+// connect opens the env's store the way cmd/portvol does.
+func (e *env) connect(ctx context.Context) (*Backend, error) {
+	var st transfer.ObjectStore
+	st, err := localdir.New(e.storeDir)
+	if err != nil {
+		return nil, err
+	}
+	if e.wrap != nil {
+		st = e.wrap(st)
+	}
+	if err := snapshot.Init(ctx, st, snapshot.InitOptions{}); err != nil {
+		return nil, err
+	}
+	repo, err := snapshot.Open(ctx, st, snapshot.Options{})
+	if err != nil {
+		return nil, err
+	}
+	ttl := e.ttl
+	if ttl == 0 {
+		ttl = 30 * time.Second
+	}
+	leases, err := lease.New(st, lease.Options{Host: e.host, TTL: ttl, PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		return nil, err
+	}
+	return &Backend{Store: st, Snapshots: repo, Leases: leases}, nil
 }
 
 // stop is a plugin process ending: no unmounting, state stays on disk.

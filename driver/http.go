@@ -40,7 +40,8 @@ type volumeJSON struct {
 }
 
 // NewHandler serves the volume plugin protocol for d: POST /Plugin.Activate
-// and /VolumeDriver.*. Errors are HTTP 500 with {"Err": "..."}; each call
+// and /VolumeDriver.*, and the command line's calls (/Portvol.*, see
+// AdminStatus). Errors are HTTP 500 with {"Err": "..."}; each call
 // runs with a context that ends at its deadline or when dockerd hangs up.
 // log receives one line per failed call (nil discards).
 func NewHandler(d *Driver, log logrus.FieldLogger) http.Handler {
@@ -55,17 +56,18 @@ func NewHandler(d *Driver, log logrus.FieldLogger) http.Handler {
 	mux.HandleFunc("POST /VolumeDriver.Capabilities", func(w http.ResponseWriter, _ *http.Request) {
 		reply(w, http.StatusOK, map[string]any{"Capabilities": map[string]string{"Scope": d.Capabilities()}})
 	})
-	h.route(mux, "Create", slowCallTimeout, func(ctx context.Context, r request) (any, error) {
+	slow := d.callTimeout
+	h.route(mux, "Create", slow, func(ctx context.Context, r request) (any, error) {
 		return nil, d.Create(ctx, r.Name, r.Opts)
 	})
-	h.route(mux, "Remove", slowCallTimeout, func(ctx context.Context, r request) (any, error) {
+	h.route(mux, "Remove", slow, func(ctx context.Context, r request) (any, error) {
 		return nil, d.Remove(ctx, r.Name)
 	})
-	h.route(mux, "Mount", slowCallTimeout, func(ctx context.Context, r request) (any, error) {
+	h.route(mux, "Mount", slow, func(ctx context.Context, r request) (any, error) {
 		mp, err := d.Mount(ctx, r.Name, r.ID)
 		return map[string]string{"Mountpoint": mp}, err
 	})
-	h.route(mux, "Unmount", slowCallTimeout, func(ctx context.Context, r request) (any, error) {
+	h.route(mux, "Unmount", slow, func(ctx context.Context, r request) (any, error) {
 		return nil, d.Unmount(ctx, r.Name, r.ID)
 	})
 	h.route(mux, "Path", quickCallTimeout, func(ctx context.Context, r request) (any, error) {
@@ -84,6 +86,7 @@ func NewHandler(d *Driver, log logrus.FieldLogger) http.Handler {
 		}
 		return map[string][]volumeJSON{"Volumes": out}, err
 	})
+	h.adminRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		log.WithField("path", r.URL.Path).Warn("unknown plugin call")
 		reply(w, http.StatusNotFound, map[string]string{"Err": "portvol: unknown call " + r.Method + " " + r.URL.Path})
@@ -125,7 +128,7 @@ func (h *handler) route(mux *http.ServeMux, method string, timeout time.Duration
 			switch {
 			case method == "Get" && errors.Is(err, ErrNotFound):
 				log.WithError(err).Debug("call refused") // dockerd asks before every Create
-			case errors.Is(err, ErrInvalid), errors.Is(err, ErrNotFound), errors.Is(err, ErrInUse), errors.Is(err, ErrConflict):
+			case errors.Is(err, ErrInvalid), errors.Is(err, ErrNotFound), errors.Is(err, ErrInUse), errors.Is(err, ErrConflict), errors.Is(err, ErrBusy):
 				log.WithError(err).Info("call refused")
 			default:
 				log.WithError(err).Error("call failed")

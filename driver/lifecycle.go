@@ -13,11 +13,15 @@ import (
 // rollbackTimeout bounds the clean-up after a Mount that dockerd gave up on.
 const rollbackTimeout = 10 * time.Second
 
+// storeReadTimeout bounds a Mount's first look at the store, so that an
+// unreachable store fails it early with a clear error.
+const storeReadTimeout = 10 * time.Second
+
 // Mount counts one more mount of volume name by mount ID id and returns the
-// Mountpoint. The first mount (all counts 0) prepares the data through
-// firstMount. If ctx ends before Mount returns (dockerd gave up, or the
-// handler's deadline passed), the count is rolled back: dockerd sends no
-// Unmount after a failed Mount.
+// Mountpoint. The first mount (all counts 0) takes ownership and prepares
+// the data through firstMount. If ctx ends before Mount returns (dockerd
+// gave up, or the handler's deadline passed), the count is rolled back:
+// dockerd sends no Unmount after a failed Mount.
 func (d *Driver) Mount(ctx context.Context, name, id string) (string, error) {
 	if err := ValidateName(name); err != nil {
 		return "", err
@@ -31,18 +35,15 @@ func (d *Driver) Mount(ctx context.Context, name, id string) (string, error) {
 	}
 	defer unlock()
 
-	v, err := d.db.Volume(ctx, name)
-	if err != nil {
-		return "", d.notFound(name, err)
-	}
 	mounts, err := d.db.Mounts(ctx, name)
 	if err != nil {
 		return "", err
 	}
 	first := mounts.Total() == 0
+	var v metadata.Volume
 	if first {
-		err = d.firstMount(ctx, v)
-	} else {
+		v, err = d.firstMount(ctx, name)
+	} else if v, err = d.db.Volume(ctx, name); err == nil {
 		// Mounted already, but dockerd may have unmounted everything under
 		// the plugin (disable, engine restart): put the bind back.
 		err = d.ensureBound(v)
@@ -101,18 +102,59 @@ func (d *Driver) Unmount(ctx context.Context, name, id string) error {
 }
 
 // firstMount runs on the 0→1 transition of a volume's mount count, under
-// the volume lock, before the count is recorded. It makes the data
-// available at the Mountpoint.
-//
-// The ownership work hooks in here: acquire the volume's lease, restore the
-// latest snapshot into the data directory if this host's copy is older, and
-// only then bind it. Everything it does must be undone by
-// rollbackFirstMount.
-func (d *Driver) firstMount(ctx context.Context, v metadata.Volume) error {
-	if err := ctx.Err(); err != nil {
-		return err
+// the volume lock, before the count is recorded: it makes this host the
+// owner (ensureLease), brings the data to the head snapshot (ensureData),
+// binds it at the Mountpoint and starts the periodic snapshots. A failure
+// after the lease was taken gives the lease back, unless a restore keeps
+// running (the next Mount picks it up).
+func (d *Driver) firstMount(ctx context.Context, name string) (metadata.Volume, error) {
+	b, err := d.store(ctx)
+	if err != nil {
+		return metadata.Volume{}, fmt.Errorf("volume %q: %w", name, err)
 	}
-	return d.ensureBound(v)
+	rctx, cancel := context.WithTimeout(ctx, storeReadTimeout)
+	rec, in, err := d.localRecord(rctx, b, name)
+	cancel()
+	if err != nil {
+		return rec, err
+	}
+	v := d.state(name)
+	// A release still running here (a remount right after an unmount):
+	// stop it and keep the lease it holds, with the changes still local.
+	if j := v.currentJob(); j != nil && j.kind == "release" {
+		if err := d.stopJob(ctx, v); err != nil {
+			return rec, fmt.Errorf("volume %q: waiting for the previous unmount's upload to stop: %w", name, err)
+		}
+	}
+	l, fresh, err := d.ensureLease(ctx, b, v, in.Vol.Options)
+	if err != nil {
+		return rec, err
+	}
+	ok := false
+	defer func() {
+		if !ok && v.currentJob() == nil {
+			d.settle(context.WithoutCancel(ctx), v)
+		}
+	}()
+	if err := d.ensureData(ctx, b, v, l, fresh); err != nil {
+		return rec, err
+	}
+	if rec, err = d.db.Volume(ctx, name); err != nil {
+		return rec, err
+	}
+	if err := d.ensureBound(rec); err != nil {
+		return rec, err
+	}
+	if err := d.update(ctx, name, func(r *metadata.Volume) {
+		r.Local, r.Dirty, r.LastError, r.LastErrorAt = metadata.LocalMounted, true, "", time.Time{}
+	}); err != nil {
+		_ = d.unbind(name)
+		return rec, err
+	}
+	ok = true
+	interval, _ := time.ParseDuration(rec.Options[OptSnapshotInterval])
+	d.startPeriodic(v, l, interval)
+	return rec, nil
 }
 
 // rollbackFirstMount undoes firstMount when the mount could not be counted.
@@ -144,16 +186,28 @@ func (d *Driver) rollbackMount(ctx context.Context, v metadata.Volume, id string
 
 // lastUnmount runs on the 1→0 transition (and to undo firstMount), under
 // the volume lock, after the count is recorded. It removes the bind mount
-// and the Mountpoint directory, then measures the data's size in the
-// background.
-//
-// The ownership work hooks in here: push a final snapshot and release the
-// lease, after the data is no longer reachable through the Mountpoint.
-func (d *Driver) lastUnmount(_ context.Context, name string) error {
+// and returns at once; the final snapshot, its publication and the release
+// of the lease run in the background (settle). Until they are done the
+// volume is "releasing" and the lease stays held; a crash in between is
+// finished by the next start.
+func (d *Driver) lastUnmount(ctx context.Context, name string) error {
 	if err := d.unbind(name); err != nil {
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
-	d.measureLater(name)
+	defer d.measureLater(name)
+	rec, err := d.db.Volume(ctx, name)
+	if err != nil || rec.Local == metadata.LocalDiverged {
+		return nil // fenced: nothing of this copy goes to the store
+	}
+	v := d.state(name)
+	if v.holding() == nil {
+		if rec.Generation > 0 {
+			// Held before a restart, not resumed yet: recovery finishes it.
+			return d.update(ctx, name, func(r *metadata.Volume) { r.Local = metadata.LocalReleasing })
+		}
+		return d.update(ctx, name, func(r *metadata.Volume) { r.Local = metadata.LocalReady })
+	}
+	d.settle(ctx, v)
 	return nil
 }
 
@@ -162,7 +216,10 @@ func (d *Driver) lastUnmount(_ context.Context, name string) error {
 func (d *Driver) ensureBound(v metadata.Volume) error {
 	data, mp := d.dataDir(v.Name), d.mountpoint(v.Name)
 	if st, err := os.Stat(data); err != nil || !st.IsDir() {
-		return fmt.Errorf("volume %q: its data directory %s is missing (local state %q): restore the directory, or remove the volume with docker volume rm and create it again", v.Name, data, v.Local)
+		if v.Local == metadata.LocalDiverged {
+			return fmt.Errorf("volume %q: %s", v.Name, v.LastError)
+		}
+		return fmt.Errorf("volume %q: its data directory %s is missing (local state %q): restore the directory, or unmount the volume everywhere on this host so that the next mount restores the store's head snapshot", v.Name, data, v.Local)
 	}
 	if err := os.MkdirAll(mp, 0o755); err != nil {
 		return fmt.Errorf("volume %q: create mountpoint: %w", v.Name, err)

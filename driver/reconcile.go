@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/portvol/portvol/metadata"
 )
@@ -20,7 +21,10 @@ import (
 //   - Mount counts of volumes without a record are dropped.
 //   - Data directories without a record are kept and logged: data is never
 //     deleted here. Records whose data directory is gone are marked
-//     LocalMissing; Mount then refuses them with an explanation.
+//     LocalMissing; the next Mount restores the store's head snapshot.
+//   - Phases left by a stop in the middle of a transition are corrected
+//     (see driver/doc.go); what needs the store (resuming leases, final
+//     snapshots) is done by Connect once the store is reachable.
 //   - Leftovers of removals (trash/) are deleted in the background.
 //
 // Counts for mount IDs that dockerd will never unmount (dockerd killed with
@@ -61,20 +65,44 @@ func (d *Driver) Reconcile(ctx context.Context) error {
 
 func (d *Driver) reconcileVolume(ctx context.Context, v metadata.Volume, mounts metadata.Mounts) error {
 	log := d.log.WithField("volume", v.Name)
-	local := metadata.LocalPresent
-	if st, err := os.Stat(d.dataDir(v.Name)); err != nil || !st.IsDir() {
+	_, statErr := os.Stat(d.dataDir(v.Name))
+	exists := statErr == nil
+	local, lastErr := v.Local, ""
+	switch {
+	case v.Local == metadata.LocalDiverged:
+	case v.Local == metadata.LocalRestoring && v.Generation == 0:
+		local = metadata.LocalAbsent // a pull was interrupted: the directory is as before
+		if exists {
+			local = metadata.LocalReady
+		}
+	case !exists && (v.Local == metadata.LocalReady || v.Local == metadata.LocalPresent || v.Local == metadata.LocalMounted || v.Local == metadata.LocalReleasing):
 		local = metadata.LocalMissing
-		log.WithField("path", d.dataDir(v.Name)).Error("the volume's data directory is missing: Mount will fail until it is restored or the volume is removed")
+		lastErr = "the data directory " + d.dataDir(v.Name) + " was missing at start: the next Mount restores the store's head snapshot (unpublished changes are lost)"
+		log.Error(lastErr)
+	case v.Local == metadata.LocalMissing && exists, v.Local == metadata.LocalPresent:
+		local = metadata.LocalReady
+	case mounts.Total() == 0 && v.Local == metadata.LocalMounted:
+		// Stopped between an unmount and recording it.
+		local = metadata.LocalReady
+		if v.Generation > 0 {
+			local = metadata.LocalReleasing
+		}
 	}
-	if local != v.Local && (v.Local == metadata.LocalPresent || v.Local == metadata.LocalMissing) {
-		err := d.db.UpdateVolume(ctx, v.Name, func(r *metadata.Volume) error { r.Local = local; return nil })
+	if local != v.Local || lastErr != "" {
+		err := d.db.UpdateVolume(ctx, v.Name, func(r *metadata.Volume) error {
+			r.Local = local
+			if lastErr != "" {
+				r.LastError, r.LastErrorAt, r.LocalSnapshot = lastErr, time.Now().UTC(), ""
+			}
+			return nil
+		})
 		if err != nil {
 			return fmt.Errorf("reconcile: %w", err)
 		}
 		v.Local = local
 	}
 	if mounts.Total() > 0 {
-		if local == metadata.LocalPresent {
+		if exists {
 			if err := d.ensureBound(v); err != nil {
 				log.WithError(err).Error("could not restore the bind mount of a mounted volume")
 			}
@@ -82,7 +110,7 @@ func (d *Driver) reconcileVolume(ctx context.Context, v metadata.Volume, mounts 
 	} else if err := d.unbind(v.Name); err != nil {
 		log.WithError(err).Warn("could not remove a leftover mountpoint")
 	}
-	if local == metadata.LocalPresent && v.SizeAt.IsZero() {
+	if exists && v.SizeAt.IsZero() {
 		d.measureLater(v.Name)
 	}
 	return nil

@@ -5,27 +5,29 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
-	"strconv"
+	"sort"
 	"time"
 
+	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/metadata"
 )
 
 // Volume is what Get and List report about a volume.
 type Volume struct {
 	Name string
-	// Mountpoint is set while the volume is mounted.
+	// Mountpoint is set while the volume is mounted on this host.
 	Mountpoint string
 	CreatedAt  time.Time
 	// Status is shown by docker volume inspect (Get only).
 	Status map[string]any
 }
 
-// Create creates volume name with options opts (see ParseOptions). A repeat
-// Create with the same options (after defaults are filled in) succeeds; with
-// different options it fails with ErrConflict.
+// Create creates volume name with options opts (see ParseOptions) in the
+// store, which makes it visible on every host, and records it on this
+// host. A repeat Create with the same options (after defaults are filled
+// in) succeeds, also on another host; with different options it fails with
+// ErrConflict naming the differences. A name whose volume was removed is
+// created afresh, empty.
 func (d *Driver) Create(ctx context.Context, name string, opts map[string]string) error {
 	if err := ValidateName(name); err != nil {
 		return err
@@ -39,50 +41,44 @@ func (d *Driver) Create(ctx context.Context, name string, opts map[string]string
 		return err
 	}
 	defer unlock()
-
-	existing, err := d.db.Volume(ctx, name)
-	switch {
-	case err == nil:
-		if maps.Equal(existing.Options, norm) {
-			return nil
-		}
-		return errorf(ErrConflict, "volume %q already exists with other options (%s): create it with the same options, or remove it first", name, diffOptions(existing.Options, norm))
-	case !errors.Is(err, metadata.ErrNotFound):
+	b, err := d.store(ctx)
+	if err != nil {
+		return fmt.Errorf("volume %q: cannot create it: %w", name, err)
+	}
+	cv, created, err := d.createInStore(ctx, b, name, norm, time.Now().UTC(), d.hostID)
+	if err != nil {
 		return err
 	}
-
-	log := d.log.WithField("volume", name)
-	data := d.dataDir(name)
-	adopted := false
-	if st, err := os.Stat(data); err == nil && st.IsDir() {
-		// Left by a state database that was lost or by an interrupted
-		// removal: keep the data rather than hide it.
-		adopted = true
-		log.Warn("a data directory without a record exists for this name: the new volume keeps its contents")
-	} else if err := mkdirDurable(data); err != nil {
-		return fmt.Errorf("volume %q: create data directory: %w", name, err)
+	if !created && !maps.Equal(cv.Options, norm) {
+		return errorf(ErrConflict, "volume %q already exists with other options (%s): create it with the same options, or remove it first", name, diffOptions(cv.Options, norm))
 	}
-	now := time.Now().UTC()
-	rec := metadata.Volume{
-		Name:      name,
-		Options:   norm,
-		CreatedAt: now,
-		CreatedBy: d.hostID,
-		Local:     metadata.LocalPresent,
-		SizeAt:    now,
+	rec, err := d.db.Volume(ctx, name)
+	switch {
+	case err == nil && rec.Incarnation == incarnation(cv):
+		return nil
+	case err == nil:
+		if _, _, err := d.localRecord(ctx, b, name); err != nil {
+			return err
+		}
+	case errors.Is(err, metadata.ErrNotFound):
+		if _, err := d.remember(ctx, cv, created); err != nil {
+			return err
+		}
+	default:
+		return err
 	}
-	if err := d.db.CreateVolume(ctx, rec); err != nil {
-		return fmt.Errorf("volume %q: %w", name, err)
+	if created {
+		d.log.WithField("volume", name).Info("volume created")
+	} else {
+		d.log.WithField("volume", name).WithField("created_by", cv.CreatedBy).Info("volume exists in the store: recorded on this host")
 	}
-	if adopted {
-		d.measureLater(name)
-	}
-	log.Info("volume created")
 	return nil
 }
 
-// Remove deletes volume name and its data. It fails with ErrInUse while any
-// mount count is above zero; an unknown name succeeds.
+// Remove moves volume name to the store's trash (portvol undelete brings
+// it back within the retention) and forgets this host's copy. It fails
+// with ErrInUse while it is mounted here or held by another host, and
+// waits for this host's final snapshot of it; an unknown name succeeds.
 func (d *Driver) Remove(ctx context.Context, name string) error {
 	if err := ValidateName(name); err != nil {
 		return err
@@ -92,11 +88,9 @@ func (d *Driver) Remove(ctx context.Context, name string) error {
 		return err
 	}
 	defer unlock()
-
-	if _, err := d.db.Volume(ctx, name); errors.Is(err, metadata.ErrNotFound) {
-		return nil
-	} else if err != nil {
-		return err
+	rec, lerr := d.db.Volume(ctx, name)
+	if lerr != nil && !errors.Is(lerr, metadata.ErrNotFound) {
+		return lerr
 	}
 	mounts, err := d.db.Mounts(ctx, name)
 	if err != nil {
@@ -105,59 +99,127 @@ func (d *Driver) Remove(ctx context.Context, name string) error {
 	if n := mounts.Total(); n > 0 {
 		return errorf(ErrInUse, "volume %q is in use: mounted %d time(s) under %d mount ID(s); stop and remove the containers that use it, then retry", name, n, len(mounts))
 	}
-	if err := d.unbind(name); err != nil {
-		return fmt.Errorf("volume %q: %w", name, err)
+	b, err := d.store(ctx)
+	if err != nil {
+		return fmt.Errorf("volume %q: cannot remove it: %w", name, err)
 	}
-	// Move the data out of the way first: after a crash between the two
-	// steps the record says "missing" rather than the data reappearing.
-	trash := filepath.Join(d.stateDir, "trash", name+"."+strconv.FormatInt(time.Now().UnixNano(), 10))
-	if err := os.Rename(d.volumeDir(name), trash); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("volume %q: move data to %s: %w", name, trash, err)
+	v := d.state(name)
+	if err := d.giveUp(ctx, v); err != nil {
+		return err
 	}
-	if err := syncDir(filepath.Dir(trash)); err != nil {
-		return fmt.Errorf("volume %q: %w", name, err)
+	in, err := d.readInfo(ctx, b, name)
+	if err != nil {
+		return errUnavailable(name, err)
 	}
-	if err := d.db.DeleteVolume(ctx, name); err != nil && !errors.Is(err, metadata.ErrNotFound) {
-		return fmt.Errorf("volume %q: %w", name, err)
+	if in.Record || in.Removed || in.Head.Exists {
+		if err := b.Leases.Remove(ctx, name); err != nil {
+			var held *lease.HeldError
+			if errors.As(err, &held) {
+				return &kindError{kind: ErrInUse, cause: err, msg: err.Error()}
+			}
+			return errUnavailable(name, err)
+		}
+		if err := d.finishRemoval(ctx, b, name); err != nil {
+			return err
+		}
 	}
-	d.goBackground(func(context.Context) { d.removeTrash(trash) })
-	d.log.WithField("volume", name).Info("volume removed")
+	d.view.invalidate(name)
+	if lerr == nil {
+		if err := d.retire(ctx, rec, "the volume was removed"); err != nil {
+			return err
+		}
+	}
+	d.log.WithField("volume", name).Info("volume removed (kept in the store's trash)")
 	return nil
 }
 
-// Get describes volume name; an unknown name fails with ErrNotFound.
+// giveUp ends this host's ownership of v before a removal: it waits for a
+// final snapshot in progress, stops a restore and releases the lease.
+func (d *Driver) giveUp(ctx context.Context, v *vstate) error {
+	if j := v.currentJob(); j != nil && j.kind == "restore" {
+		if err := d.stopJob(ctx, v); err != nil {
+			return err
+		}
+	}
+	if v.holding() != nil && v.currentJob() == nil {
+		d.settle(ctx, v)
+	}
+	j := v.currentJob()
+	if j == nil {
+		return nil
+	}
+	wait := time.Until(deadline(ctx)) - restoreMargin
+	t := time.NewTimer(max(wait, 0))
+	defer t.Stop()
+	select {
+	case <-j.done:
+		if j.err != nil {
+			return fmt.Errorf("volume %q: its final snapshot failed: %w", v.name, j.err)
+		}
+		return nil
+	case <-t.C:
+		return errorf(ErrBusy, "volume %q: its final snapshot is still uploading (%s); retry the removal shortly", v.name, progressText(j.progress()))
+	}
+}
+
+// deadline is ctx's deadline, or an hour from now.
+func deadline(ctx context.Context) time.Time {
+	if dl, ok := ctx.Deadline(); ok {
+		return dl
+	}
+	return time.Now().Add(time.Hour)
+}
+
+// Get describes volume name as the store and this host know it. An
+// unknown name fails with ErrNotFound; when the store cannot be reached,
+// a volume this host knows is described from its records (never reported
+// missing: dockerd forgets volumes reported missing).
 func (d *Driver) Get(ctx context.Context, name string) (Volume, error) {
 	if err := ValidateName(name); err != nil {
 		return Volume{}, errorf(ErrNotFound, "%s", err)
 	}
-	v, err := d.db.Volume(ctx, name)
-	if err != nil {
-		return Volume{}, d.notFound(name, err)
+	rec, lerr := d.db.Volume(ctx, name)
+	if lerr != nil && !errors.Is(lerr, metadata.ErrNotFound) {
+		return Volume{}, lerr
+	}
+	known := lerr == nil
+	in, serr := d.cachedInfo(ctx, name)
+	switch {
+	case serr != nil && !known:
+		return Volume{}, &kindError{kind: ErrUnavailable, cause: serr, msg: fmt.Sprintf("volume %q: cannot tell whether it exists: %s", name, serr)}
+	case serr == nil && !in.Exists() && (!known || rec.Incarnation != ""):
+		if known {
+			d.forgetLater(name)
+		}
+		return Volume{}, errorf(ErrNotFound, "volume %q does not exist", name)
+	case serr == nil && !known:
+		if unlock, ok := d.locks.tryLock(name); ok {
+			rec, lerr = d.remember(ctx, in.Vol, false)
+			unlock()
+			known = lerr == nil
+		}
+		if !known {
+			rec = metadata.Volume{Name: name, Options: in.Vol.Options, CreatedAt: in.Vol.CreatedAt, CreatedBy: in.Vol.CreatedBy, Local: metadata.LocalAbsent}
+		}
 	}
 	mounts, err := d.db.Mounts(ctx, name)
 	if err != nil {
 		return Volume{}, err
 	}
-	out := d.describe(v, mounts)
-	sizeAt := "never"
-	if !v.SizeAt.IsZero() {
-		sizeAt = v.SizeAt.Format(time.RFC3339)
+	var inp *info
+	if serr == nil {
+		inp = &in
 	}
-	out.Status = map[string]any{
-		"local":             string(v.Local),
-		"mounted":           mounts.Total() > 0,
-		"mounts":            mounts.Total(),
-		"mount_ids":         len(mounts),
-		"size_bytes":        v.SizeBytes,
-		"size_measured_at":  sizeAt,
-		"created_by":        v.CreatedBy,
-		OptSnapshotInterval: v.Options[OptSnapshotInterval],
-		OptTakeover:         v.Options[OptTakeover],
+	st := d.describe(rec, mounts, inp, serr)
+	out := Volume{Name: name, CreatedAt: rec.CreatedAt, Status: st.Map(rec, mounts)}
+	if mounts.Total() > 0 {
+		out.Mountpoint = d.mountpoint(name)
 	}
 	return out, nil
 }
 
-// List describes every volume (without Status).
+// List describes every volume in the store (without Status); when the
+// store cannot be reached, those this host knows.
 func (d *Driver) List(ctx context.Context) ([]Volume, error) {
 	vols, err := d.db.Volumes(ctx)
 	if err != nil {
@@ -167,21 +229,52 @@ func (d *Driver) List(ctx context.Context) ([]Volume, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Volume, 0, len(vols))
+	local := map[string]metadata.Volume{}
 	for _, v := range vols {
-		out = append(out, d.describe(v, all[v.Name]))
+		local[v.Name] = v
+	}
+	names, serr := d.cachedNames(ctx)
+	if serr != nil {
+		d.log.WithError(serr).Debug("listing from this host's records")
+		names = names[:0]
+		for _, v := range vols {
+			names = append(names, v.Name)
+		}
+	} else {
+		for _, v := range vols {
+			if v.Incarnation == "" { // not in the store yet: still this host's
+				names = append(names, v.Name)
+			}
+		}
+		sort.Strings(names)
+	}
+	out := make([]Volume, 0, len(names))
+	for i, name := range names {
+		if i > 0 && names[i-1] == name {
+			continue
+		}
+		v := Volume{Name: name, CreatedAt: local[name].CreatedAt}
+		if all[name].Total() > 0 {
+			v.Mountpoint = d.mountpoint(name)
+		}
+		out = append(out, v)
 	}
 	return out, nil
 }
 
-// Path returns the Mountpoint while volume name is mounted, "" otherwise.
-// It has no side effects.
+// Path returns the Mountpoint while volume name is mounted on this host,
+// "" otherwise. It has no side effects.
 func (d *Driver) Path(ctx context.Context, name string) (string, error) {
 	if err := ValidateName(name); err != nil {
 		return "", err
 	}
-	if _, err := d.db.Volume(ctx, name); err != nil {
-		return "", d.notFound(name, err)
+	if _, err := d.db.Volume(ctx, name); errors.Is(err, metadata.ErrNotFound) {
+		if in, serr := d.cachedInfo(ctx, name); serr == nil && in.Exists() {
+			return "", nil
+		}
+		return "", errorf(ErrNotFound, "volume %q does not exist on this host", name)
+	} else if err != nil {
+		return "", err
 	}
 	mounts, err := d.db.Mounts(ctx, name)
 	if err != nil {
@@ -196,19 +289,3 @@ func (d *Driver) Path(ctx context.Context, name string) (string, error) {
 // Capabilities returns the constant Scope; dockerd asks before nearly every
 // call to a managed plugin.
 func (d *Driver) Capabilities() string { return Scope }
-
-func (d *Driver) describe(v metadata.Volume, mounts metadata.Mounts) Volume {
-	out := Volume{Name: v.Name, CreatedAt: v.CreatedAt}
-	if mounts.Total() > 0 {
-		out.Mountpoint = d.mountpoint(v.Name)
-	}
-	return out
-}
-
-// notFound translates metadata's ErrNotFound into the driver's.
-func (d *Driver) notFound(name string, err error) error {
-	if errors.Is(err, metadata.ErrNotFound) {
-		return errorf(ErrNotFound, "volume %q does not exist on this host", name)
-	}
-	return err
-}

@@ -24,8 +24,11 @@ func TestManagedVolumeRoundTrip(t *testing.T) {
 	if len(f) != 3 || f[0] != pluginName+":latest" || f[1] != "global" || strings.HasPrefix(f[2], "0001-") {
 		t.Errorf("volume inspect: %q", inspect)
 	}
+	eventually(t, "the final snapshot after the container ended", func() bool {
+		return mainEngine.status(t, v)["local"] == "ready"
+	})
 	st := mainEngine.status(t, v)
-	if st["local"] != "present" || st["mounts"].(float64) != 0 || st["snapshot_interval"] != "5m0s" {
+	if st["mounts"].(float64) != 0 || st["snapshot_interval"] != "5m0s" || st["head_snapshot"] == "" || st["lease"] != "released" {
 		t.Errorf("status: %v", st)
 	}
 	eventually(t, "size measured after the container ended", func() bool {

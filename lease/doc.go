@@ -51,6 +51,7 @@
 //	held     → released                            Release (after the final Publish)
 //	released or absent → removed                   Remove (held is refused)
 //	removed  → released, no head                   Revive (volume created again)
+//	removed or absent → released, given head       Undelete (volume back from the trash)
 //
 // Held by another host and not seen expired, Acquire fails with a
 // *HeldError (ErrHeld) that names the holder, its generation, how long this

@@ -1,7 +1,10 @@
 // Package metadata is this host's own bookkeeping, kept in one bbolt file in
 // the state directory: the volumes this host knows (options, creation time,
-// state of the local copy, measured size), the mount IDs dockerd holds on
-// each volume with a count per ID, and the host id.
+// state of the local copy — which snapshot it holds, whether it has
+// unpublished changes, the lease generation held, copies moved aside —,
+// measured size), the mount IDs dockerd holds on each volume with a count
+// per ID, and the host id. The store, not this file, says which volumes
+// exist; these records are this host's cache of them and its own state.
 //
 // Layout (schema 1):
 //

@@ -219,3 +219,25 @@ func TestSchemaMismatchRefused(t *testing.T) {
 		t.Fatalf("open of a newer schema: %v", err)
 	}
 }
+
+func TestMigrationFieldsRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	db, path := openTemp(t)
+	v := Volume{Name: "v", Local: LocalReleasing, Incarnation: "2026-01-02T03:04:05.123456789Z hostA",
+		LocalSnapshot: "20260102T030405Z-0123456789abcdef", Dirty: true, Generation: 7,
+		Aside: []string{"volumes/v/fenced-6-20260102T030405Z"}, LastError: "boom", LastErrorAt: time.Unix(5, 0).UTC()}
+	if err := db.CreateVolume(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	got, err := db2.Volume(ctx, "v")
+	if err != nil || got.Local != LocalReleasing || got.Incarnation != v.Incarnation || got.LocalSnapshot != v.LocalSnapshot ||
+		!got.Dirty || got.Generation != 7 || len(got.Aside) != 1 || got.LastError != "boom" || !got.LastErrorAt.Equal(v.LastErrorAt) {
+		t.Fatalf("after reopen: %+v, %v", got, err)
+	}
+}

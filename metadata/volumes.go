@@ -12,12 +12,29 @@ import (
 // LocalState says what this host holds of a volume's data.
 type LocalState string
 
-// Local states. The migration work adds states for restores in progress and
-// fenced copies; readers must treat unknown values as "not usable".
+// Local states: the phase of the driver's state machine (driver/doc.go).
+// Readers must treat unknown values as "not usable".
 const (
-	// LocalPresent: the data directory exists and is this volume's data.
+	// LocalAbsent: this host has no copy (the volume was made elsewhere).
+	LocalAbsent LocalState = "absent"
+	// LocalRestoring: a restore into the data directory is running; the
+	// directory still holds LocalSnapshot until the restore swaps it.
+	LocalRestoring LocalState = "restoring"
+	// LocalReady: the data directory holds LocalSnapshot (plus unpublished
+	// changes if Dirty).
+	LocalReady LocalState = "ready"
+	// LocalMounted: bind-mounted for containers; changes are unpublished.
+	LocalMounted LocalState = "mounted"
+	// LocalReleasing: unmounted; the final snapshot and the release of the
+	// lease are pending.
+	LocalReleasing LocalState = "releasing"
+	// LocalDiverged: this host lost the lease (fenced); its copy was moved
+	// aside (see Aside) and the next Mount restores the store's head.
+	LocalDiverged LocalState = "diverged"
+	// LocalPresent is what single-host releases wrote for LocalReady.
 	LocalPresent LocalState = "present"
-	// LocalMissing: the record exists but its data directory does not.
+	// LocalMissing: the record says there was a copy but the data
+	// directory is gone.
 	LocalMissing LocalState = "missing"
 )
 
@@ -33,6 +50,31 @@ type Volume struct {
 	// measured at SizeAt (zero time: never measured).
 	SizeBytes int64     `json:"size_bytes"`
 	SizeAt    time.Time `json:"size_at"`
+
+	// Incarnation identifies which creation of this name in the store the
+	// local copy belongs to (the store record's creation time and host).
+	Incarnation string `json:"incarnation,omitempty"`
+	// LocalSnapshot is the published snapshot the data directory was last
+	// made equal to (restored from or snapshotted to); "" for none.
+	LocalSnapshot string `json:"local_snapshot,omitempty"`
+	// Dirty: the data directory may hold changes no published snapshot has
+	// (it was mounted, or adopted, since LocalSnapshot).
+	Dirty bool `json:"dirty,omitempty"`
+	// Generation is the lease generation this host holds on the volume, 0
+	// for none; it is written right after acquiring, so a restarted host can
+	// resume its lease.
+	Generation uint64 `json:"generation,omitempty"`
+	// Aside lists copies moved out of the way (fenced or conflicting
+	// copies), as paths relative to the state directory. They are never
+	// deleted by portvol.
+	Aside []string `json:"aside,omitempty"`
+	// LastError is the last failure of background work on the volume, for
+	// status output; "" once it succeeds again.
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitempty"`
+	// TakenOver says what the last takeover of the volume by this host
+	// lost, for status output.
+	TakenOver string `json:"taken_over,omitempty"`
 }
 
 // CreateVolume stores a new record; it fails with ErrExists if the name is

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestListAndProgress(t *testing.T) {
@@ -106,5 +108,19 @@ func TestParseKey(t *testing.T) {
 		if _, err := ParseKey([]byte(bad)); !errors.Is(err, ErrBadKey) {
 			t.Errorf("ParseKey(%q) = %v", bad, err)
 		}
+	}
+}
+
+func TestVolumePrefixesAndIDTime(t *testing.T) {
+	got := VolumePrefixes("db")
+	if len(got) != 2 || got[0] != snapshotsPrefix("db") || got[1] != "index/db/" || !strings.HasPrefix(indexPrefix("db", ""), got[1]) || !strings.HasPrefix(manifestKey("db", "x"), got[0]) {
+		t.Errorf("VolumePrefixes = %v", got)
+	}
+	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	if ts, ok := IDTime(newSnapshotID(at)); !ok || !ts.Equal(at) {
+		t.Errorf("IDTime = %v, %v; want %v", ts, ok, at)
+	}
+	if _, ok := IDTime("s1"); ok {
+		t.Error("IDTime accepted a malformed ID")
 	}
 }

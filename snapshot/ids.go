@@ -78,3 +78,21 @@ func indexPrefix(volume, parent string) string {
 	}
 	return "index/" + volume + "/" + parent + "/"
 }
+
+// VolumePrefixes returns the key prefixes under which this package keeps
+// a volume's own objects (manifests and pack indexes), for callers that
+// move a removed volume to the trash. Packs are shared between volumes
+// and are not included.
+func VolumePrefixes(volume string) []string {
+	return []string{snapshotsPrefix(volume), "index/" + volume + "/"}
+}
+
+// IDTime returns the UTC start time encoded in a snapshot ID, for showing
+// a snapshot's age without reading it.
+func IDTime(id string) (time.Time, bool) {
+	if !ValidSnapshotID(id) {
+		return time.Time{}, false
+	}
+	t, err := time.Parse("20060102T150405Z", id[:16])
+	return t, err == nil
+}

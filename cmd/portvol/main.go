@@ -69,6 +69,10 @@ is PORTVOL_STATE_DIR, --store is PORTVOL_STORE, and so on.`,
 	root.AddCommand(
 		newVersionCmd(stdout),
 		newServeCmd(stdout),
+		newStatusCmd(stdout),
+		newTakeoverCmd(stdout, stderr),
+		newPullCmd(stdout, stderr),
+		newUndeleteCmd(stdout),
 	)
 	for _, c := range root.Commands() {
 		bindEnv(c)

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portvol/portvol/driver"
+	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/metadata"
 )
 
@@ -38,6 +39,11 @@ type serveOptions struct {
 	mountRoot string
 	logLevel  string
 	logFormat string
+
+	leaseTTL       time.Duration
+	mountWait      time.Duration
+	trashRetention time.Duration
+	keyFile        string
 }
 
 func newServeCmd(stdout io.Writer) *cobra.Command {
@@ -63,6 +69,10 @@ is the driver name, so /run/docker/plugins/portvol.sock gives -d portvol.`,
 	f.StringVar(&o.mountRoot, "mount-root", "", "directory under which volumes are mounted for containers (default <state-dir>/mnt; the managed plugin uses its propagated mount)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: error, warn, info, debug or trace")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	f.DurationVar(&o.leaseTTL, "lease-ttl", lease.DefaultTTL, "how long a host's ownership of a volume lasts without renewal; another host may take over a volume whose lease it saw unchanged this long")
+	f.DurationVar(&o.mountWait, "mount-wait", lease.DefaultMountWait, "how long a Mount waits for another host to release the volume (below 28s: dockerd allows a call 30s)")
+	f.DurationVar(&o.trashRetention, "trash-retention", driver.DefaultTrashRetention, "how long removed volumes stay in the store's trash (portvol undelete)")
+	f.StringVar(&o.keyFile, "encryption-key-file", "", "file holding the snapshot encryption key (32 bytes: raw, hex or base64); a new store is encrypted iff it is given")
 	return c
 }
 
@@ -73,6 +83,10 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 		return usageError{err}
 	}
 	if err := o.complete(); err != nil {
+		return usageError{err}
+	}
+	key, err := readKeyFile(o.keyFile)
+	if err != nil {
 		return usageError{err}
 	}
 
@@ -106,11 +120,14 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 	log = log.WithField("host", hostID)
 
 	d, err := driver.New(driver.Config{
-		StateDir:  o.stateDir,
-		MountRoot: o.mountRoot,
-		HostID:    hostID,
-		DB:        db,
-		Logger:    log,
+		StateDir:       o.stateDir,
+		MountRoot:      o.mountRoot,
+		HostID:         hostID,
+		DB:             db,
+		Logger:         log,
+		Connect:        backendOpener(o, hostID, key),
+		MountWait:      o.mountWait,
+		TrashRetention: o.trashRetention,
 	})
 	if err != nil {
 		return err
@@ -119,6 +136,8 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 	if err := d.Reconcile(ctx); err != nil {
 		return err
 	}
+	// The store may be slow or down: serve first, connect in the background.
+	d.Connect()
 
 	srv := &http.Server{
 		Handler:           driver.NewHandler(d, log),
@@ -164,6 +183,9 @@ func (o *serveOptions) complete() error {
 		o.store = "file://" + filepath.Join(o.stateDir, "store")
 	}
 	if _, err := parseStoreURL(o.store); err != nil {
+		return err
+	}
+	if err := o.checkOwnershipFlags(); err != nil {
 		return err
 	}
 	if o.hostID != "" && !hostIDRE.MatchString(o.hostID) {

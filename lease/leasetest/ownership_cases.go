@@ -114,3 +114,40 @@ func testRemove(t *testing.T, e *env) {
 		t.Errorf("generation %d, want 1", l.Generation())
 	}
 }
+
+// testUndelete: a removed volume comes back released with the head it had,
+// at a generation no lower than before, and the next holder restores it.
+func testUndelete(t *testing.T, e *env) {
+	a, b := e.host("hostA", nil), e.host("hostB", nil)
+	la := e.acquire(a, "db")
+	e.must(la.Publish(e.ctx, "s1"), "publish")
+	e.must(la.Release(e.ctx), "release")
+	lb := e.acquire(b, "db")
+	e.must(lb.Release(e.ctx), "release")
+	e.must(b.Remove(e.ctx, "db"), "remove")
+
+	e.must(a.Undelete(e.ctx, "db", "s1", 1), "undelete")
+	e.must(a.Undelete(e.ctx, "db", "s1", 1), "second undelete")
+	if r := e.inspect("db"); r.State != lease.Released || r.Head != "s1" || r.HeadGeneration != 1 || r.Generation != 2 {
+		t.Errorf("undeleted record: %+v, want released at generation 2 with head s1", r)
+	}
+	l := e.acquire(b, "db")
+	if l.Generation() != 3 || l.Head() != "s1" {
+		t.Errorf("acquired after undelete: generation %d head %q, want 3 and s1", l.Generation(), l.Head())
+	}
+	if err := a.Undelete(e.ctx, "db", "s1", 1); err == nil || !strings.Contains(err.Error(), "exists again") {
+		t.Errorf("undelete of a live volume: %v", err)
+	}
+	if err := a.Undelete(e.ctx, "db", "", 3); err == nil {
+		t.Error("undelete with a head generation but no head was accepted")
+	}
+
+	// A volume whose head record is gone comes back at the head's generation.
+	e.must(a.Undelete(e.ctx, "gone", "s9", 4), "undelete without a record")
+	if r := e.inspect("gone"); r.State != lease.Released || r.Generation != 4 || r.Head != "s9" {
+		t.Errorf("undeleted missing record: %+v", r)
+	}
+	if l := e.acquire(b, "gone"); l.Generation() != 5 {
+		t.Errorf("generation %d, want 5", l.Generation())
+	}
+}

@@ -36,6 +36,7 @@ func Run(t *testing.T, newStore func(t *testing.T) transfer.ObjectStore) {
 		{"ResumeAfterRestart", testResume},
 		{"SameHostIDWithoutLease", testSelfHeld},
 		{"RemoveAndRevive", testRemove},
+		{"Undelete", testUndelete},
 		{"CorruptAndNewerRecords", testCorrupt},
 		{"LostResponses", testLostResponses},
 	} {

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portvol/portvol/driver"
+)
+
+// The ownership commands talk to the running plugin (see admin_client.go):
+// it holds the store's credentials, the host id, the lease observations
+// and the local copies, so every write goes through the same rules as a
+// Mount.
+
+const socketHelp = "the running portvol's socket (default: /run/docker/plugins/portvol.sock, else the managed plugin's /run/docker/plugins/*/portvol.sock)"
+
+// adminArgs checks the number of arguments, as a usage error.
+func adminArgs(lo, hi int) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) < lo || len(args) > hi {
+			return usageError{fmt.Errorf("expected %d to %d arguments, got %d", lo, hi, len(args))}
+		}
+		return nil
+	}
+}
+
+func newStatusCmd(stdout io.Writer) *cobra.Command {
+	var socket string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "status [VOLUME]",
+		Short: "Show who owns each volume, its latest snapshot and this host's copy",
+		Long: `Show, for one volume or every volume in the store: the host that owns it
+(holds its lease) or last owned it, the lease generation, the head snapshot and
+its age, the state of this host's copy (absent, restoring N%, ready, mounted,
+releasing, diverged) and the last error. --json prints a JSON array.`,
+		Args: adminArgs(0, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := newPluginClient(socket)
+			if err != nil {
+				return err
+			}
+			req := driver.AdminRequest{}
+			if len(args) == 1 {
+				req.Volume = args[0]
+			}
+			var out struct{ Volumes []driver.VolumeStatus }
+			if err := cl.call(cmd.Context(), driver.AdminStatus, req, &out); err != nil {
+				return err
+			}
+			if out.Volumes == nil {
+				out.Volumes = []driver.VolumeStatus{}
+			}
+			if asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(out.Volumes)
+			}
+			return printStatus(stdout, out.Volumes)
+		},
+	}
+	c.Flags().StringVar(&socket, "socket", "", socketHelp)
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func printStatus(w io.Writer, vols []driver.VolumeStatus) error {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VOLUME\tOWNER\tLEASE\tGEN\tHEAD\tAGE\tLOCAL\tLAST ERROR")
+	var notes []string
+	for _, v := range vols {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", v.Name, dash(v.Owner), v.Lease, v.Generation,
+			dash(v.HeadSnapshot), dash(v.HeadAge), v.Local, dash(oneLine(v.LastError, 60)))
+		if v.TakenOver != "" {
+			notes = append(notes, v.Name+": "+v.TakenOver)
+		}
+		for _, k := range v.KeptCopies {
+			notes = append(notes, v.Name+": copy kept at "+k)
+		}
+		if v.Store != "ok" {
+			notes = append(notes, v.Name+": store "+v.Store)
+		}
+		if len(v.LastError) > 60 {
+			notes = append(notes, v.Name+": "+v.LastError)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range notes {
+		fmt.Fprintln(w, n)
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func oneLine(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > n {
+		return s[:n-1] + "…"
+	}
+	return s
+}
+
+func newTakeoverCmd(stdout, stderr io.Writer) *cobra.Command {
+	var socket string
+	var force bool
+	c := &cobra.Command{
+		Use:   "takeover VOLUME",
+		Short: "Take a volume over from a host that is gone",
+		Long: `Take VOLUME over from the host holding it, once that host has stopped renewing
+its lease: this host must see the lease unchanged for a full TTL, and watches it
+for that long if it has not yet. The generation goes up, so the old host can
+never publish again, and the lease is released: the next Mount (here or on any
+host) restores the last published snapshot. Whatever the old host wrote after
+that snapshot is lost. --force takes a live lease at once: only for a host you
+know is dead.`,
+		Args: adminArgs(1, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := newPluginClient(socket)
+			if err != nil {
+				return err
+			}
+			var out struct{ Result driver.TakeoverResult }
+			err = cl.stream(cmd.Context(), driver.AdminTakeover, driver.AdminRequest{Volume: args[0], Force: force},
+				func(p string) { fmt.Fprintln(stderr, p) }, &out)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(stdout, out.Result.Message)
+			return err
+		},
+	}
+	c.Flags().StringVar(&socket, "socket", "", socketHelp)
+	c.Flags().BoolVar(&force, "force", false, "take the volume even while its lease is live (its holder's later writes are lost)")
+	return c
+}
+
+func newPullCmd(stdout, stderr io.Writer) *cobra.Command {
+	var socket string
+	c := &cobra.Command{
+		Use:   "pull VOLUME",
+		Short: "Bring this host's copy of a volume to its latest snapshot, ahead of a move",
+		Long: `Restore VOLUME's latest published snapshot into this host's copy without taking
+ownership, so that a later Mount here fetches only what changed since. A host
+that keeps an older copy fetches only the chunks it lacks. Refused while the
+volume is mounted here. Interrupting the command leaves the pull running.`,
+		Args: adminArgs(1, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := newPluginClient(socket)
+			if err != nil {
+				return err
+			}
+			var out struct{ Result driver.PullResult }
+			err = cl.stream(cmd.Context(), driver.AdminPull, driver.AdminRequest{Volume: args[0]},
+				func(p string) { fmt.Fprintln(stderr, p) }, &out)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(stdout, out.Result.Message)
+			return err
+		},
+	}
+	c.Flags().StringVar(&socket, "socket", "", socketHelp)
+	return c
+}
+
+func newUndeleteCmd(stdout io.Writer) *cobra.Command {
+	var socket string
+	c := &cobra.Command{
+		Use:   "undelete VOLUME",
+		Short: "Bring a removed volume back from the store's trash",
+		Long: `Bring back the most recently removed volume of this name, with its snapshots,
+from the store's trash (volumes stay there for --trash-retention). Refused if a
+volume of that name exists.`,
+		Args: adminArgs(1, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := newPluginClient(socket)
+			if err != nil {
+				return err
+			}
+			var out struct{ Result driver.UndeleteResult }
+			if err := cl.call(cmd.Context(), driver.AdminUndelete, driver.AdminRequest{Volume: args[0]}, &out); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(stdout, out.Result.Message)
+			return err
+		},
+	}
+	c.Flags().StringVar(&socket, "socket", "", socketHelp)
+	return c
+}

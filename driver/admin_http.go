@@ -1,0 +1,128 @@
+package driver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/portvol/portvol/snapshot"
+)
+
+// The portvol command line talks to the running plugin through these
+// calls on the plugin's socket, because the plugin holds the store's
+// configuration and credentials, the host id, the lease observations and
+// the local state. Requests are POST with a JSON body
+// {"Volume": "...", "Force": bool}. Quick calls answer 200 with a JSON
+// object, or 500 with {"Err": "..."}. Long calls (Takeover, Pull) answer
+// 200 with newline-delimited JSON: {"Progress": "..."} lines while they
+// work, then one {"Result": {...}} or {"Err": "..."} line.
+const (
+	// AdminStatus answers {"Volumes": [VolumeStatus...]}; Volume "" means all.
+	AdminStatus = "/Portvol.Status"
+	// AdminTakeover streams progress, then {"Result": TakeoverResult}.
+	AdminTakeover = "/Portvol.Takeover"
+	// AdminPull streams progress, then {"Result": PullResult}.
+	AdminPull = "/Portvol.Pull"
+	// AdminUndelete answers {"Result": UndeleteResult}.
+	AdminUndelete = "/Portvol.Undelete"
+)
+
+// AdminRequest is the body of the command line's calls.
+type AdminRequest struct {
+	Volume string
+	Force  bool `json:",omitempty"`
+}
+
+// adminTimeout bounds a takeover (which may watch a lease for a TTL).
+const adminTimeout = 10 * time.Minute
+
+func (h *handler) adminRoutes(mux *http.ServeMux) {
+	d := h.d
+	h.adminCall(mux, AdminStatus, quickCallTimeout, func(ctx context.Context, r AdminRequest) (any, error) {
+		vols, err := d.Status(ctx, r.Volume)
+		return map[string]any{"Volumes": vols}, err
+	})
+	h.adminCall(mux, AdminUndelete, time.Minute, func(ctx context.Context, r AdminRequest) (any, error) {
+		res, err := d.Undelete(ctx, r.Volume)
+		return map[string]any{"Result": res}, err
+	})
+	h.adminStream(mux, AdminTakeover, func(ctx context.Context, r AdminRequest, progress func(string)) (any, error) {
+		return d.Takeover(ctx, r.Volume, r.Force, progress)
+	})
+	h.adminStream(mux, AdminPull, func(ctx context.Context, r AdminRequest, progress func(string)) (any, error) {
+		return d.Pull(ctx, r.Volume, func(p snapshot.Progress) {
+			if p.Bytes > 0 {
+				progress(fmt.Sprintf("restoring: %s, %s fetched, %s reused", progressText(p), bytesText(p.Transferred), bytesText(p.Reused)))
+			} else {
+				progress("restoring: reading the snapshot")
+			}
+		})
+	})
+}
+
+func decodeAdmin(r *http.Request) (AdminRequest, error) {
+	var req AdminRequest
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	if err == nil && len(body) > 0 {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil {
+		return req, fmt.Errorf("portvol: malformed request: %w", err)
+	}
+	return req, nil
+}
+
+func (h *handler) adminCall(mux *http.ServeMux, path string, timeout time.Duration, call func(context.Context, AdminRequest) (any, error)) {
+	mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
+		req, err := decodeAdmin(r)
+		if err != nil {
+			reply(w, http.StatusBadRequest, map[string]string{"Err": err.Error()})
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		resp, err := call(ctx, req)
+		if err != nil {
+			h.log.WithField("call", path).WithField("volume", req.Volume).WithError(err).Info("command refused")
+			reply(w, http.StatusInternalServerError, map[string]string{"Err": err.Error()})
+			return
+		}
+		reply(w, http.StatusOK, resp)
+	})
+}
+
+func (h *handler) adminStream(mux *http.ServeMux, path string, call func(context.Context, AdminRequest, func(string)) (any, error)) {
+	mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
+		req, err := decodeAdmin(r)
+		if err != nil {
+			reply(w, http.StatusBadRequest, map[string]string{"Err": err.Error()})
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), adminTimeout)
+		defer cancel()
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+		var mu sync.Mutex
+		enc := json.NewEncoder(w)
+		send := func(v any) {
+			mu.Lock()
+			defer mu.Unlock()
+			_ = enc.Encode(v)
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
+		}
+		res, err := call(ctx, req, func(s string) { send(map[string]string{"Progress": s}) })
+		if err != nil {
+			h.log.WithField("call", path).WithField("volume", req.Volume).WithError(err).Info("command failed")
+			send(map[string]string{"Err": err.Error()})
+			return
+		}
+		h.log.WithField("call", path).WithField("volume", req.Volume).Info("command done")
+		send(map[string]any{"Result": res})
+	})
+}

@@ -1,0 +1,109 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"os"
+	"time"
+
+	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/metadata"
+)
+
+// recoverTimeout bounds the store calls of one volume's recovery.
+const recoverTimeout = 30 * time.Second
+
+// recoverAll finishes, once the store is reachable, what this host was
+// doing with its volumes when it stopped: every volume whose record says
+// this host holds a lease is resumed (recoverVolume), and volumes created
+// by a single-host portvol are registered in the store. Volumes busy with
+// a call are left for the next round (every recoverEvery).
+func (d *Driver) recoverAll(ctx context.Context) {
+	vols, err := d.db.Volumes(ctx)
+	if err != nil {
+		d.log.WithError(err).Error("recovery: cannot read the state database")
+		return
+	}
+	for _, rec := range vols {
+		if ctx.Err() != nil {
+			return
+		}
+		if rec.Incarnation == "" || rec.Generation > 0 {
+			d.recoverVolume(ctx, rec.Name)
+		}
+	}
+}
+
+// recoverVolume resumes the lease recorded for name, under the volume
+// lock. Then: a volume still mounted (the plugin restarted under running
+// containers) keeps its lease alive and snapshots periodically; an
+// interrupted restore starts again; anything else is settled (final
+// snapshot if needed, release). A lease lost meanwhile fences the copy.
+func (d *Driver) recoverVolume(ctx context.Context, name string) {
+	lctx, cancel := context.WithTimeout(ctx, time.Second)
+	unlock, err := d.locks.lock(lctx, name)
+	cancel()
+	if err != nil {
+		return
+	}
+	defer unlock()
+	b, err := d.store(ctx)
+	v := d.state(name)
+	if err != nil || v.holding() != nil || v.currentJob() != nil {
+		return
+	}
+	ctx, cancel = context.WithTimeout(ctx, recoverTimeout)
+	defer cancel()
+	log := d.log.WithField("volume", name)
+	rec, err := d.db.Volume(ctx, name)
+	if err != nil {
+		return
+	}
+	if rec.Incarnation == "" {
+		if _, err := d.adoptLegacy(ctx, b, rec); err != nil {
+			log.WithError(err).Warn("could not register a single-host volume in the store; retrying in a minute")
+			return
+		}
+		if rec, err = d.db.Volume(ctx, name); err != nil {
+			return
+		}
+	}
+	if rec.Generation == 0 {
+		return
+	}
+	l, err := b.Leases.Resume(ctx, name, rec.Generation)
+	switch {
+	case errors.Is(err, lease.ErrReleased):
+		d.resolveReleased(ctx, b, name, rec.Generation)
+		return
+	case errors.Is(err, lease.ErrFenced):
+		d.fenceLocked(ctx, name, rec.Generation, err)
+		return
+	case err != nil:
+		log.WithError(err).Warn("could not resume this host's lease; retrying in a minute")
+		d.setLastError(name, err)
+		return
+	}
+	d.hold(v, l)
+	mounts, err := d.db.Mounts(ctx, name)
+	if err != nil {
+		return
+	}
+	_, statErr := os.Stat(d.dataDir(name))
+	switch {
+	case mounts.Total() > 0:
+		_ = d.update(ctx, name, func(r *metadata.Volume) { r.Local, r.Dirty = metadata.LocalMounted, true })
+		interval, _ := time.ParseDuration(rec.Options[OptSnapshotInterval])
+		d.startPeriodic(v, l, interval)
+		log.WithField("generation", l.Generation()).Info("resumed ownership of a mounted volume")
+	case rec.Local == metadata.LocalRestoring && l.Head() != "":
+		prev := ""
+		if statErr == nil {
+			prev = rec.LocalSnapshot
+		}
+		d.startRestore(v, l.Head(), prev, true)
+	default:
+		log.WithField("generation", l.Generation()).Info("resumed this host's lease to finish releasing the volume")
+		d.settle(ctx, v)
+	}
+}

@@ -1,0 +1,170 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/metadata"
+	"github.com/portvol/portvol/snapshot"
+)
+
+// maxRetryWait caps the backoff of background retries.
+const maxRetryWait = time.Minute
+
+// startRelease runs the end of v's ownership as its job: stop the periodic
+// snapshots, take the final snapshot if the copy has unpublished changes
+// (it is quiescent now: nothing has it mounted), publish it, release the
+// lease. Store failures are retried until it succeeds, the job is
+// cancelled (a Mount on this host takes the lease back) or the lease turns
+// out lost (fencing).
+func (d *Driver) startRelease(v *vstate, l *lease.Lease) *job {
+	name := v.name
+	log := d.log.WithField("volume", name).WithField("generation", l.Generation())
+	return d.startJob(v, "release", "", func(ctx context.Context, j *job) error {
+		d.stopPeriodic(v)
+		var made string // a snapshot created but not yet published
+		wait := d.retryBase
+		for {
+			err := d.releaseOnce(ctx, v, l, j, &made)
+			switch {
+			case err == nil:
+				return nil
+			case errors.Is(err, lease.ErrFenced):
+				d.fenceLater(name, l.Generation(), err)
+				return err
+			case ctx.Err() != nil:
+				return ctx.Err()
+			}
+			err = fmt.Errorf("final snapshot and release of volume %q failed, retrying in %s: %w", name, wait, err)
+			log.WithError(err).Warn("release failed")
+			d.setLastError(name, err)
+			if sleepCtx(ctx, wait) != nil {
+				return ctx.Err()
+			}
+			wait = min(2*wait, maxRetryWait)
+		}
+	})
+}
+
+func (d *Driver) releaseOnce(ctx context.Context, v *vstate, l *lease.Lease, j *job, made *string) error {
+	name := v.name
+	b, err := d.store(ctx)
+	if err != nil {
+		return err
+	}
+	rec, err := d.db.Volume(ctx, name)
+	if err != nil {
+		return err
+	}
+	if _, serr := os.Stat(d.dataDir(name)); rec.Dirty && serr == nil {
+		if *made == "" {
+			m, err := b.Snapshots.Create(ctx, name, d.dataDir(name), snapshot.CreateOptions{
+				Parent: l.Head(), Host: d.hostID, Generation: l.Generation(),
+				StatCache: d.statCache(name), Progress: j.setProgress,
+			})
+			if err != nil {
+				return err
+			}
+			*made = m.ID
+			d.log.WithField("volume", name).WithField("snapshot", m.ID).WithField("uploaded", m.Stats.UploadedBytes).Info("final snapshot taken")
+		}
+		if err := l.Publish(ctx, *made); err != nil {
+			return err
+		}
+		if err := d.update(ctx, name, func(r *metadata.Volume) { r.LocalSnapshot, r.Dirty = *made, false }); err != nil {
+			return err
+		}
+		d.view.invalidate(name)
+	}
+	if err := ctx.Err(); err != nil {
+		return err // a Mount on this host took the lease back
+	}
+	if err := l.Release(ctx); err != nil {
+		return err
+	}
+	_, statErr := os.Stat(d.dataDir(name))
+	err = d.update(ctx, name, func(r *metadata.Volume) {
+		r.Generation, r.LastError, r.LastErrorAt = 0, "", time.Time{}
+		switch {
+		case r.Local == metadata.LocalDiverged:
+		case statErr != nil:
+			r.Local = metadata.LocalAbsent
+		default:
+			r.Local = metadata.LocalReady
+		}
+	})
+	d.view.invalidate(name)
+	v.mu.Lock()
+	same := v.lease == l
+	v.mu.Unlock()
+	if same {
+		d.dropLease(v)
+	}
+	d.log.WithField("volume", name).WithField("head", l.Head()).Info("volume released")
+	return err
+}
+
+// startPeriodic snapshots v every interval while it is mounted and
+// publishes each snapshot. They are taken while containers write, so each
+// is only as consistent as a crash at that moment; the final snapshot at
+// unmount is the quiescent one.
+func (d *Driver) startPeriodic(v *vstate, l *lease.Lease, interval time.Duration) {
+	if interval <= 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(d.bg)
+	done := make(chan struct{})
+	v.mu.Lock()
+	v.perStop, v.perDone = cancel, done
+	v.mu.Unlock()
+	log := d.log.WithField("volume", v.name)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			id, err := d.periodicSnapshot(ctx, v.name, l)
+			switch {
+			case errors.Is(err, lease.ErrFenced):
+				d.fenceLater(v.name, l.Generation(), err)
+				return
+			case ctx.Err() != nil:
+				return
+			case err != nil:
+				log.WithError(err).Warn("periodic snapshot failed; trying again at the next interval")
+				d.setLastError(v.name, fmt.Errorf("periodic snapshot: %w", err))
+			default:
+				log.WithField("snapshot", id).Info("periodic snapshot published")
+			}
+		}
+	}()
+}
+
+func (d *Driver) periodicSnapshot(ctx context.Context, name string, l *lease.Lease) (string, error) {
+	b, err := d.store(ctx)
+	if err != nil {
+		return "", err
+	}
+	m, err := b.Snapshots.Create(ctx, name, d.dataDir(name), snapshot.CreateOptions{
+		Parent: l.Head(), Host: d.hostID, Generation: l.Generation(), StatCache: d.statCache(name),
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := l.Publish(ctx, m.ID); err != nil {
+		return "", err
+	}
+	d.view.invalidate(name)
+	return m.ID, d.update(ctx, name, func(r *metadata.Volume) { r.LocalSnapshot, r.LastError, r.LastErrorAt = m.ID, "", time.Time{} })
+}

@@ -1,0 +1,184 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/metadata"
+	"github.com/portvol/portvol/snapshot"
+)
+
+// restoreMargin is what a Mount keeps after waiting for a restore, to
+// bind and answer before dockerd's deadline.
+const restoreMargin = time.Second
+
+// ensureData brings the data directory to the lease's head before a first
+// mount, under the volume lock. A lease this host held all along (fresh
+// false) means the local copy is the newest there is. A new acquisition
+// means the copy must equal the head: it is used as is if it holds the
+// head (with or without unpublished changes of this host's own making),
+// restored otherwise — fetching only what it lacks — and moved aside
+// first if it holds changes the head does not have.
+func (d *Driver) ensureData(ctx context.Context, b *Backend, v *vstate, l *lease.Lease, fresh bool) error {
+	name, head := v.name, l.Head()
+	rec, err := d.db.Volume(ctx, name)
+	if err != nil {
+		return err
+	}
+	_, statErr := os.Stat(d.dataDir(name))
+	exists := statErr == nil
+	if j := v.currentJob(); j != nil && j.kind == "restore" && j.target == head {
+		return d.awaitRestore(ctx, name, j) // a restore of this very snapshot is running
+	}
+	if err := d.stopJob(ctx, v); err != nil {
+		return err
+	}
+	switch {
+	case !fresh && rec.Local == metadata.LocalRestoring && head != "":
+		// Restarted during a restore of our own lease: do it again.
+	case !fresh && exists, exists && rec.LocalSnapshot == head:
+		return nil
+	case exists && rec.Dirty:
+		aside, err := d.moveAside(name, "diverged-"+time.Now().UTC().Format("20060102T150405Z"))
+		if err != nil {
+			return fmt.Errorf("volume %q: %w", name, err)
+		}
+		msg := fmt.Sprintf("this host's copy had changes that are not in the head snapshot %q; it was moved to %s and the head restored", head, aside)
+		d.log.WithField("volume", name).Warn(msg)
+		if err := d.update(ctx, name, func(r *metadata.Volume) {
+			r.Aside, r.Dirty, r.LocalSnapshot, r.LastError, r.LastErrorAt = append(r.Aside, aside), false, "", msg, time.Now().UTC()
+		}); err != nil {
+			return err
+		}
+		rec.LocalSnapshot, exists = "", false
+	}
+	if head == "" {
+		// Nothing was ever published: the volume is empty.
+		if exists {
+			return nil
+		}
+		if err := mkdirDurable(d.dataDir(name)); err != nil {
+			return fmt.Errorf("volume %q: create data directory: %w", name, err)
+		}
+		return d.update(ctx, name, func(r *metadata.Volume) { r.Local, r.LocalSnapshot = metadata.LocalReady, "" })
+	}
+	previous := ""
+	if exists {
+		previous = rec.LocalSnapshot
+	}
+	return d.awaitRestore(ctx, name, d.startRestore(v, head, previous, true))
+}
+
+// startRestore restores snapshot target into name's data directory as v's
+// job. previous is the snapshot the directory holds ("" if unknown or
+// none): only chunks it lacks are fetched. leased says the job runs under
+// this host's lease: if no Mount comes for the restored copy within
+// restoreIdle, the lease is released.
+func (d *Driver) startRestore(v *vstate, target, previous string, leased bool) *job {
+	name := v.name
+	_ = d.update(context.Background(), name, func(r *metadata.Volume) { r.Local = metadata.LocalRestoring })
+	log := d.log.WithField("volume", name).WithField("snapshot", target)
+	log.Info("restoring")
+	return d.startJob(v, "restore", target, func(ctx context.Context, j *job) error {
+		b, err := d.store(ctx)
+		if err == nil {
+			err = b.Snapshots.Restore(ctx, name, target, d.dataDir(name), snapshot.RestoreOptions{
+				Previous: previous, StatCache: d.statCache(name), Progress: j.setProgress,
+			})
+		}
+		if err != nil {
+			_ = d.update(ctx, name, func(r *metadata.Volume) {
+				r.Local = metadata.LocalAbsent
+				if _, serr := os.Stat(d.dataDir(name)); serr == nil {
+					r.Local = metadata.LocalReady
+				}
+				if !errors.Is(err, context.Canceled) {
+					r.LastError, r.LastErrorAt = fmt.Sprintf("restoring snapshot %s: %s", target, err), time.Now().UTC()
+				}
+			})
+			if !errors.Is(err, context.Canceled) {
+				log.WithError(err).Error("restore failed")
+			}
+			return fmt.Errorf("volume %q: restoring snapshot %s: %w", name, target, err)
+		}
+		p := j.progress()
+		_ = d.update(ctx, name, func(r *metadata.Volume) {
+			r.Local, r.LocalSnapshot, r.Dirty, r.LastError, r.LastErrorAt = metadata.LocalReady, target, false, "", time.Time{}
+		})
+		log.WithField("bytes", p.Bytes).WithField("fetched", p.Transferred).WithField("reused", p.Reused).Info("restored")
+		if leased {
+			if l := v.holding(); l != nil {
+				gen := l.Generation()
+				d.goBackground(func(ctx context.Context) { d.idleRelease(ctx, name, gen) })
+			}
+		}
+		d.measureLater(name)
+		return nil
+	})
+}
+
+// awaitRestore waits for restore job j until shortly before ctx's
+// deadline; if it is still running then, the error says how far it got.
+func (d *Driver) awaitRestore(ctx context.Context, name string, j *job) error {
+	wait := time.Hour
+	if dl, ok := ctx.Deadline(); ok {
+		wait = time.Until(dl) - restoreMargin
+	}
+	t := time.NewTimer(max(wait, 0))
+	defer t.Stop()
+	select {
+	case <-j.done:
+		return j.err
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return &kindError{kind: ErrBusy, msg: restoringMessage(name, j.progress())}
+}
+
+// restoringMessage is what a Mount answers while a restore runs on.
+func restoringMessage(name string, p snapshot.Progress) string {
+	if p.Bytes == 0 {
+		return fmt.Sprintf("restoring %s: reading the snapshot, try again shortly", name)
+	}
+	return fmt.Sprintf("restoring %s: %s, try again shortly", name, progressText(p))
+}
+
+// progressText is "45% (3.1/7.0 GB)".
+func progressText(p snapshot.Progress) string {
+	pct := 0
+	if p.Bytes > 0 {
+		pct = int(p.BytesDone * 100 / p.Bytes)
+	}
+	unit, div := "kB", 1e3
+	switch {
+	case p.Bytes >= 1e9:
+		unit, div = "GB", 1e9
+	case p.Bytes >= 1e6:
+		unit, div = "MB", 1e6
+	}
+	return fmt.Sprintf("%d%% (%.1f/%.1f %s)", pct, float64(p.BytesDone)/div, float64(p.Bytes)/div, unit)
+}
+
+// idleRelease gives back the lease of a restore that no Mount came for.
+func (d *Driver) idleRelease(ctx context.Context, name string, gen uint64) {
+	if sleepCtx(ctx, d.restoreIdle) != nil {
+		return
+	}
+	unlock, err := d.locks.lock(ctx, name)
+	if err != nil {
+		return
+	}
+	defer unlock()
+	v := d.state(name)
+	l := v.holding()
+	mounts, err := d.db.Mounts(ctx, name)
+	if err != nil || mounts.Total() > 0 || l == nil || l.Generation() != gen || v.currentJob() != nil {
+		return
+	}
+	d.log.WithField("volume", name).Info("no Mount came for the restored copy: releasing the volume")
+	d.settle(ctx, v)
+}
