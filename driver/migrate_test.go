@@ -67,8 +67,16 @@ func TestMountAnswersWhileRestoreRuns(t *testing.T) {
 	a.publish("v", "a1", func(mp string) { os.WriteFile(filepath.Join(mp, "f"), data, 0o644) })
 
 	g := fs[1].hold("get", "packs/")
-	msg := b.fail("VolumeDriver.Mount", mountID("v", "b1"))
-	if !strings.HasPrefix(msg, "restoring v: 0% (0.0/3.1 MB)") || !strings.HasSuffix(msg, "try again shortly") {
+	var msg string
+	eventually(t, "a Mount that reports the restore's progress", func() bool {
+		// The first answer may come before the snapshot was read.
+		msg = b.fail("VolumeDriver.Mount", mountID("v", "b1"))
+		if !strings.HasPrefix(msg, "restoring v: ") || !strings.HasSuffix(msg, "try again shortly") {
+			t.Fatalf("Mount during a slow restore: %q", msg)
+		}
+		return strings.Contains(msg, "%")
+	})
+	if !strings.HasPrefix(msg, "restoring v: 0% (0.0/3.1 MB)") {
 		t.Errorf("Mount during a slow restore: %q", msg)
 	}
 	if st := b.status("v"); !strings.HasPrefix(st["local"].(string), "restoring") || st["mounts"].(float64) != 0 || st["owner"] != "hostB" {
@@ -189,4 +197,31 @@ func TestCrashDuringReleaseIsFinishedAtStart(t *testing.T) {
 		t.Errorf("B reads %q", got)
 	}
 	b.ok("VolumeDriver.Unmount", mountID("v", "b"))
+}
+
+// While mounted, a volume is snapshotted and published every
+// snapshot_interval; a host that dies loses only what came after the last.
+func TestPeriodicSnapshots(t *testing.T) {
+	requireRoot(t)
+	es, _ := hosts(t, time.Second, nil, "hostA", "hostB")
+	a, b := es[0], es[1]
+	a.ok("VolumeDriver.Create", map[string]any{"Name": "v", "Opts": map[string]string{"snapshot_interval": "1s"}})
+	mp := a.ok("VolumeDriver.Mount", mountID("v", "a1"))["Mountpoint"].(string)
+	os.WriteFile(filepath.Join(mp, "f"), []byte("written while mounted"), 0o644)
+	eventually(t, "a periodic snapshot", func() bool {
+		st := a.status("v")
+		return st["head_snapshot"] != "" && st["local"] == "mounted" && st["local_snapshot"] == st["head_snapshot"]
+	})
+	if !strings.Contains(a.status("v")["snapshot_note"].(string), "quiescent") {
+		t.Error("status does not say periodic snapshots are not quiescent")
+	}
+	a.stop() // dies while mounted
+	if _, err := b.d.Takeover(context.Background(), "v", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	mp = b.ok("VolumeDriver.Mount", mountID("v", "b1"))["Mountpoint"].(string)
+	if got, _ := os.ReadFile(filepath.Join(mp, "f")); string(got) != "written while mounted" {
+		t.Errorf("B reads %q from the last periodic snapshot", got)
+	}
+	b.ok("VolumeDriver.Unmount", mountID("v", "b1"))
 }

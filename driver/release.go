@@ -86,9 +86,14 @@ func (d *Driver) releaseOnce(ctx context.Context, v *vstate, l *lease.Lease, j *
 	if err := l.Release(ctx); err != nil {
 		return err
 	}
+	_, statErr := os.Stat(d.dataDir(name))
 	err = d.update(ctx, name, func(r *metadata.Volume) {
 		r.Generation, r.LastError, r.LastErrorAt = 0, "", time.Time{}
-		if r.Local != metadata.LocalDiverged && r.Local != metadata.LocalAbsent {
+		switch {
+		case r.Local == metadata.LocalDiverged:
+		case statErr != nil:
+			r.Local = metadata.LocalAbsent
+		default:
 			r.Local = metadata.LocalReady
 		}
 	})

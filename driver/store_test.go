@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portvol/portvol/catalog"
 	"github.com/portvol/portvol/metadata"
 )
 
@@ -152,7 +153,10 @@ func TestRemoveAndUndelete(t *testing.T) {
 	e.tune = func(d *Driver) { d.trashRetention = time.Nanosecond }
 	e.start(nil)
 	eventually(t, "the purge", func() bool {
-		_, err := e.d.Undelete(ctx, "v")
-		return err != nil && strings.Contains(err.Error(), "not in the trash")
+		entries, err := catalog.Trash(ctx, e.d.backend.Load().Store, "v")
+		return err == nil && len(entries) == 0
 	})
+	if _, err := e.d.Undelete(ctx, "v"); err == nil || !strings.Contains(err.Error(), "not in the trash") {
+		t.Errorf("undelete after the purge: %v", err)
+	}
 }

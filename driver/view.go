@@ -130,7 +130,9 @@ func (v *storeView) entry(name string, read func(*viewEntry)) (*viewEntry, error
 	if e != nil {
 		select {
 		case <-e.done:
-			if e.err == nil && time.Since(e.at) < v.ttl {
+			// "Does not exist" is never reused: a volume just created on
+			// another host must be found by the Get that precedes a Create.
+			if e.err == nil && time.Since(e.at) < v.ttl && (name == "" || e.info.Exists()) {
 				return e, nil
 			}
 		default:

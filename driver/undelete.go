@@ -1,0 +1,80 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/portvol/portvol/catalog"
+	"github.com/portvol/portvol/lease"
+)
+
+// UndeleteResult is what an undelete did.
+type UndeleteResult struct {
+	Volume    string    `json:"volume"`
+	Head      string    `json:"head"` // the snapshot the next Mount restores
+	RemovedAt time.Time `json:"removed_at"`
+	Message   string    `json:"message"`
+}
+
+// Undelete brings volume name back from the store's trash (its newest
+// entry): its record, snapshots and head. It fails if the name exists.
+func (d *Driver) Undelete(ctx context.Context, name string) (UndeleteResult, error) {
+	res := UndeleteResult{Volume: name}
+	if err := ValidateName(name); err != nil {
+		return res, err
+	}
+	unlock, err := d.locks.lock(ctx, name)
+	if err != nil {
+		return res, err
+	}
+	defer unlock()
+	b, err := d.store(ctx)
+	if err != nil {
+		return res, fmt.Errorf("volume %q: %w", name, err)
+	}
+	in, err := d.readInfo(ctx, b, name)
+	if err != nil {
+		return res, errUnavailable(name, err)
+	}
+	if in.Exists() {
+		return res, errorf(ErrConflict, "volume %q exists: nothing to undelete (remove it first to bring back an older one)", name)
+	}
+	if in.Removed {
+		if err := d.finishRemoval(ctx, b, name); err != nil {
+			return res, err
+		}
+	}
+	entries, err := catalog.Trash(ctx, b.Store, name)
+	if err != nil {
+		return res, errUnavailable(name, err)
+	}
+	if len(entries) == 0 {
+		return res, errorf(ErrNotFound, "volume %q is not in the trash (removed volumes are kept for %s)", name, d.trashRetention)
+	}
+	e := entries[len(entries)-1]
+	var head string
+	var headGen uint64
+	data, _, err := b.Store.Load(ctx, catalog.TrashCopyKey(name, e.ID, lease.HeadKey(name)))
+	if err == nil {
+		r, derr := lease.Decode(data)
+		if derr != nil {
+			return res, fmt.Errorf("volume %q: the trash's copy of its head record: %w", name, derr)
+		}
+		head, headGen = r.Head, r.HeadGeneration
+	}
+	if err := b.Leases.Undelete(ctx, name, head, headGen); err != nil {
+		return res, err
+	}
+	if err := catalog.RestoreFromTrash(ctx, b.Store, name, e.ID); err != nil {
+		return res, err
+	}
+	d.view.invalidate(name)
+	res.Head, res.RemovedAt = head, e.Removed
+	res.Message = fmt.Sprintf("volume %s (removed %s) is back", name, e.Removed.Format(time.RFC3339))
+	if head != "" {
+		res.Message += fmt.Sprintf("; its next Mount restores snapshot %s", head)
+	}
+	d.log.WithField("volume", name).Info("undeleted")
+	return res, nil
+}

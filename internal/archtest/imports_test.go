@@ -1,0 +1,96 @@
+package archtest
+
+import (
+	"bufio"
+	"bytes"
+	"os/exec"
+	"path"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/portvol/portvol"
+
+// rules maps a package (relative to the module; "x/..." covers x's
+// subpackages) to what it may import beyond the standard library: module
+// packages (relative) and third-party prefixes. The most specific rule wins.
+var rules = map[string][]string{
+	"transfer":              {},
+	"transfer/...":          {"transfer"},
+	"transfer/s3":           {"transfer", "github.com/minio/minio-go/v7"},
+	"transfer/transfertest": {"transfer"},
+	"snapshot":              {"transfer", "github.com/klauspost/compress", "github.com/zeebo/blake3", "golang.org/x/sys"},
+	"metadata":              {"go.etcd.io/bbolt"},
+	"lease":                 {"transfer"},
+	"lease/leasetest":       {"lease", "transfer"},
+	"catalog":               {"transfer"},
+	"driver":                {"metadata", "snapshot", "transfer", "lease", "catalog", "github.com/sirupsen/logrus", "golang.org/x/sys"},
+	"cmd/...":               {"*"},
+	"integration":           {},
+	"hosttest":              {},
+	"internal/s3test":       {},
+	"internal/archtest":     {},
+}
+
+func ruleFor(pkg string) ([]string, bool) {
+	if r, ok := rules[pkg]; ok {
+		return r, true
+	}
+	for p := pkg; p != "." && p != ""; p = path.Dir(p) {
+		if r, ok := rules[p+"/..."]; ok {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+func allowed(imp string, rule []string) bool {
+	for _, a := range rule {
+		switch {
+		case a == "*":
+			return true
+		case strings.Contains(a, "."): // third party
+			if imp == a || strings.HasPrefix(imp, a+"/") {
+				return true
+			}
+		case imp == module+"/"+a:
+			return true
+		}
+	}
+	return false
+}
+
+func isStd(imp string) bool {
+	first, _, _ := strings.Cut(imp, "/")
+	return !strings.Contains(first, ".")
+}
+
+func TestImportRules(t *testing.T) {
+	// Only the packages' own (non-test) imports are checked: tests may
+	// use real stores and helpers from anywhere in the module.
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \",\"}}", module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	n := 0
+	for sc.Scan() {
+		pkgPath, imports, _ := strings.Cut(sc.Text(), " ")
+		rel := strings.TrimPrefix(strings.TrimPrefix(pkgPath, module), "/")
+		rule, ok := ruleFor(rel)
+		if !ok {
+			t.Errorf("package %s has no import rule: add it to rules (DESIGN.md §1 says who may import what)", rel)
+			continue
+		}
+		n++
+		for _, imp := range strings.Split(imports, ",") {
+			if imp == "" || isStd(imp) || allowed(imp, rule) {
+				continue
+			}
+			t.Errorf("%s imports %s, which DESIGN.md §1 does not allow (allowed beyond the standard library: %v)", rel, imp, rule)
+		}
+	}
+	if n < 10 {
+		t.Fatalf("checked only %d packages: go list output was not understood", n)
+	}
+}
