@@ -109,7 +109,7 @@ func (c *cluster) testCreateVisibleOnB(t *testing.T) {
 	// docker volume create on B of the same name is a no-op (Get finds
 	// it), and B's docker run uses it.
 	c.b.docker(t, "volume", "create", "-d", e2ePlugin, vol)
-	if got := c.b.docker(t, "run", "--rm", "--label", e2eLabel, "--network", "none", "-v", vol+":/data", testImage,
+	if got := c.b.docker(t, "run", "--rm", "--label", e2eLabel, "--network", "none", "-v", vol+":/data", pgImage,
 		"sh", "-c", "echo from B > /data/f; cat /data/f"); got != "from B" {
 		t.Errorf("host B writes and reads %q", got)
 	}
@@ -121,7 +121,7 @@ func (c *cluster) testCreateVisibleOnB(t *testing.T) {
 func (c *cluster) testMountRefusedWhileHeld(t *testing.T) {
 	vol := c.volume(t)
 	ca := randomName("holder")
-	c.a.docker(t, "run", "-d", "--name", ca, "--label", e2eLabel, "--network", "none", "-v", vol+":/data", testImage,
+	c.a.docker(t, "run", "-d", "--name", ca, "--label", e2eLabel, "--network", "none", "-v", vol+":/data", pgImage,
 		"sh", "-c", "echo written on A > /data/f; exec sleep 600")
 	t.Cleanup(func() { c.a.eng.cli("rm", "-f", ca) })
 	waitFor(t, time.Minute, "the container on A to write", func() bool {
@@ -129,7 +129,7 @@ func (c *cluster) testMountRefusedWhileHeld(t *testing.T) {
 		return strings.TrimSpace(out) == "written on A"
 	})
 
-	readOnB := []string{"run", "--rm", "--label", e2eLabel, "--network", "none", "-v", vol + ":/data", testImage, "cat", "/data/f"}
+	readOnB := []string{"run", "--rm", "--label", e2eLabel, "--network", "none", "-v", vol + ":/data", pgImage, "cat", "/data/f"}
 	start := time.Now()
 	out, err := c.b.eng.cli(readOnB...)
 	if err == nil {

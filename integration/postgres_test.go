@@ -14,8 +14,8 @@ import (
 
 // pgImage is the PostgreSQL image the two-host tests build on each engine
 // with docker import from this machine's Debian packages (there is no
-// registry): testdata/mkpgimage.sh.
-const pgImage = "portvol-e2e-postgres:15"
+// registry): testdata/mkpgimage.sh. It also serves as their busybox.
+var pgImage = "portvol-e2e-postgres:" + runID
 
 // pgBin is where Debian installs PostgreSQL 15's programs.
 const pgBin = "/usr/lib/postgresql/15/bin"

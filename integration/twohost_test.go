@@ -15,12 +15,16 @@ import (
 	"time"
 )
 
-// e2ePlugin is the driver name of the plugin the two-host tests install on
-// both engines (docker volume create -d portvol-e2e).
-const e2ePlugin = "portvol-e2e"
-
-// e2eLabel marks every container the two-host tests start.
-const e2eLabel = "portvol-e2e"
+// Names are this run's own, so that two runs of the suite on one machine
+// (two worktrees' make test) do not remove each other's plugin, images or
+// containers from the shared engine.
+var (
+	// e2ePlugin is the driver name of the plugin the two-host tests
+	// install on both engines (docker volume create -d portvol-e2e-RUNID).
+	e2ePlugin = "portvol-e2e-" + runID
+	// e2eLabel marks every container the two-host tests start.
+	e2eLabel = "portvol-e2e=" + runID
+)
 
 // diskTempDir holds what must live on a disk, not a tmpfs: the store's
 // objects and the volumes' data.
@@ -84,9 +88,6 @@ func newCluster(t *testing.T, opts clusterOptions) *cluster {
 	c := &cluster{t: t, prefix: "e2e-" + runID + "-" + randomHex(2), leaseTTL: 30 * time.Second, mountWait: 20 * time.Second}
 	c.a = &host{c: c, name: "hostA", eng: mainEngine}
 	c.a.removeLeftovers()
-	if err := mainEngine.buildImage(ctx); err != nil {
-		t.Fatal(err)
-	}
 
 	pe := startPrivateEngine(t)
 	c.b = &host{c: c, name: "hostB", eng: &pe.engine, pe: pe}
@@ -150,8 +151,9 @@ func (c *cluster) connect(pe *privateEngine) string {
 	return ip
 }
 
-// removeLeftovers clears what an interrupted earlier run left on host A
-// (host B's engine is new each time).
+// removeLeftovers removes this run's containers, volumes and plugin from
+// the host. (What a killed test binary left under another run's names
+// stays: it could be a concurrent run's.)
 func (h *host) removeLeftovers() {
 	out, _ := h.eng.cli("ps", "-aq", "--filter", "label="+e2eLabel)
 	for _, id := range strings.Fields(out) {
