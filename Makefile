@@ -94,3 +94,10 @@ unit integration: export PORTVOL_REQUIRE_S3 = 1
 .PHONY: bench-transfer
 bench-transfer: tools
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./transfer/s3/
+
+# Handoff of a PostgreSQL database (pgbench -i -s 50) between two Docker hosts
+# on this machine: docker stop on A until PostgreSQL on B accepts connections,
+# cold and pre-staged; writes the bench:handoff section of docs/benchmarks.md.
+.PHONY: bench-handoff
+bench-handoff: tools
+	PORTVOL_BENCH_HANDOFF=1 $(GO) test -count=1 -run '^TestHandoffBenchmark$$' -v -timeout 90m ./integration/

@@ -10,4 +10,14 @@
 // its own name (portvol-it) with its own state directory, so a portvol
 // installed by the user is not touched; volumes, containers, the test image
 // and the plugin are removed at the end.
+//
+// The two-host tests (TestMigrate, and the handoff benchmark that make
+// bench-handoff runs) add a second dockerd in mount and network namespaces
+// of its own, joined to the machine by a veth pair in 10.231.0.0/16, a
+// versitygw S3 server on the machine's end of it, and a plugin named
+// portvol-e2e-RUNID on each engine, with state under /var/tmp (names carry
+// the run's id, so two runs on one machine leave each other alone). They
+// need PostgreSQL 15 (the test image is built from its Debian binaries)
+// and versitygw (make tools), and remove all of it at the end, also on
+// failure.
 package integration

@@ -1,0 +1,388 @@
+package integration
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The handoff benchmark's section in docs/benchmarks.md lies between
+// these markers; other sections of the file are left alone.
+const (
+	handoffBegin = "<!-- bench:handoff -->"
+	handoffEnd   = "<!-- /bench:handoff -->"
+)
+
+// handoffRun is one measured handoff of a PostgreSQL database from host A
+// to host B.
+type handoffRun struct {
+	stop    time.Duration // docker stop on A
+	mounted time.Duration // until docker start on B succeeded
+	ready   time.Duration // until PostgreSQL on B accepts connections
+	refused int           // docker start attempts on B refused on the way
+	dbBytes int64         // the database directory on A
+	upload  int64         // bytes A uploaded for its final snapshot
+	fetched int64         // bytes B fetched from the store to restore
+	reused  int64         // bytes B took from its older copy
+	release time.Duration // A: last unmount until the lease was released
+	restore time.Duration // B: restore start until done
+	events  string        // both plugins' log entries about the volume, as offsets from docker stop
+}
+
+// TestHandoffBenchmark measures how long a PostgreSQL database takes to
+// move between hosts: from docker stop on host A until PostgreSQL on host
+// B accepts connections, for a pgbench database, (a) cold: B has no copy,
+// (b) pre-staged: B pulled the published snapshot (portvol pull) before A
+// wrote more. It is a benchmark, not a test: make bench-handoff runs it
+// and writes the figures into docs/benchmarks.md.
+//
+// PORTVOL_BENCH_SCALE (pgbench -s, default 50), PORTVOL_BENCH_TX
+// (pgbench transactions on A before each handoff, default 2000) and
+// PORTVOL_BENCH_RUNS (per case, default 3) change the workload.
+func TestHandoffBenchmark(t *testing.T) {
+	if os.Getenv("PORTVOL_BENCH_HANDOFF") != "1" {
+		t.Skip("a benchmark: run make bench-handoff (PORTVOL_BENCH_HANDOFF=1)")
+	}
+	scale, tx, runs := envInt(t, "PORTVOL_BENCH_SCALE", 50), envInt(t, "PORTVOL_BENCH_TX", 2000), envInt(t, "PORTVOL_BENCH_RUNS", 3)
+	// The plugins' default lease TTL and mount wait: what users run.
+	c := newCluster(t, clusterOptions{})
+	var cold, staged []handoffRun
+	for i := range runs {
+		r := c.handoff(t, scale, tx, false)
+		t.Logf("run %d cold:       %s", i+1, r)
+		cold = append(cold, r)
+		r = c.handoff(t, scale, tx, true)
+		t.Logf("run %d pre-staged: %s", i+1, r)
+		staged = append(staged, r)
+	}
+	section := handoffReport(scale, tx, cold, staged)
+	t.Logf("\n%s", section)
+	if err := writeSection(filepath.Join(repoRoot, "docs", "benchmarks.md"), handoffBegin, handoffEnd, section); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r handoffRun) String() string {
+	return fmt.Sprintf("total %v (stop %v, B mounted %v; A's release %v, B's restore %v), %d refused starts, database %s, A uploaded %s, B fetched %s and reused %s",
+		r.ready.Round(10*time.Millisecond), r.stop.Round(10*time.Millisecond), r.mounted.Round(10*time.Millisecond),
+		r.release.Round(10*time.Millisecond), r.restore.Round(10*time.Millisecond),
+		r.refused, mib(r.dbBytes), mib(r.upload), mib(r.fetched), mib(r.reused))
+}
+
+// handoff creates a pgbench database on A in a new volume, lets A publish
+// it once, has A write tx more transactions (B pulls the published copy
+// first if prestage) and measures the move to B.
+func (c *cluster) handoff(t *testing.T, scale, tx int, prestage bool) handoffRun {
+	t.Helper()
+	vol := c.volume(t)
+	pa := c.a.createPG(t, vol)
+	pa.mustStart(t)
+	pgbench := []string{"exec", pa.name, "pgbench", "-h", "/run/postgresql", "-U", "postgres"}
+	c.a.docker(t, append(pgbench, "-i", "-s", strconv.Itoa(scale), "-q", "postgres")...)
+	pa.stop(t)
+	c.waitReleased(t, c.a, vol)
+	pa.mustStart(t)
+	if prestage {
+		c.b.mustPortvol(t, "pull", vol)
+	}
+	c.a.docker(t, append(pgbench, "-c", "2", "-j", "2", "-t", strconv.Itoa(tx), "postgres")...)
+	want := pa.sql(t, readBalances)
+	var r handoffRun
+	if kb, err := strconv.ParseInt(strings.Fields(c.a.docker(t, "exec", pa.name, "du", "-sk", "/var/lib/postgresql/data/pgdata"))[0], 10, 64); err == nil {
+		r.dbBytes = kb << 10
+	}
+	pb := c.b.createPG(t, vol) // before the clock: creating a container is not the handoff
+
+	t0 := time.Now()
+	pa.stop(t)
+	r.stop = time.Since(t0)
+	for {
+		out, err := pb.start()
+		if err == nil {
+			break
+		}
+		if !heldBy(out, "hostA") && !strings.Contains(out, "try again") {
+			t.Fatalf("host B: docker start: %v\n%s", err, out)
+		}
+		if r.refused++; r.refused > 100 {
+			t.Fatalf("host B: docker start refused 100 times: %s", out)
+		}
+	}
+	r.mounted = time.Since(t0)
+	for !pb.ready() {
+		if time.Since(t0) > 10*time.Minute {
+			t.Fatal("PostgreSQL on host B not ready after 10 min")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.ready = time.Since(t0)
+
+	// What moved, as the plugins logged it: A's last final snapshot and
+	// B's last restore of the volume.
+	if ev := c.a.pluginEvents("final snapshot taken", vol); len(ev) > 0 {
+		r.upload = int64(number(ev[len(ev)-1]["uploaded"]))
+	}
+	if ev := c.b.pluginEvents("restored", vol); len(ev) > 0 {
+		r.fetched, r.reused = int64(number(ev[len(ev)-1]["fetched"])), int64(number(ev[len(ev)-1]["reused"]))
+	}
+	r.events = timeline(t0, vol, c.a, c.b)
+	t.Logf("timeline of %s:\n%s", vol, r.events)
+	r.release = between(c.a.pluginEvents("volume unmounted", vol), c.a.pluginEvents("volume released", vol))
+	r.restore = between(c.b.pluginEvents("restoring", vol), c.b.pluginEvents("restored", vol))
+	if got := pb.sql(t, readBalances); got != want {
+		t.Fatalf("host B reads %q, host A had %q", got, want)
+	}
+	pb.stop(t)
+	// Free the disk for the next run (the store keeps removed volumes in
+	// its trash; it goes away with the test).
+	c.a.eng.cli("rm", "-f", pa.name)
+	c.b.eng.cli("rm", "-f", pb.name)
+	for _, h := range []*host{c.b, c.a} {
+		h.eng.cli("volume", "rm", "-f", vol)
+	}
+	return r
+}
+
+// readBalances checks a pgbench database cheaply: row counts and the sum
+// of balances that the transactions changed.
+const readBalances = `SELECT (SELECT count(*) || ' ' || sum(abalance) FROM pgbench_accounts) || ' ' || (SELECT count(*) FROM pgbench_history)`
+
+// handoffReport is the markdown section for docs/benchmarks.md.
+func handoffReport(scale, tx int, cold, staged []handoffRun) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## Handoff: a PostgreSQL database from one host to another\n\n")
+	fmt.Fprintf(&b, "`make bench-handoff` (%s, portvol %s). ", time.Now().UTC().Format("2006-01-02"), gitRevision())
+	fmt.Fprintf(&b, "Measured: from `docker stop` of PostgreSQL on host A until PostgreSQL on host B accepts connections "+
+		"(`pg_isready`), with B's container created beforehand and `docker start` repeated while portvol refuses "+
+		"(A still holds the volume, or B's restore runs past the Mount deadline). Median of %d runs per case; "+
+		"each run is a new volume with a `pgbench -i -s %d` database that A published once (stop, start), "+
+		"then `pgbench -c 2 -t %d` on A before the handoff.\n\n", len(cold), scale, tx)
+	b.WriteString("| case | total (median) | runs | `docker stop` on A | until B mounted | A's release | B's restore | refused starts | A uploaded | B fetched | B reused |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, row := range []struct {
+		name string
+		runs []handoffRun
+	}{
+		{"cold: B has no copy", cold},
+		{"pre-staged: `portvol pull` on B before A's last writes", staged},
+	} {
+		rs := row.runs
+		totals := make([]string, len(rs))
+		for i, r := range rs {
+			totals[i] = seconds(r.ready)
+		}
+		fmt.Fprintf(&b, "| %s | **%s** | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", row.name,
+			seconds(median(rs, func(r handoffRun) time.Duration { return r.ready })), strings.Join(totals, ", "),
+			seconds(median(rs, func(r handoffRun) time.Duration { return r.stop })),
+			seconds(median(rs, func(r handoffRun) time.Duration { return r.mounted })),
+			seconds(median(rs, func(r handoffRun) time.Duration { return r.release })),
+			seconds(median(rs, func(r handoffRun) time.Duration { return r.restore })),
+			strings.Join(mapRuns(rs, func(r handoffRun) string { return strconv.Itoa(r.refused) }), ", "),
+			mib(median(rs, func(r handoffRun) int64 { return r.upload })),
+			mib(median(rs, func(r handoffRun) int64 { return r.fetched })),
+			mib(median(rs, func(r handoffRun) int64 { return r.reused })))
+	}
+	if len(cold) > 0 {
+		fmt.Fprintf(&b, "\nDatabase size on disk: %s (pgdata after the transactions). ", mib(cold[0].dbBytes))
+	}
+	fmt.Fprintf(&b, "The other columns are medians from the plugins' logs: A's release runs from its last unmount "+
+		"to the lease released (final snapshot taken and published); B's restore from its start to its end (inside B's "+
+		"Mount, after the wait for A). Uploaded and fetched are compressed bytes through the store; reused are bytes of "+
+		"B's older copy used again. The plugins ran with their default lease TTL and mount wait.\n\n")
+	if len(cold) > 0 {
+		mid := slices.Clone(cold)
+		slices.SortFunc(mid, func(a, b handoffRun) int { return cmp.Compare(a.ready, b.ready) })
+		r := mid[len(mid)/2]
+		fmt.Fprintf(&b, "Where the time goes in the median cold run (the plugins' log entries, from `docker stop` on A; "+
+			"`docker stop` returned at %s, `docker start` on B at %s, `pg_isready` on B answered at %s):\n\n```\n%s```\n\n",
+			seconds(r.stop), seconds(r.mounted), seconds(r.ready), r.events)
+	}
+	fmt.Fprintf(&b, "Machine: %s. Host A is the machine's Docker engine (%s storage); host B is a second dockerd on "+
+		"the same machine in its own mount and network namespaces (vfs storage), reaching the store over a veth pair. "+
+		"The store is versitygw (posix backend) on the same disk as both hosts' volume data, so store traffic does not "+
+		"cross a real network, and both hosts share the same CPUs.\n\n", machine(), dockerStorage())
+	fmt.Fprintf(&b, "Command: `make bench-handoff` = `PORTVOL_BENCH_HANDOFF=1 go test -count=1 -run TestHandoffBenchmark ./integration/ -v -timeout 90m` "+
+		"(PORTVOL_BENCH_SCALE, PORTVOL_BENCH_TX and PORTVOL_BENCH_RUNS change the workload).\n")
+	return b.String()
+}
+
+// median of f over the runs.
+func median[T cmp.Ordered](rs []handoffRun, f func(handoffRun) T) T {
+	var zero T
+	if len(rs) == 0 {
+		return zero
+	}
+	v := make([]T, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+func mapRuns(rs []handoffRun, f func(handoffRun) string) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = f(r)
+	}
+	return out
+}
+
+func seconds(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
+
+func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
+
+func envInt(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+// machine describes the CPU, memory and kernel.
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		fmt.Sscanf(string(b), "MemTotal: %d kB", &kb)
+		mem = fmt.Sprintf(", %.0f GiB RAM", float64(kb)/(1<<20))
+	}
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	load := "unknown"
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil && len(strings.Fields(string(b))) >= 3 {
+		load = strings.Join(strings.Fields(string(b))[:3], ", ")
+	}
+	return fmt.Sprintf("%d × %s%s, Linux %s, Docker %s, %s; load average at the end of the runs (1, 5, 15 min): %s",
+		runtime.NumCPU(), model, mem, strings.TrimSpace(string(kernel)), dockerVersion(), diskOf(diskTempDir), load)
+}
+
+func dockerVersion() string {
+	out, _ := mainEngine.cli("version", "--format", "{{.Server.Version}}")
+	return strings.TrimSpace(out)
+}
+
+func dockerStorage() string {
+	out, _ := mainEngine.cli("info", "--format", "{{.Driver}}")
+	return strings.TrimSpace(out)
+}
+
+// diskOf names the device and file system holding dir.
+func diskOf(dir string) string {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return "unknown disk"
+	}
+	best, desc := "", "unknown disk"
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 3 {
+			continue
+		}
+		if (dir == f[1] || strings.HasPrefix(dir, strings.TrimSuffix(f[1], "/")+"/")) && len(f[1]) > len(best) {
+			best, desc = f[1], fmt.Sprintf("volumes and store on %s (%s)", f[0], f[2])
+		}
+	}
+	return desc
+}
+
+func gitRevision() string {
+	out, err := run(context.Background(), "", "git", "-C", repoRoot, "describe", "--always", "--dirty")
+	if err != nil {
+		return "unknown revision"
+	}
+	return strings.TrimSpace(out)
+}
+
+// writeSection replaces what lies between begin and end in the markdown
+// file at path (creating the file, or appending the section, if needed).
+func writeSection(path, begin, end, body string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	block := begin + "\n" + strings.TrimRight(body, "\n") + "\n" + end
+	var out []byte
+	i, j := bytes.Index(old, []byte(begin)), bytes.Index(old, []byte(end))
+	switch {
+	case i >= 0 && j > i:
+		out = append(append(append([]byte{}, old[:i]...), block...), old[j+len(end):]...)
+	case len(old) == 0:
+		out = []byte("# Benchmarks\n\n" + block + "\n")
+	default:
+		out = append(append(bytes.TrimRight(old, "\n"), "\n\n"...), block+"\n"...)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, out, 0o644)
+}
+
+// number is a JSON number from a log entry (0 if absent).
+func number(v any) float64 {
+	f, _ := v.(float64)
+	return f
+}
+
+// between is the time from the last entry of from to the last entry of
+// to, by the plugin's own timestamps (0 if either is missing).
+func between(from, to []map[string]any) time.Duration {
+	if len(from) == 0 || len(to) == 0 {
+		return 0
+	}
+	t0, err0 := time.Parse(time.RFC3339Nano, fmt.Sprint(from[len(from)-1]["time"]))
+	t1, err1 := time.Parse(time.RFC3339Nano, fmt.Sprint(to[len(to)-1]["time"]))
+	if err0 != nil || err1 != nil {
+		return 0
+	}
+	return t1.Sub(t0)
+}
+
+// timeline lists what both plugins logged about vol from t0 on, as
+// offsets from t0 (the plugins run on this machine's clock): where a
+// handoff's time goes.
+func timeline(t0 time.Time, vol string, hosts ...*host) string {
+	type entry struct {
+		at   time.Duration
+		line string
+	}
+	var entries []entry
+	for _, h := range hosts {
+		for _, e := range h.pluginEvents("", vol) {
+			at, err := time.Parse(time.RFC3339Nano, fmt.Sprint(e["time"]))
+			if err != nil || at.Before(t0) || e["msg"] == "call done" {
+				continue
+			}
+			entries = append(entries, entry{at.Sub(t0), fmt.Sprintf("%s: %v", h.name, e["msg"])})
+		}
+	}
+	slices.SortFunc(entries, func(a, b entry) int { return cmp.Compare(a.at, b.at) })
+	var b strings.Builder
+	for _, e := range entries {
+		fmt.Fprintf(&b, "+%5.2f s  %s\n", e.at.Seconds(), e.line)
+	}
+	return b.String()
+}

@@ -1,0 +1,402 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Names are this run's own, so that two runs of the suite on one machine
+// (two worktrees' make test) do not remove each other's plugin, images or
+// containers from the shared engine.
+var (
+	// e2ePlugin is the driver name of the plugin the two-host tests
+	// install on both engines (docker volume create -d portvol-e2e-RUNID).
+	e2ePlugin = "portvol-e2e-" + runID
+	// e2eLabel marks every container the two-host tests start.
+	e2eLabel = "portvol-e2e=" + runID
+)
+
+// diskTempDir holds what must live on a disk, not a tmpfs: the store's
+// objects and the volumes' data.
+const diskTempDir = "/var/tmp"
+
+// cluster is two Docker hosts on one machine sharing one S3 store:
+//
+//   - host A is the machine's own engine; its plugin runs in the machine's
+//     network namespace;
+//   - host B is a private dockerd (privateEngine) in its own mount and
+//     network namespaces; its plugin uses host networking, which is B's
+//     namespace, connected to the machine by a veth pair (a /30 of
+//     10.231.0.0/16, the machine's side .1, B's side .2);
+//   - versitygw listens on the machine's side of the veth pair, so both
+//     plugins reach it; with relays, each host reaches it through its own
+//     relay (counting bytes, optionally slow).
+//
+// Each host has its own plugin instance (portvol-e2e) with its own state
+// directory and host id (hostA, hostB). Everything is removed when the
+// test ends, also on failure.
+type cluster struct {
+	t      *testing.T
+	s3     *s3Server
+	prefix string // of the store inside the bucket
+	ip     string // the machine's side of the veth pair
+	a, b   *host
+	// leaseTTL and mountWait are the plugins' settings (their defaults
+	// when the plugin does not declare the setting).
+	leaseTTL, mountWait time.Duration
+}
+
+// clusterOptions shape a cluster.
+type clusterOptions struct {
+	relays    bool          // route each host's S3 traffic through a relay
+	leaseTTL  time.Duration // PORTVOL_LEASE_TTL; 0: the plugin's default
+	mountWait time.Duration // PORTVOL_MOUNT_WAIT; 0: the plugin's default
+}
+
+// host is one Docker host of a cluster.
+type host struct {
+	c        *cluster
+	name     string // the plugin's host id
+	eng      *engine
+	pe       *privateEngine // host B's engine; nil for host A
+	state    string         // the plugin's state directory on the machine
+	relay    *relay         // nil without relays
+	pluginID string
+}
+
+// newCluster sets up two hosts and the store; they go away when t ends.
+func newCluster(t *testing.T, opts clusterOptions) *cluster {
+	t.Helper()
+	requireDocker(t)
+	requirePostgres(t)
+	findVersitygw(t) // skip or fail early, before the slow parts
+	ctx := context.Background()
+	if out, err := run(ctx, "", "make", "-C", repoRoot, "build", "plugin-rootfs"); err != nil {
+		t.Fatalf("make build plugin-rootfs: %v\n%s", err, out)
+	}
+	// The plugin's documented defaults, until installPlugin sets others.
+	c := &cluster{t: t, prefix: "e2e-" + runID + "-" + randomHex(2), leaseTTL: 30 * time.Second, mountWait: 20 * time.Second}
+	c.a = &host{c: c, name: "hostA", eng: mainEngine}
+	c.a.removeLeftovers()
+
+	pe := startPrivateEngine(t)
+	c.b = &host{c: c, name: "hostB", eng: &pe.engine, pe: pe}
+	c.ip = c.connect(pe)
+	c.s3 = startS3Server(t, c.ip)
+
+	img := buildPostgresImage(t)
+	for _, h := range []*host{c.a, c.b} {
+		h.importImage(img)
+		if opts.relays {
+			h.relay = startRelay(t, c.ip, c.s3.Addr)
+		}
+		h.installPlugin(opts)
+	}
+	t.Logf("cluster: store %s on %s, hostA and hostB (private dockerd in %s), lease TTL %v, mount wait %v",
+		c.prefix, c.s3.Addr, pe.dir, c.leaseTTL, c.mountWait)
+	return c
+}
+
+// connect joins B's network namespace to the machine's with a veth pair
+// and returns the machine's address on it.
+func (c *cluster) connect(pe *privateEngine) string {
+	t := c.t
+	t.Helper()
+	out, _ := run(context.Background(), "", "ip", "-4", "-o", "addr", "show")
+	var subnet int
+	for {
+		subnet = rand.IntN(64 * 255) // 10.231.0.0 - 10.231.254.255 in /30s
+		if !strings.Contains(out, fmt.Sprintf(" 10.231.%d.%d/", subnet/64, subnet%64*4+1)) {
+			break
+		}
+	}
+	prefix := fmt.Sprintf("10.231.%d.%d", subnet/64, subnet%64*4)
+	ip := fmt.Sprintf("10.231.%d.%d", subnet/64, subnet%64*4+1)
+	peer := fmt.Sprintf("10.231.%d.%d", subnet/64, subnet%64*4+2)
+	id := randomHex(3)
+	outer, inner := "pve2e"+id+"a", "pve2e"+id+"b"
+	pid := strconv.Itoa(pe.holder.Process.Pid)
+	steps := [][]string{
+		{"ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", pid},
+		{"ip", "addr", "add", ip + "/30", "dev", outer},
+		{"ip", "link", "set", outer, "up"},
+	}
+	for _, s := range steps {
+		if out, err := run(context.Background(), "", s[0], s[1:]...); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(s, " "), err, out)
+		}
+		if s[2] == "add" && s[3] == outer {
+			t.Cleanup(func() { run(context.Background(), "", "ip", "link", "del", outer) })
+		}
+	}
+	for _, s := range [][]string{
+		{"ip", "addr", "add", peer + "/30", "dev", inner},
+		{"ip", "link", "set", inner, "up"},
+	} {
+		if out, err := pe.command(s[0], s[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("in host B's namespace: %s: %v\n%s", strings.Join(s, " "), err, out)
+		}
+	}
+	t.Logf("veth %s (%s) <-> %s (%s, host B) on %s/30", outer, ip, inner, peer, prefix)
+	return ip
+}
+
+// removeLeftovers removes this run's containers, volumes and plugin from
+// the host. (What a killed test binary left under another run's names
+// stays: it could be a concurrent run's.)
+func (h *host) removeLeftovers() {
+	out, _ := h.eng.cli("ps", "-aq", "--filter", "label="+e2eLabel)
+	for _, id := range strings.Fields(out) {
+		h.eng.cli("rm", "-f", id)
+	}
+	out, _ = h.eng.cli("volume", "ls", "-q", "--filter", "driver="+e2ePlugin+":latest")
+	for _, v := range strings.Fields(out) {
+		h.eng.cli("volume", "rm", "-f", v)
+	}
+	h.eng.cli("plugin", "disable", "-f", e2ePlugin)
+	h.eng.cli("plugin", "rm", "-f", e2ePlugin)
+}
+
+// installPlugin installs the plugin built by make plugin-rootfs under
+// e2ePlugin, configured for the shared store, and enables it.
+func (h *host) installPlugin(opts clusterOptions) {
+	c, t := h.c, h.c.t
+	t.Helper()
+	dir, err := os.MkdirTemp(diskTempDir, "portvol-e2e-"+h.name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.state = dir
+	// Cleanups run last-in first-out: containers, volumes and the plugin
+	// go before the engine, the store and the state directory.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s plugin log (tail):\n%s", h.name, tail(h.pluginLog(), 6000))
+		}
+		h.removeLeftovers()
+		if err := os.RemoveAll(dir); err != nil {
+			t.Logf("clean up %s: %v", dir, err)
+		}
+	})
+	// Credentials in a file under the state mount: plugin settings show
+	// in docker plugin inspect.
+	if err := os.WriteFile(filepath.Join(dir, "s3-credentials"), []byte(c.s3.credentialsFile()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.eng.docker(t, "plugin", "create", e2ePlugin, filepath.Join(repoRoot, "build", "plugin"))
+	endpoint := c.s3.Addr
+	if h.relay != nil {
+		endpoint = h.relay.Addr
+	}
+	declared := h.declaredEnv()
+	settings := []string{
+		"state.source=" + dir,
+		"PORTVOL_STORE=" + c.s3.storeURL(c.prefix, endpoint),
+		"PORTVOL_HOST_ID=" + h.name,
+		"AWS_SHARED_CREDENTIALS_FILE=/var/lib/portvol/s3-credentials",
+		"PORTVOL_LOG_LEVEL=debug",
+	}
+	optional := []struct {
+		name string
+		v    time.Duration
+		dst  *time.Duration
+	}{
+		{"PORTVOL_LEASE_TTL", opts.leaseTTL, &c.leaseTTL},
+		{"PORTVOL_MOUNT_WAIT", opts.mountWait, &c.mountWait},
+	}
+	for _, o := range optional {
+		if o.v == 0 {
+			continue
+		}
+		if !declared[o.name] {
+			t.Logf("the plugin does not declare %s in plugin/config.json: using its default", o.name)
+			continue
+		}
+		settings = append(settings, o.name+"="+o.v.String())
+		*o.dst = o.v
+	}
+	h.eng.docker(t, append([]string{"plugin", "set", e2ePlugin}, settings...)...)
+	h.eng.docker(t, "plugin", "enable", e2ePlugin)
+	h.pluginID = h.eng.docker(t, "plugin", "inspect", "-f", "{{.Id}}", e2ePlugin)
+}
+
+// declaredEnv is the set of environment settings the installed plugin's
+// config.json declares.
+func (h *host) declaredEnv() map[string]bool {
+	var env []struct{ Name string }
+	out := h.eng.docker(h.c.t, "plugin", "inspect", "-f", "{{json .Config.Env}}", e2ePlugin)
+	if err := json.Unmarshal([]byte(out), &env); err != nil {
+		h.c.t.Fatalf("plugin env %q: %v", out, err)
+	}
+	m := map[string]bool{}
+	for _, e := range env {
+		m[e.Name] = true
+	}
+	return m
+}
+
+// socket is the plugin's socket as seen from the host (B: inside its mount
+// namespace).
+func (h *host) socket() string {
+	return "/run/docker/plugins/" + h.pluginID + "/portvol.sock"
+}
+
+// command prepares a command to run on the host: for B inside its mount
+// and network namespaces.
+func (h *host) command(name string, args ...string) *exec.Cmd {
+	if h.pe != nil {
+		return h.pe.command(name, args...)
+	}
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
+// portvol runs the portvol CLI on the host against its plugin's socket and
+// returns its combined output.
+func (h *host) portvol(args ...string) (string, error) {
+	return h.portvolAt(h.socket(), args...)
+}
+
+// portvolAt is portvol with the --socket flag given as socket ("" for
+// none: the CLI finds the socket itself).
+func (h *host) portvolAt(socket string, args ...string) (string, error) {
+	if socket != "" {
+		args = append(args, "--socket", socket)
+	}
+	cmd := h.command(filepath.Join(repoRoot, "build", "portvol"), args...)
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			cmd.Process.Kill()
+		case <-done:
+		}
+	}()
+	out, err := cmd.CombinedOutput()
+	close(done)
+	return string(out), err
+}
+
+// mustPortvol runs portvol and fails the test on error.
+func (h *host) mustPortvol(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := h.portvol(args...)
+	if err != nil {
+		t.Fatalf("%s: portvol %s: %v\n%s", h.name, strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(out)
+}
+
+// pluginPID is the process id of the host's plugin ("/portvol serve" in
+// the plugin's cgroup); 0 if none runs.
+func (h *host) pluginPID() int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || string(cmdline) != "/portvol\x00serve\x00" {
+			continue
+		}
+		cgroup, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup"))
+		if err == nil && strings.Contains(string(cgroup), h.pluginID) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// pluginLog is what the host's plugin logged (dockerd records plugin
+// output in its own log, tagged with the plugin id); for diagnostics.
+func (h *host) pluginLog() string {
+	path := ""
+	if h.pe != nil {
+		path = filepath.Join(h.pe.dir, "dockerd.log")
+	} else if pid, err := os.ReadFile("/var/run/docker.pid"); err == nil {
+		path, _ = os.Readlink(filepath.Join("/proc", strings.TrimSpace(string(pid)), "fd", "1"))
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || h.pluginID == "" {
+		return fmt.Sprintf("(no dockerd log found at %q)", path)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, h.pluginID) {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// pluginEvents returns the plugin's log entries with message msg ("":
+// any) about volume vol, oldest first (the plugin logs JSON, which dockerd quotes
+// into its own log lines as msg="...").
+func (h *host) pluginEvents(msg, vol string) []map[string]any {
+	var events []map[string]any
+	for _, line := range strings.Split(h.pluginLog(), "\n") {
+		i := strings.Index(line, `msg="{`)
+		j := strings.LastIndex(line, `}" plugin=`)
+		if i < 0 || j < i {
+			continue
+		}
+		raw, err := strconv.Unquote(line[i+len("msg=") : j+2])
+		if err != nil {
+			continue
+		}
+		var e map[string]any
+		if json.Unmarshal([]byte(raw), &e) == nil && (msg == "" || e["msg"] == msg) && e["volume"] == vol {
+			events = append(events, e)
+		}
+	}
+	return events
+}
+
+// docker runs the docker CLI against the host's engine and fails the test
+// on error.
+func (h *host) docker(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := h.eng.cli(args...)
+	if err != nil {
+		t.Fatalf("%s: docker %s: %v\n%s", h.name, strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(out)
+}
+
+// status is the volume's Status in docker volume inspect on this host.
+func (h *host) status(t *testing.T, vol string) map[string]any {
+	t.Helper()
+	var st map[string]any
+	out := h.docker(t, "volume", "inspect", "-f", "{{json .Status}}", vol)
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("%s: volume status %q: %v", h.name, out, err)
+	}
+	return st
+}
+
+// waitFor polls cond every 200 ms until it holds or limit passes; the
+// limit keeps a broken test from hanging and asserts nothing about speed.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
