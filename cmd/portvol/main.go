@@ -69,6 +69,10 @@ is PORTVOL_STATE_DIR, --store is PORTVOL_STORE, and so on.`,
 	root.AddCommand(
 		newVersionCmd(stdout),
 		newServeCmd(stdout),
+		newImportCmd(stdout, stderr),
+		newExportCmd(stdout, stderr),
+		newSnapshotsCmd(stdout),
+		newVerifyCmd(stdout, stderr),
 	)
 	for _, c := range root.Commands() {
 		bindEnv(c)
