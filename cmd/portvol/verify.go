@@ -143,7 +143,7 @@ func runVerify(ctx context.Context, o *verifyOptions, volume string, stdout, std
 				bad = append(bad, vs.ID)
 			}
 		}
-		return fmt.Errorf("volume %q: %d of %d snapshots are damaged (%s): restore the named objects from a copy of the store if you have one; a new import makes a sound snapshot",
+		return fmt.Errorf("volume %q: %d of %d snapshots are damaged (%s): restore the named objects from a copy of the store if you have one, and export an older sound snapshot meanwhile",
 			volume, len(bad), len(res.Snapshots), strings.Join(bad, ", "))
 	}
 	return nil
