@@ -255,9 +255,15 @@ func (s *session) ensureVolume(ctx context.Context, volume string, opts map[stri
 			return false, err
 		}
 	}
-	have, created, err := catalog.Create(ctx, s.store, catalog.Volume{
-		Name: volume, Options: want, CreatedAt: time.Now().UTC(), CreatedBy: host,
-	})
+	// Read first: the volume usually exists, and a read is one request
+	// where a refused create-if-absent is two.
+	have, err := catalog.Get(ctx, s.store, volume)
+	created := false
+	if errors.Is(err, catalog.ErrNotFound) {
+		have, created, err = catalog.Create(ctx, s.store, catalog.Volume{
+			Name: volume, Options: want, CreatedAt: time.Now().UTC(), CreatedBy: host,
+		})
+	}
 	if err != nil {
 		return false, fmt.Errorf("store %s: %w", s.flags.where(), err)
 	}
