@@ -94,3 +94,12 @@ unit integration: export PORTVOL_REQUIRE_S3 = 1
 .PHONY: bench-transfer
 bench-transfer: tools
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./transfer/s3/
+
+# Snapshot benchmarks: portvol vs restic vs tar | zstd | PUT against one local
+# versitygw, PostgreSQL (pgbench -s 50) and incompressible workloads. Needs root
+# (page cache drops, PostgreSQL as the postgres user; installs postgresql restic
+# zstd with apt-get if missing); about 30 minutes. Writes docs/benchmarks.md
+# between its bench:snapshots markers. Not part of make test.
+BENCH_FLAGS ?=
+bench: build tools
+	$(GO) run ./bench -portvol $(BUILD)/portvol -versitygw $(TOOLS_BIN)/versitygw -work bench/work -out docs/benchmarks.md $(BENCH_FLAGS)

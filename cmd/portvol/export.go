@@ -109,6 +109,7 @@ func runExport(ctx context.Context, o *exportOptions, volume, dstArg string, std
 	err = repo.Restore(ctx, volume, id, dst, snapshot.RestoreOptions{
 		Previous: o.previous, StatCache: o.statCache, Progress: rep.update,
 	})
+	rep.done()
 	if errors.Is(err, snapshot.ErrNotFound) {
 		if verr := s.checkVolume(ctx, volume); verr != nil {
 			return verr

@@ -199,6 +199,7 @@ func createAndPublish(ctx context.Context, repo *snapshot.Repo, l *lease.Lease, 
 	m, err := repo.Create(cctx, volume, src, snapshot.CreateOptions{
 		Parent: l.Head(), Host: host, Generation: l.Generation(), StatCache: o.statCache, Progress: rep.update,
 	})
+	rep.done()
 	if err == nil {
 		err = l.Publish(cctx, m.ID)
 	}

@@ -56,6 +56,7 @@ type reporter struct {
 	printed    time.Time
 	drawn      bool // a TTY line is on screen
 	last       snapshot.Progress
+	lastShown  snapshot.Progress
 }
 
 func newReporter(w io.Writer, asJSON bool, op, volume string) *reporter {
@@ -78,9 +79,7 @@ func (r *reporter) update(p snapshot.Progress) {
 	now := r.now()
 	r.last = p
 	if p.Phase != r.phase {
-		if p.Phase != "finish" {
-			r.phase, r.phaseStart, r.phaseDone = p.Phase, now, p.BytesDone
-		}
+		r.phase, r.phaseStart, r.phaseDone = p.Phase, now, p.BytesDone
 	}
 	every := plainEvery
 	switch r.style {
@@ -89,29 +88,38 @@ func (r *reporter) update(p snapshot.Progress) {
 	case progressTTY:
 		every = ttyEvery
 	}
-	final := p.Phase == "finish"
-	if !final && now.Sub(r.printed) < every {
+	if now.Sub(r.printed) < every {
 		return
 	}
-	if r.printed.IsZero() && !final && r.style == progressPlain && now.Sub(r.start) < every {
+	if r.printed.IsZero() && r.style == progressPlain && now.Sub(r.start) < every {
 		return // short runs print no progress lines at all
 	}
-	r.printed = now
+	r.printed, r.lastShown = now, p
 	switch r.style {
 	case progressJSON:
 		r.writeJSON(p, now)
 	case progressTTY:
-		if final {
-			if r.drawn {
-				fmt.Fprint(r.w, "\r\x1b[K")
-			}
-			return
-		}
 		fmt.Fprintf(r.w, "\r\x1b[K%s", r.line(p, now))
 		r.drawn = true
 	case progressPlain:
-		if !final {
-			fmt.Fprintln(r.w, r.line(p, now))
+		fmt.Fprintln(r.w, r.line(p, now))
+	}
+}
+
+// done ends the progress output once the operation returned: the last
+// state as a JSON line, or the terminal line cleared for the result.
+func (r *reporter) done() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch r.style {
+	case progressJSON:
+		if r.last != r.lastShown {
+			r.writeJSON(r.last, r.now())
+		}
+	case progressTTY:
+		if r.drawn {
+			fmt.Fprint(r.w, "\r\x1b[K")
+			r.drawn = false
 		}
 	}
 }
@@ -137,7 +145,11 @@ func (r *reporter) rate(p snapshot.Progress, now time.Time) (perSec float64, eta
 
 func (r *reporter) line(p snapshot.Progress, now time.Time) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s: %s", r.op, r.volume, p.Phase)
+	phase := p.Phase
+	if phase == "finish" {
+		phase = "finishing"
+	}
+	fmt.Fprintf(&b, "%s %s: %s", r.op, r.volume, phase)
 	if p.Bytes == 0 {
 		fmt.Fprintf(&b, ", %s", fmtDuration(now.Sub(r.start)))
 		return b.String()
@@ -175,7 +187,7 @@ func (r *reporter) writeJSON(p snapshot.Progress, now time.Time) {
 		BytesTotal: p.Bytes, BytesDone: p.BytesDone, Transferred: p.Transferred, Reused: p.Reused,
 		ElapsedSec: round3(now.Sub(r.start).Seconds()),
 	}
-	if perSec, eta, ok := r.rate(p, now); ok && p.Phase != "finish" {
+	if perSec, eta, ok := r.rate(p, now); ok {
 		ev.RateBPS, ev.ETASec = round3(perSec), round3(eta.Seconds())
 	}
 	data, _ := json.Marshal(ev)

@@ -32,6 +32,7 @@ func feed(r *reporter, c *fakeClock, seconds int) {
 		r.update(snapshot.Progress{Phase: "upload", Files: 3, Bytes: 100 << 20, BytesDone: uint64(i) * (10 << 20) / 4, Transferred: uint64(i) << 20})
 	}
 	r.update(snapshot.Progress{Phase: "finish", Files: 3, Bytes: 100 << 20, BytesDone: 100 << 20, Transferred: 40 << 20})
+	r.done()
 }
 
 func TestProgressPlain(t *testing.T) {
