@@ -91,7 +91,7 @@ func runExport(ctx context.Context, o *exportOptions, volume, dstArg string, std
 		return err
 	}
 	start := time.Now()
-	s, err := o.openSession(ctx)
+	s, err := o.openSession(ctx, false)
 	if err != nil {
 		return err
 	}

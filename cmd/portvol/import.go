@@ -137,7 +137,7 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 	}
 	start := time.Now()
 
-	s, err := o.openSession(ctx)
+	s, err := o.openSession(ctx, true)
 	if err != nil {
 		return err
 	}

@@ -289,3 +289,26 @@ func TestSnapshotCommandsEnvironment(t *testing.T) {
 	t.Setenv("PORTVOL_ENCRYPTION_KEY_FILE", "")
 	cli(t, "snapshots", "e").fails(t, exitError, "is encrypted")
 }
+
+// Commands that only read never create a store: a mistyped path or
+// bucket name fails and leaves nothing behind.
+func TestReadCommandsDoNotCreateStores(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "typo")
+	for _, args := range [][]string{
+		{"snapshots", "v"}, {"verify", "v"}, {"export", "v", filepath.Join(t.TempDir(), "d")},
+	} {
+		cli(t, append(args, "--store", "file://"+missing)...).fails(t, exitError, "directory "+missing+" does not exist")
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("a read command created %s (%v)", missing, err)
+	}
+}
+
+func TestS3ReadCommandsDoNotCreateBuckets(t *testing.T) {
+	ts, srv := s3Store(t)
+	other := strings.Replace(ts.url, "s3://"+srv.Bucket+"/", "s3://nosuch-bucket/", 1)
+	cli(t, "snapshots", "--store", other, "v").fails(t, exitError, `bucket "nosuch-bucket" does not exist`)
+	if _, err := os.Stat(filepath.Join(srv.DataDir(), "nosuch-bucket")); !os.IsNotExist(err) {
+		t.Errorf("snapshots created the bucket (%v)", err)
+	}
+}

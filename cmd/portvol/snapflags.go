@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,17 +71,50 @@ type session struct {
 	key   []byte
 }
 
-// openSession opens the store and reads the key.
-func (f *snapFlags) openSession(ctx context.Context) (*session, error) {
+// openSession opens the store and reads the key. Only a command that
+// writes (import) may create the store: a read of a mistyped file:// path
+// or bucket name should fail, not leave an empty store behind.
+func (f *snapFlags) openSession(ctx context.Context, write bool) (*session, error) {
 	key, err := f.readKey()
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStore(ctx, f.store, nil)
+	raw := f.store
+	if !write {
+		if raw, err = readOnlyStoreURL(raw); err != nil {
+			return nil, err
+		}
+	}
+	st, err := openStore(ctx, raw, nil)
 	if err != nil {
 		return nil, err
 	}
 	return &session{flags: f, store: st, key: key}, nil
+}
+
+// readOnlyStoreURL checks that a file:// store exists, and makes an s3://
+// URL refuse to create its bucket unless it says otherwise.
+func readOnlyStoreURL(raw string) (string, error) {
+	cfg, err := parseStoreURL(raw)
+	if err != nil {
+		return "", err
+	}
+	if !cfg.isS3 {
+		if fi, err := os.Stat(cfg.dir); err != nil || !fi.IsDir() {
+			return "", fmt.Errorf("store %s: directory %s does not exist: check --store", redactURL(raw), cfg.dir)
+		}
+		return raw, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", usageError{err}
+	}
+	q := u.Query()
+	if q.Get("create_bucket") == "" {
+		q.Set("create_bucket", "false")
+		u.RawQuery = q.Encode()
+	}
+	return u.String(), nil
 }
 
 // repo opens the snapshot repository of an initialized store.

@@ -64,7 +64,7 @@ func runSnapshots(ctx context.Context, o *snapFlags, volume string, stdout io.Wr
 	if err := checkVolumeArg(volume); err != nil {
 		return err
 	}
-	s, err := o.openSession(ctx)
+	s, err := o.openSession(ctx, false)
 	if err != nil {
 		return err
 	}
