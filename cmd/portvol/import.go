@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +29,7 @@ type importOptions struct {
 	options   []string // -o key=value
 	hostID    string
 	statCache string
+	blockSize string
 }
 
 func newImportCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -57,6 +59,7 @@ given, unencrypted otherwise. The key cannot be added or changed later.`,
 	o.snapFlags.register(f)
 	f.StringArrayVarP(&o.options, "opt", "o", nil, "volume option NAME=VALUE for a volume that does not exist yet (repeatable); valid: "+strings.Join(driver.OptionNames(), ", "))
 	f.StringVar(&o.hostID, "host-id", "", "host id to take the lease as (default <hostname>-cli)")
+	f.StringVar(&o.blockSize, "block-size", "", "chunk size of a store this import initializes: a power of two from 64KiB to 8MiB (default 1MiB); fixed once the store exists")
 	f.StringVar(&o.statCache, "stat-cache", "", "local file (outside SRC_DIR) recording what import saw, so that the next import of the same directory reads only changed files")
 	return c
 }
@@ -135,13 +138,17 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 			return err
 		}
 	}
+	bs, err := parseBlockSize(o.blockSize)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 
 	s, err := o.openSession(ctx, true)
 	if err != nil {
 		return err
 	}
-	repo, err := s.initRepo(ctx)
+	repo, err := s.initRepo(ctx, bs)
 	if err != nil {
 		return err
 	}
@@ -232,10 +239,10 @@ func createAndPublish(ctx context.Context, repo *snapshot.Repo, l *lease.Lease, 
 
 // initRepo opens the store's snapshot repository, initializing the store
 // first if it has none: encrypted iff a key was given.
-func (s *session) initRepo(ctx context.Context) (*snapshot.Repo, error) {
+func (s *session) initRepo(ctx context.Context, blockSize int) (*snapshot.Repo, error) {
 	r, err := snapshot.Open(ctx, s.store, snapshot.Options{Key: s.key})
 	if errors.Is(err, snapshot.ErrNotInitialized) {
-		if err = snapshot.Init(ctx, s.store, snapshot.InitOptions{Key: s.key}); err != nil {
+		if err = snapshot.Init(ctx, s.store, snapshot.InitOptions{Key: s.key, BlockSize: blockSize}); err != nil {
 			return nil, s.repoError(err)
 		}
 		r, err = snapshot.Open(ctx, s.store, snapshot.Options{Key: s.key})
@@ -243,7 +250,34 @@ func (s *session) initRepo(ctx context.Context) (*snapshot.Repo, error) {
 	if err != nil {
 		return nil, s.repoError(err)
 	}
+	if blockSize != 0 && r.BlockSize() != blockSize {
+		return nil, usageError{fmt.Errorf("--block-size %s: store %s already uses blocks of %s; drop --block-size", fmtBytes(uint64(blockSize)), s.flags.where(), fmtBytes(uint64(r.BlockSize())))}
+	}
 	return r, nil
+}
+
+// parseBlockSize reads --block-size: a power of two from 64KiB to 8MiB,
+// with an optional KiB or MiB suffix; "" is the default (0).
+func parseBlockSize(v string) (int, error) {
+	if v == "" {
+		return 0, nil
+	}
+	num, mult := v, 1
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"K", 1 << 10}, {"M", 1 << 20}} {
+		if strings.HasSuffix(v, u.suffix) {
+			num, mult = strings.TrimSuffix(v, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.Atoi(num)
+	bs := n * mult
+	if err != nil || n <= 0 || bs < 64<<10 || bs > 8<<20 || bs&(bs-1) != 0 {
+		return 0, usageError{fmt.Errorf("--block-size %q: want a power of two from 64KiB to 8MiB, e.g. 256KiB or 1MiB", v)}
+	}
+	return bs, nil
 }
 
 // ensureVolume creates the volume's record unless it exists. opts nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/portvol/portvol/catalog"
 	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/snapshot"
 )
 
 // The round trip a user makes: import a directory, list, verify, export
@@ -311,4 +312,20 @@ func TestS3ReadCommandsDoNotCreateBuckets(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(srv.DataDir(), "nosuch-bucket")); !os.IsNotExist(err) {
 		t.Errorf("snapshots created the bucket (%v)", err)
 	}
+}
+
+// --block-size chooses the chunk size of a new store, and only of a new one.
+func TestImportBlockSize(t *testing.T) {
+	ts := localStore(t)
+	src := filepath.Join(t.TempDir(), "src")
+	makeTree(t, src)
+	cli(t, "import", "--store", ts.url, "--block-size", "256KiB", src, "v").ok(t)
+	r, err := snapshot.Open(context.Background(), ts.store, snapshot.Options{})
+	if err != nil || r.BlockSize() != 256<<10 {
+		t.Fatalf("store block size %v, %v; want 256 KiB", r, err)
+	}
+	cli(t, "import", "--store", ts.url, "--block-size", "1MiB", src, "v").
+		fails(t, exitUsage, "already uses blocks of 256.0 KiB; drop --block-size")
+	cli(t, "import", "--store", ts.url, "--block-size", "256KiB", src, "v").ok(t)
+	cli(t, "import", "--store", ts.url, src, "v").ok(t)
 }
