@@ -262,14 +262,26 @@ const (
 	opOnto     = "restore onto the previous copy"
 )
 
-// order rotates the tools from run to run, so no tool always goes first.
+// williams is a balanced Latin square for four tools: over four runs
+// every tool goes first once and follows every other tool once, so none
+// always inherits the same predecessor's after-effects (writeback,
+// discards of deleted restores, a busy S3 server).
+var williams = [4][4]int{{0, 1, 3, 2}, {1, 2, 0, 3}, {2, 3, 1, 0}, {3, 0, 2, 1}}
+
+// order is the tools' order in a run.
 func (b *bench) order(run int) []tool {
-	n := len(b.tools)
-	out := make([]tool, n)
-	for i := range out {
-		out[i] = b.tools[(i+run)%n]
+	out := make([]tool, len(b.tools))
+	for i, t := range williams[(run-1)%4] {
+		out[i] = b.tools[t]
 	}
 	return out
+}
+
+// settle lets the previous operation's writes and deletions reach the
+// disk before the next measurement starts.
+func settle() {
+	syscall.Sync()
+	time.Sleep(time.Second)
 }
 
 func (b *bench) record(w, op string, t tool, run int, m measure) {
@@ -286,6 +298,7 @@ func (b *bench) drop() {
 // snapshotAll snapshots dir with every tool and returns their IDs.
 func (b *bench) snapshotAll(ctx context.Context, w, op string, run int, dir string, drop bool, ids map[string]string) error {
 	for _, t := range b.order(run) {
+		settle()
 		if drop {
 			b.drop()
 		}
@@ -310,6 +323,7 @@ func (b *bench) restoreAll(ctx context.Context, w string, run int, latest, prev 
 		if err := os.RemoveAll(dst); err != nil {
 			return err
 		}
+		settle()
 		b.drop()
 		m, err := t.Restore(ctx, latest[t.Name()], dst, restoreCold)
 		if err != nil {
@@ -325,6 +339,7 @@ func (b *bench) restoreAll(ctx context.Context, w string, run int, latest, prev 
 		if _, err := t.Restore(ctx, prev[t.Name()], dst, restorePrepare); err != nil {
 			return fmt.Errorf("%s, restoring the previous copy: %w", t.Name(), err)
 		}
+		settle()
 		b.drop()
 		if m, err = t.Restore(ctx, latest[t.Name()], dst, restoreOnto); err != nil {
 			return fmt.Errorf("%s, %s: %w", t.Name(), opOnto, err)

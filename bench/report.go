@@ -206,7 +206,9 @@ func (b *bench) markdown(ctx context.Context) string {
 		"it installs `postgresql restic zstd` with apt-get if missing, and needs root). Raw log: `bench/work/bench.log`.\n",
 		b.c.runs, b.c.scale, b.c.pgbenchSeconds, b.c.randomMiB)
 	p("- One %s (posix backend, data under `bench/work/s3` on the disk below) on 127.0.0.1; a fresh bucket "+
-		"per run and a fresh repository per tool; tools take turns going first from run to run.\n", versitygwVersion(b.c.versitygw))
+		"per run and a fresh repository per tool. The tools' order changes from run to run (a balanced Latin square: "+
+		"no tool always follows the same one), and before every measured operation all writes are synced and the "+
+		"machine idles for 1 s.\n", versitygwVersion(b.c.versitygw))
 	p("- PostgreSQL workload: `initdb`, `pgbench -i -s %d`, server stopped cleanly (what the final snapshot at "+
 		"unmount sees); each run starts from a `cp -a` of it. After the initial and no-change snapshots, "+
 		"`pgbench -c 2 -j 2 -T %d` runs (tps per run: %s), the server stops, and every tool snapshots the same result.\n",
