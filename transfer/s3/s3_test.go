@@ -150,22 +150,3 @@ func wantPermanent(t *testing.T, what string, err error, hint string) {
 		t.Fatalf("%s: %v, want a message mentioning %q", what, err, hint)
 	}
 }
-
-// Opening a store whose prefix holds many objects must not trip over the
-// rest of the bucket probe's listing (it reads one key and cancels).
-func TestS3OpenNonEmptyPrefix(t *testing.T) {
-	srv := s3test.Start(t)
-	opts := options(srv, srv.Prefix(t))
-	st := open(t, opts)
-	ctx := context.Background()
-	for _, key := range []string{"config", "a/1", "b/2", "c/3", "d/4"} {
-		if err := st.Put(ctx, key, strings.NewReader(key), int64(len(key))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range 50 {
-		if _, err := s3.New(ctx, opts); err != nil {
-			t.Fatalf("open %d of a store with objects: %v", i, err)
-		}
-	}
-}

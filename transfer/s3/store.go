@@ -212,15 +212,9 @@ func (s *Store) ensureBucket(ctx context.Context) error {
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var err error
-	answered := false
 	for oi := range s.client.ListObjects(lctx, s.opts.Bucket, minio.ListObjectsOptions{Prefix: s.opts.Prefix, MaxKeys: 1}) {
-		// One answer is enough. Cancelling stops the listing, and its
-		// next page then fails with "context canceled": only the first
-		// answer counts; the loop just drains the channel.
-		if !answered {
-			err, answered = oi.Err, true
-		}
-		cancel()
+		err = oi.Err
+		cancel() // one answer is enough; the loop drains the channel
 	}
 	if err == nil {
 		return ctx.Err()
