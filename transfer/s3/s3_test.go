@@ -150,3 +150,21 @@ func wantPermanent(t *testing.T, what string, err error, hint string) {
 		t.Fatalf("%s: %v, want a message mentioning %q", what, err, hint)
 	}
 }
+
+// Opening a store whose prefix holds several objects (every store after
+// its first use) succeeds: the probe reads one key and stops.
+func TestS3OpenNonEmptyPrefix(t *testing.T) {
+	srv := s3test.Start(t)
+	opts := options(srv, srv.Prefix(t))
+	st := open(t, opts)
+	for _, k := range []string{"a", "b/c", "d"} {
+		if err := st.Put(context.Background(), k, strings.NewReader("x"), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 5 {
+		if _, err := s3.New(context.Background(), opts); err != nil {
+			t.Fatalf("reopening a store with objects: %v", err)
+		}
+	}
+}

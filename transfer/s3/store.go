@@ -212,8 +212,13 @@ func (s *Store) ensureBucket(ctx context.Context) error {
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var err error
+	first := true
 	for oi := range s.client.ListObjects(lctx, s.opts.Bucket, minio.ListObjectsOptions{Prefix: s.opts.Prefix, MaxKeys: 1}) {
-		err = oi.Err
+		if first {
+			// Only the first answer counts: after cancel the listing may
+			// report the cancellation while fetching its next page.
+			err, first = oi.Err, false
+		}
 		cancel() // one answer is enough; the loop drains the channel
 	}
 	if err == nil {
