@@ -152,11 +152,11 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 	if err != nil {
 		return err
 	}
-	created, err := s.ensureVolume(ctx, volume, opts, host)
+	lm, err := lease.New(s.store, lease.Options{Host: host})
 	if err != nil {
 		return err
 	}
-	lm, err := lease.New(s.store, lease.Options{Host: host})
+	created, err := s.ensureVolume(ctx, lm, volume, opts, host)
 	if err != nil {
 		return err
 	}
@@ -282,7 +282,7 @@ func parseBlockSize(v string) (int, error) {
 
 // ensureVolume creates the volume's record unless it exists. opts nil
 // means no -o was given: an existing volume is then fine as it is.
-func (s *session) ensureVolume(ctx context.Context, volume string, opts map[string]string, host string) (bool, error) {
+func (s *session) ensureVolume(ctx context.Context, lm *lease.Manager, volume string, opts map[string]string, host string) (bool, error) {
 	want := opts
 	if want == nil {
 		var err error
@@ -295,6 +295,16 @@ func (s *session) ensureVolume(ctx context.Context, volume string, opts map[stri
 	have, err := catalog.Get(ctx, s.store, volume)
 	created := false
 	if errors.Is(err, catalog.ErrNotFound) {
+		// A removed volume keeps a tombstone head record; bringing the
+		// name back (and finishing the move to the trash) is the plugin's.
+		o, ierr := lm.Inspect(ctx, volume)
+		if ierr != nil {
+			return false, ierr
+		}
+		if o.Exists && o.Record.State == lease.Removed {
+			return false, fmt.Errorf("volume %q was removed from store %s (by host %q): create it again with docker volume create -d portvol %s, or bring it back with portvol undelete %s, then import",
+				volume, s.flags.where(), o.Record.Owner, volume, volume)
+		}
 		have, created, err = catalog.Create(ctx, s.store, catalog.Volume{
 			Name: volume, Options: want, CreatedAt: time.Now().UTC(), CreatedBy: host,
 		})

@@ -239,7 +239,7 @@ func flipByte(t *testing.T, st transfer.ObjectStore, key string) {
 	}
 }
 
-func writeKey(t *testing.T, content []byte) string {
+func keyFileWith(t *testing.T, content []byte) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "key")
 	if err := os.WriteFile(p, content, 0o600); err != nil {

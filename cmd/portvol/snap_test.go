@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,13 +109,13 @@ func TestSnapshotCommandsRoundTrip(t *testing.T) {
 		for i := range key {
 			key[i] = byte(i)
 		}
-		snapshotRoundTrip(t, localStore(t), "--encryption-key-file", writeKey(t, []byte(hex.EncodeToString(key)+"\n")))
+		snapshotRoundTrip(t, localStore(t), "--encryption-key-file", keyFileWith(t, []byte(hex.EncodeToString(key)+"\n")))
 	})
 }
 
 func TestS3SnapshotCommandsRoundTrip(t *testing.T) {
 	ts, _ := s3Store(t)
-	snapshotRoundTrip(t, ts, "--encryption-key-file", writeKey(t, []byte(strings.Repeat("k", 32))))
+	snapshotRoundTrip(t, ts, "--encryption-key-file", keyFileWith(t, []byte(strings.Repeat("k", 32))))
 }
 
 // importRefusedWhileHeld: a host holding the volume's lease (a plugin
@@ -191,7 +192,7 @@ func keyErrors(t *testing.T, ts testStore) {
 	makeTree(t, src)
 	key := []byte(strings.Repeat("0123456789abcdef", 4)) // 64 hex digits
 	other := []byte(strings.Repeat("fedcba9876543210", 4))
-	good, wrong := writeKey(t, key), writeKey(t, other)
+	good, wrong := keyFileWith(t, key), keyFileWith(t, other)
 	cli(t, "import", "--store", ts.url, "--encryption-key-file", good, src, "k").ok(t)
 
 	for name, c := range map[string]struct {
@@ -200,7 +201,7 @@ func keyErrors(t *testing.T, ts testStore) {
 	}{
 		"missing key":      {nil, []string{"is encrypted", "--encryption-key-file"}},
 		"wrong key":        {[]string{"--encryption-key-file", wrong}, []string{"is not this store's encryption key", wrong}},
-		"short key file":   {[]string{"--encryption-key-file", writeKey(t, []byte("tooshort"))}, []string{"must be 32 bytes"}},
+		"short key file":   {[]string{"--encryption-key-file", keyFileWith(t, []byte("tooshort"))}, []string{"must be 32 bytes"}},
 		"absent key file":  {[]string{"--encryption-key-file", "/nonexistent/key"}, []string{"reading the encryption key", "/nonexistent/key"}},
 		"import wrong key": {[]string{"--encryption-key-file", wrong}, []string{"is not this store's encryption key"}},
 	} {
@@ -282,7 +283,7 @@ func TestSnapshotCommandsEnvironment(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	makeTree(t, src)
 	t.Setenv("PORTVOL_STORE", ts.url)
-	t.Setenv("PORTVOL_ENCRYPTION_KEY_FILE", writeKey(t, []byte(strings.Repeat("z", 32))))
+	t.Setenv("PORTVOL_ENCRYPTION_KEY_FILE", keyFileWith(t, []byte(strings.Repeat("z", 32))))
 	cli(t, "import", src, "e").ok(t)
 	if out := cli(t, "snapshots", "e").ok(t).stdout; !strings.Contains(out, "* head") {
 		t.Errorf("snapshots via the environment:\n%s", out)
@@ -328,4 +329,28 @@ func TestImportBlockSize(t *testing.T) {
 		fails(t, exitUsage, "already uses blocks of 256.0 KiB; drop --block-size")
 	cli(t, "import", "--store", ts.url, "--block-size", "256KiB", src, "v").ok(t)
 	cli(t, "import", "--store", ts.url, src, "v").ok(t)
+}
+
+// A removed volume (tombstone head record, record gone) is not silently
+// re-created by import: that is the plugin's, with its trash.
+func TestImportRemovedVolume(t *testing.T) {
+	ts := localStore(t)
+	src := filepath.Join(t.TempDir(), "src")
+	makeTree(t, src)
+	cli(t, "import", "--store", ts.url, src, "gone").ok(t)
+	m, err := lease.New(ts.store, lease.Options{Host: "remover"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Remove(context.Background(), "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.store.Delete(context.Background(), catalog.Key("gone")); err != nil {
+		t.Fatal(err)
+	}
+	cli(t, "import", "--store", ts.url, src, "gone").fails(t, exitError, `volume "gone" was removed`, `by host "remover"`, "docker volume create")
+	if _, err := catalog.Get(context.Background(), ts.store, "gone"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Errorf("the refused import re-created the volume record (%v)", err)
+	}
+	cli(t, "export", "--store", ts.url, "gone", filepath.Join(t.TempDir(), "d")).fails(t, exitError, `volume "gone" was removed`)
 }
