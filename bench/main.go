@@ -125,6 +125,7 @@ func run(ctx context.Context, c config) error {
 	}
 
 	start := time.Now()
+	b.loadBefore = loadAverage()
 	for run := 1; run <= c.runs; run++ {
 		bucket := fmt.Sprintf("bench-run%d-%s", run, randomHex(3))
 		if err := srv.makeBucket(ctx, bucket); err != nil {
@@ -146,6 +147,7 @@ func run(ctx context.Context, c config) error {
 		}
 	}
 	b.elapsed = time.Since(start)
+	b.loadAfter = loadAverage()
 	b.sizes = map[string]int64{}
 	if strings.Contains(c.workloads, "pg") {
 		b.sizes["pg"] = treeSize(pgBase)
@@ -251,6 +253,17 @@ type bench struct {
 	sizes   map[string]int64
 	tps     []string
 	elapsed time.Duration
+
+	loadBefore, loadAfter string // /proc/loadavg: other work on a shared machine
+}
+
+// loadAverage is the 1, 5 and 15 minute load averages.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(data)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // Operations, in table order.

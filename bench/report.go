@@ -202,9 +202,13 @@ func (b *bench) markdown(ctx context.Context) string {
 	p("\n")
 
 	p("### How it was measured\n\n")
-	p("- Reproduce: `make bench` (runs `go run ./bench -runs %d -scale %d -pgbench-seconds %d -random-mib %d`; "+
-		"it installs `postgresql restic zstd` with apt-get if missing, and needs root). Raw log: `bench/work/bench.log`.\n",
-		b.c.runs, b.c.scale, b.c.pgbenchSeconds, b.c.randomMiB)
+	reproduce := "make bench"
+	if b.c.runs != 3 || b.c.scale != 50 || b.c.pgbenchSeconds != 15 || b.c.randomMiB != 1024 {
+		reproduce = fmt.Sprintf("make bench BENCH_FLAGS='-runs %d -scale %d -pgbench-seconds %d -random-mib %d'",
+			b.c.runs, b.c.scale, b.c.pgbenchSeconds, b.c.randomMiB)
+	}
+	p("- Reproduce: `%s` as root (it installs `postgresql restic zstd` with apt-get if missing). "+
+		"Raw log: `bench/work/bench.log`.\n", reproduce)
 	p("- One %s (posix backend, data under `bench/work/s3` on the disk below) on 127.0.0.1; a fresh bucket "+
 		"per run and a fresh repository per tool. The tools' order changes from run to run (a balanced Latin square: "+
 		"no tool always follows the same one), and before every measured operation all writes are synced and the "+
@@ -301,10 +305,11 @@ func (b *bench) machine(ctx context.Context) string {
 	if out, err := exec.CommandContext(ctx, "go", "version").Output(); err == nil {
 		gover = strings.TrimSpace(string(out))
 	}
-	return fmt.Sprintf("%d × %s, %s RAM, disk %s; %s; %s; %s; %s; %s; %s; %s; measured %s (%s).",
+	return fmt.Sprintf("%d × %s, %s RAM, disk %s; %s; %s; %s; %s; %s; %s; %s; measured %s (%s). "+
+		"The machine was shared with other work: load average (1, 5, 15 min) %s at the start, %s at the end.",
 		runtime.NumCPU(), cpu, mem, disk, kernel, gover, version("restic", "version"),
 		versitygwVersion(b.c.versitygw), pgVersion(), strings.Trim(version("zstd", "--version"), "* "), version("tar", "--version"),
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), fmtElapsed(b.elapsed))
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), fmtElapsed(b.elapsed), b.loadBefore, b.loadAfter)
 }
 
 func fmtElapsed(d time.Duration) string {
