@@ -95,9 +95,22 @@ unit integration: export PORTVOL_REQUIRE_S3 = 1
 bench-transfer: tools
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./transfer/s3/
 
+# Snapshot benchmarks: portvol vs restic vs tar | zstd | PUT against one local
+# versitygw, PostgreSQL (pgbench -s 50) and incompressible workloads. Needs root
+# (page cache drops, PostgreSQL as the postgres user; installs postgresql restic
+# zstd with apt-get if missing); about 30 minutes. Writes docs/benchmarks.md
+# between its bench:snapshots markers. Not part of make test.
+BENCH_FLAGS ?=
+.PHONY: bench-snapshots
+bench-snapshots: build tools
+	$(GO) run ./bench -portvol $(BUILD)/portvol -versitygw $(TOOLS_BIN)/versitygw -work bench/work -out docs/benchmarks.md $(BENCH_FLAGS)
+
 # Handoff of a PostgreSQL database (pgbench -i -s 50) between two Docker hosts
 # on this machine: docker stop on A until PostgreSQL on B accepts connections,
 # cold and pre-staged; writes the bench:handoff section of docs/benchmarks.md.
 .PHONY: bench-handoff
 bench-handoff: tools
 	PORTVOL_BENCH_HANDOFF=1 $(GO) test -count=1 -run '^TestHandoffBenchmark$$' -v -timeout 90m ./integration/
+
+# Every long benchmark: snapshots against restic and tar, then the Docker handoff.
+bench: bench-snapshots bench-handoff

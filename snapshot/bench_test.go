@@ -11,10 +11,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portvol/portvol/transfer/localdir"
 )
 
-// Benchmarks of the snapshot engine against the local-directory test
-// store, with tar | zstd -1 -T0 on the same data as the yardstick:
+// Benchmarks of the snapshot engine against the local-directory store
+// (transfer/localdir), with tar | zstd -1 -T0 on the same data as the
+// yardstick:
 //
 //	go test ./snapshot -run '^$' -bench . -benchtime 3x
 //
@@ -146,7 +149,11 @@ func newBenchRepo(b *testing.B, key []byte) (*Repo, string) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { os.RemoveAll(root) })
-	return openTestRepo(b, &dirStore{root: root}, key), root
+	st, err := localdir.New(root)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return openTestRepo(b, st, key), root
 }
 
 func BenchmarkCreate(b *testing.B) {
@@ -277,7 +284,8 @@ func BenchmarkRestore(b *testing.B) {
 }
 
 // BenchmarkTarZstd is the yardstick: tar -c DIR | zstd -1 -T0 > file,
-// and its restore, zstd -dc file | tar -x.
+// synced as the local store syncs its packs, and its restore,
+// zstd -dc file | tar -x, synced as Restore syncs.
 func BenchmarkTarZstd(b *testing.B) {
 	for _, tool := range []string{"tar", "zstd"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -292,7 +300,7 @@ func BenchmarkTarZstd(b *testing.B) {
 			b.ResetTimer()
 			clock := startCPU(syscall.RUSAGE_CHILDREN)
 			for i := 0; i < b.N; i++ {
-				sh(b, fmt.Sprintf("tar -C %q -cf - . | zstd -1 -T0 -q -f -o %q", src, out))
+				sh(b, fmt.Sprintf("tar -C %q -cf - . | zstd -1 -T0 -q -f -o %q && sync -f %q", src, out, out))
 			}
 			clock.report(b)
 		})

@@ -58,22 +58,23 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 	}
 	defer unix.Close(root)
 
+	// List the indexes of earlier attempts while the parent loads and
+	// the tree is scanned.
+	ixPrefix := indexPrefix(volume, opts.Parent)
+	type listing struct {
+		found []indexObject
+		err   error
+	}
+	listed := make(chan listing, 1)
+	go func() {
+		found, err := r.listIndexes(ctx, ixPrefix)
+		listed <- listing{found, err}
+	}()
 	var parent *Manifest
 	if opts.Parent != "" {
 		if parent, err = r.Load(ctx, volume, opts.Parent); err != nil {
 			return nil, fmt.Errorf("volume %q: parent snapshot: %w", volume, err)
 		}
-	}
-	reg := newRegistry(parent)
-	ixPrefix := indexPrefix(volume, opts.Parent)
-	skip := map[ID]bool{}
-	if parent != nil {
-		for _, p := range parent.Packs {
-			skip[p] = true
-		}
-	}
-	if err := r.loadIndexes(ctx, ixPrefix, skip, reg.addIndex); err != nil {
-		return nil, fmt.Errorf("volume %q: %w", volume, err)
 	}
 
 	prog := startProgress(opts.Progress, "scan")
@@ -83,6 +84,21 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 		return nil, fmt.Errorf("volume %q: scanning %s: %w", volume, dir, err)
 	}
 	toRead := r.reuseUnchanged(t, parent, loadStatCache(opts.StatCache))
+
+	reg := newRegistry(parent)
+	skip := map[ID]bool{}
+	if parent != nil {
+		for _, p := range parent.Packs {
+			skip[p] = true
+		}
+	}
+	l := <-listed
+	if l.err == nil {
+		l.err = r.readIndexes(ctx, l.found, skip, reg.addIndex)
+	}
+	if l.err != nil {
+		return nil, fmt.Errorf("volume %q: %w", volume, l.err)
+	}
 	prog.files.Store(uint64(len(toRead)))
 	prog.setPhase("upload")
 	if err := r.readBlocks(ctx, root, toRead, reg, ixPrefix, prog, &t.stats); err != nil {

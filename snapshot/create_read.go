@@ -216,7 +216,25 @@ func (r *Repo) openForRead(root int, f *readFile) error {
 	for i, b := range blocks {
 		f.node.Blocks[i] = BlockRef{Index: b, Chunk: holeRef}
 	}
+	_ = unix.Fadvise(fd, 0, 0, unix.FADV_SEQUENTIAL)
+	for i := range min(readAhead, len(blocks)) {
+		r.prefetch(f, i)
+	}
 	return nil
+}
+
+// readAhead is how many blocks of a file ahead of the one being read
+// the kernel is asked to fetch, so that workers find their next block in
+// the page cache rather than wait for the disk with a core idle.
+const readAhead = 8
+
+// prefetch asks the kernel to start reading block i of f, if it exists.
+// Only a hint.
+func (r *Repo) prefetch(f *readFile, i int) {
+	if i < len(f.node.Blocks) {
+		bs := int64(r.blockSize)
+		_ = unix.Fadvise(f.fd, int64(f.node.Blocks[i].Index)*bs, bs, unix.FADV_WILLNEED)
+	}
 }
 
 func (r *Repo) blockWorker(ctx context.Context, g *group, jobs <-chan blockJob, reg *registry, pk *packer, prog *progress, newChunks, newBytes *atomic.Uint64) error {
@@ -254,6 +272,7 @@ func (r *Repo) doBlock(ctx context.Context, job blockJob, buf, zbuf, sbuf []byte
 	f, ref := job.f, &job.f.node.Blocks[job.i]
 	n := blockLen(f.st.Size, ref.Index, r.blockSize)
 	data := buf[:n]
+	r.prefetch(f, job.i+readAhead)
 	if err := preadFull(f.fd, data, int64(ref.Index)*int64(r.blockSize)); err != nil {
 		return fmt.Errorf("reading %s: %w", f.path, err)
 	}

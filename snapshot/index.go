@@ -90,28 +90,54 @@ func decodeIndexBody(plain []byte, blockSize int) (*packIndex, error) {
 // deduplication, never correctness, since a chunk found nowhere is
 // uploaded again.
 func (r *Repo) loadIndexes(ctx context.Context, prefix string, skip map[ID]bool, fn func(*packIndex)) error {
-	var keys []string
-	var ids []ID
+	found, err := r.listIndexes(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	return r.readIndexes(ctx, found, skip, fn)
+}
+
+// indexObject is a pack index found by listIndexes.
+type indexObject struct {
+	key  string
+	pack ID
+}
+
+// listIndexes lists the pack indexes under prefix. It is separate from
+// reading them so that Create can list (a walk of the whole bucket on
+// some S3 servers) while it loads the parent and scans the tree.
+func (r *Repo) listIndexes(ctx context.Context, prefix string) ([]indexObject, error) {
+	var found []indexObject
 	err := r.store.List(ctx, prefix, func(oi transfer.ObjectInfo) error {
 		id, err := parseID(strings.TrimPrefix(oi.Key, prefix))
-		if err == nil && !skip[id] && oi.Size <= maxIndexSize {
-			keys, ids = append(keys, oi.Key), append(ids, id)
+		if err == nil && oi.Size <= maxIndexSize {
+			found = append(found, indexObject{oi.Key, id})
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("listing pack indexes %q: %w", prefix, err)
+		return nil, fmt.Errorf("listing pack indexes %q: %w", prefix, err)
 	}
-	for i, k := range keys {
-		data, err := r.readSmall(ctx, k, maxIndexSize)
+	return found, nil
+}
+
+// readIndexes reads the listed indexes of packs not in skip and hands
+// each valid one to fn; damaged or vanished ones are ignored (their packs
+// are uploaded again).
+func (r *Repo) readIndexes(ctx context.Context, found []indexObject, skip map[ID]bool, fn func(*packIndex)) error {
+	for _, f := range found {
+		if skip[f.pack] {
+			continue
+		}
+		data, err := r.readSmall(ctx, f.key, maxIndexSize)
 		if errors.Is(err, ErrCorrupt) || errors.Is(err, transfer.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		ix, err := decodeIndex(data, k, r.crypt, r.blockSize)
-		if err != nil || ix.Pack != ids[i] {
+		ix, err := decodeIndex(data, f.key, r.crypt, r.blockSize)
+		if err != nil || ix.Pack != f.pack {
 			continue
 		}
 		fn(ix)

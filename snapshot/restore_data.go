@@ -65,7 +65,8 @@ func (rs *restorer) fill(ctx context.Context) error {
 		}
 	}
 	rs.prog.files.Store(files)
-	w := &chunkWriter{rs: rs, start: start, dests: dests}
+	w := &chunkWriter{rs: rs, start: start, dests: dests, wb: rs.startWriteback()}
+	defer w.wb.stop()
 
 	var remote []uint32
 	var local []uint32
@@ -96,6 +97,61 @@ type chunkWriter struct {
 	rs    *restorer
 	start []int32
 	dests []dest
+	wb    *writeback
+}
+
+// writeback asks the kernel to start writing restored blocks to disk soon
+// after they are written, from a goroutine of its own (sync_file_range
+// can block while the device is busy), so that the disk works while later
+// chunks download and the final syncfs finds little left to do. It is
+// only a hint: write errors surface at syncfs.
+type writeback struct {
+	rs   *restorer
+	reqs chan writebackReq
+	done chan struct{}
+}
+
+type writebackReq struct {
+	dest
+	n int
+}
+
+func (rs *restorer) startWriteback() *writeback {
+	wb := &writeback{rs: rs, reqs: make(chan writebackReq, 1024), done: make(chan struct{})}
+	go func() {
+		defer close(wb.done)
+		bs := int64(rs.m.BlockSize)
+		node, fd := int32(-1), -1
+		for r := range wb.reqs {
+			if r.node != node {
+				if fd >= 0 {
+					unix.Close(fd)
+				}
+				node = r.node
+				fd, _ = openBeneath(rs.stage, rs.paths[node], unix.O_RDONLY|unix.O_NOFOLLOW, 0)
+			}
+			if fd >= 0 {
+				_ = unix.SyncFileRange(fd, int64(r.index)*bs, int64(r.n), unix.SYNC_FILE_RANGE_WRITE)
+			}
+		}
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}()
+	return wb
+}
+
+// add queues a written block; if the queue is full the hint is dropped.
+func (wb *writeback) add(d dest, n int) {
+	select {
+	case wb.reqs <- writebackReq{d, n}:
+	default:
+	}
+}
+
+func (wb *writeback) stop() {
+	close(wb.reqs)
+	<-wb.done
 }
 
 func (w *chunkWriter) write(c uint32, data []byte) error {
@@ -108,6 +164,9 @@ func (w *chunkWriter) write(c uint32, data []byte) error {
 		}
 		err = pwriteSparse(fd, data, int64(d.index)*bs)
 		unix.Close(fd)
+		if w.wb != nil {
+			w.wb.add(d, len(data))
+		}
 		if err != nil {
 			return fmt.Errorf("writing %s: %w", rs.paths[d.node], err)
 		}

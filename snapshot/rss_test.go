@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/portvol/portvol/transfer/localdir"
 )
 
 // Peak RSS stays below 150 MB while snapshotting and restoring, however
@@ -61,7 +63,10 @@ func TestPeakRSSChild(t *testing.T) {
 	base := t.TempDir()
 	src := filepath.Join(base, "src")
 	genVolume(t, src, size)
-	store := &dirStore{root: filepath.Join(base, "store")}
+	store, err := localdir.New(filepath.Join(base, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := openTestRepo(t, store, testKey)
 	ctx := context.Background()
 

@@ -73,6 +73,10 @@ is PORTVOL_STATE_DIR, --store is PORTVOL_STORE, and so on.`,
 		newTakeoverCmd(stdout, stderr),
 		newPullCmd(stdout, stderr),
 		newUndeleteCmd(stdout),
+		newImportCmd(stdout, stderr),
+		newExportCmd(stdout, stderr),
+		newSnapshotsCmd(stdout),
+		newVerifyCmd(stdout, stderr),
 	)
 	for _, c := range root.Commands() {
 		bindEnv(c)

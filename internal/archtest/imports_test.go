@@ -27,6 +27,7 @@ var rules = map[string][]string{
 	"driver":                {"metadata", "snapshot", "transfer", "lease", "catalog", "github.com/sirupsen/logrus", "golang.org/x/sys"},
 	"cmd/...":               {"*"},
 	"integration":           {},
+	"bench":                 {"github.com/minio/minio-go/v7", "golang.org/x/sys"},
 	"hosttest":              {},
 	"internal/s3test":       {},
 	"internal/archtest":     {},

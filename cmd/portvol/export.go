@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portvol/portvol/snapshot"
+)
+
+type exportOptions struct {
+	snapFlags
+	snapshot  string
+	previous  string
+	statCache string
+	force     bool
+}
+
+func newExportCmd(stdout, stderr io.Writer) *cobra.Command {
+	var o exportOptions
+	c := &cobra.Command{
+		Use:   "export --store URL VOLUME DST_DIR",
+		Short: "Restore a snapshot of VOLUME into a directory, without Docker",
+		Long: `Restore VOLUME's latest published snapshot (or --snapshot ID) into DST_DIR.
+
+DST_DIR must not exist or be empty; --force replaces a non-empty DST_DIR (its
+old contents are deleted once the new tree is complete). The tree is built in
+a staging directory beside DST_DIR and swapped in atomically, so DST_DIR's
+parent must be writable and on the same file system, and DST_DIR must not be
+a mount point. Every chunk is verified before it is written. No lease is
+taken: snapshots are immutable, and export works while a host holds the volume.
+
+With --stat-cache (and --force), exporting again into a directory that holds
+an earlier export fetches only what changed.`,
+		Example: `  portvol export --store s3://backups/portvol pg /srv/pgdata-copy
+  portvol export --store s3://backups/portvol pg /srv/pgdata-copy --snapshot 20260102T150405Z-0123456789abcdef`,
+		Args: exactArgs("VOLUME", "DST_DIR"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runExport(cmd.Context(), &o, args[0], args[1], stdout, stderr)
+		},
+	}
+	f := c.Flags()
+	o.snapFlags.register(f)
+	f.StringVar(&o.snapshot, "snapshot", "", "snapshot ID to restore (default: the volume's latest published snapshot)")
+	f.BoolVar(&o.force, "force", false, "replace the contents of a non-empty DST_DIR")
+	f.StringVar(&o.previous, "previous", "", "snapshot ID that DST_DIR holds now: its data is reused instead of fetched")
+	f.StringVar(&o.statCache, "stat-cache", "", "local file (outside DST_DIR) recording what export wrote, so that a later export into the same directory fetches only what changed")
+	return c
+}
+
+// exportResult is the JSON result of export. Field names are stable.
+type exportResult struct {
+	Volume           string  `json:"volume"`
+	Snapshot         string  `json:"snapshot"`
+	Dir              string  `json:"dir"`
+	Files            uint64  `json:"files"`
+	Bytes            uint64  `json:"bytes"`
+	TransferredBytes uint64  `json:"transferred_bytes"`
+	ReusedBytes      uint64  `json:"reused_bytes"`
+	Seconds          float64 `json:"seconds"`
+}
+
+func runExport(ctx context.Context, o *exportOptions, volume, dstArg string, stdout, stderr io.Writer) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	if err := checkVolumeArg(volume); err != nil {
+		return err
+	}
+	if err := checkSnapshotArg(o.snapshot); err != nil {
+		return err
+	}
+	if o.previous != "" && !snapshot.ValidSnapshotID(o.previous) {
+		return usageError{fmt.Errorf("--previous %q: a snapshot ID looks like 20060102T150405Z-0123456789abcdef", o.previous)}
+	}
+	dst, err := absDir("DST_DIR", dstArg)
+	if err != nil {
+		return err
+	}
+	if o.statCache != "" {
+		if o.statCache, err = absDir("--stat-cache", o.statCache); err != nil {
+			return err
+		}
+	}
+	if err := checkTarget(dst, o.force); err != nil {
+		return err
+	}
+	start := time.Now()
+	s, err := o.openSession(ctx, false)
+	if err != nil {
+		return err
+	}
+	repo, err := s.repo(ctx)
+	if err != nil {
+		return err
+	}
+	id := o.snapshot
+	if id == "" {
+		if id, err = s.headOf(ctx, volume); err != nil {
+			return err
+		}
+	}
+	rep := newReporter(stderr, o.json, "export", volume)
+	err = repo.Restore(ctx, volume, id, dst, snapshot.RestoreOptions{
+		Previous: o.previous, StatCache: o.statCache, Progress: rep.update,
+	})
+	rep.done()
+	if errors.Is(err, snapshot.ErrNotFound) {
+		if verr := s.checkVolume(ctx, volume); verr != nil {
+			return verr
+		}
+		return fmt.Errorf("volume %q has no snapshot %s in store %s: list them with portvol snapshots", volume, id, s.flags.where())
+	}
+	if err != nil {
+		return fmt.Errorf("export of volume %q into %s failed, %s is unchanged: %w", volume, dst, dst, err)
+	}
+	p := rep.result()
+	res := exportResult{
+		Volume: volume, Snapshot: id, Dir: dst, Files: p.Files, Bytes: p.Bytes,
+		TransferredBytes: p.Transferred, ReusedBytes: p.Reused, Seconds: round3(time.Since(start).Seconds()),
+	}
+	if o.json {
+		return writeJSON(stdout, res)
+	}
+	_, err = fmt.Fprintf(stdout, "snapshot %s of volume %q restored into %s\n%d files, %s; fetched %s, reused %s locally, in %s\n",
+		id, volume, dst, p.Files, fmtBytes(p.Bytes), fmtBytes(p.Transferred), fmtBytes(p.Reused), fmtDuration(time.Since(start)))
+	return err
+}
+
+// checkTarget refuses a DST_DIR that is a file, or a non-empty directory
+// without --force.
+func checkTarget(dst string, force bool) error {
+	fi, err := os.Lstat(dst)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("DST_DIR %s: %w", dst, err)
+	}
+	if !fi.IsDir() {
+		return usageError{fmt.Errorf("DST_DIR %s exists and is not a directory: choose a new or empty directory", dst)}
+	}
+	if force {
+		return nil
+	}
+	f, err := os.Open(dst)
+	if err != nil {
+		return fmt.Errorf("DST_DIR %s: %w", dst, err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("DST_DIR %s: %w", dst, err)
+	}
+	if len(names) > 0 {
+		return usageError{fmt.Errorf("DST_DIR %s is not empty: export would replace its contents; choose a new or empty directory, or pass --force to replace them", dst)}
+	}
+	return nil
+}
