@@ -110,7 +110,7 @@ bench-snapshots: build tools
 # cold and pre-staged; writes the bench:handoff section of docs/benchmarks.md.
 .PHONY: bench-handoff
 bench-handoff: tools
-	PORTVOL_BENCH_HANDOFF=1 $(GO) test -count=1 -run '^TestHandoffBenchmark$$' -v -timeout 90m ./integration/
+	$(GO) test -tags handoffbench -count=1 -run '^TestHandoffBenchmark$$' -v -timeout 90m ./integration/
 
 # Every long benchmark: snapshots against restic and tar, then the Docker handoff.
 bench: bench-snapshots bench-handoff

@@ -1,3 +1,5 @@
+//go:build handoffbench
+
 package integration
 
 import (
@@ -49,9 +51,6 @@ type handoffRun struct {
 // (pgbench transactions on A before each handoff, default 2000) and
 // PORTVOL_BENCH_RUNS (per case, default 3) change the workload.
 func TestHandoffBenchmark(t *testing.T) {
-	if os.Getenv("PORTVOL_BENCH_HANDOFF") != "1" {
-		t.Skip("a benchmark: run make bench-handoff (PORTVOL_BENCH_HANDOFF=1)")
-	}
 	scale, tx, runs := envInt(t, "PORTVOL_BENCH_SCALE", 50), envInt(t, "PORTVOL_BENCH_TX", 2000), envInt(t, "PORTVOL_BENCH_RUNS", 3)
 	// The plugins' default lease TTL and mount wait: what users run.
 	c := newCluster(t, clusterOptions{})
@@ -210,7 +209,7 @@ func handoffReport(scale, tx int, cold, staged []handoffRun) string {
 		"the same machine in its own mount and network namespaces (vfs storage), reaching the store over a veth pair. "+
 		"The store is versitygw (posix backend) on the same disk as both hosts' volume data, so store traffic does not "+
 		"cross a real network, and both hosts share the same CPUs.\n\n", machine(), dockerStorage())
-	fmt.Fprintf(&b, "Command: `make bench-handoff` = `PORTVOL_BENCH_HANDOFF=1 go test -count=1 -run TestHandoffBenchmark ./integration/ -v -timeout 90m` "+
+	fmt.Fprintf(&b, "Command: `make bench-handoff` = `go test -tags handoffbench -count=1 -run TestHandoffBenchmark ./integration/ -v -timeout 90m` "+
 		"(PORTVOL_BENCH_SCALE, PORTVOL_BENCH_TX and PORTVOL_BENCH_RUNS change the workload).\n")
 	return b.String()
 }
