@@ -343,29 +343,6 @@ func (h *host) pluginLog() string {
 	return strings.Join(lines, "\n")
 }
 
-// pluginEvents returns the plugin's log entries with message msg ("":
-// any) about volume vol, oldest first (the plugin logs JSON, which dockerd quotes
-// into its own log lines as msg="...").
-func (h *host) pluginEvents(msg, vol string) []map[string]any {
-	var events []map[string]any
-	for _, line := range strings.Split(h.pluginLog(), "\n") {
-		i := strings.Index(line, `msg="{`)
-		j := strings.LastIndex(line, `}" plugin=`)
-		if i < 0 || j < i {
-			continue
-		}
-		raw, err := strconv.Unquote(line[i+len("msg=") : j+2])
-		if err != nil {
-			continue
-		}
-		var e map[string]any
-		if json.Unmarshal([]byte(raw), &e) == nil && (msg == "" || e["msg"] == msg) && e["volume"] == vol {
-			events = append(events, e)
-		}
-	}
-	return events
-}
-
 // docker runs the docker CLI against the host's engine and fails the test
 // on error.
 func (h *host) docker(t *testing.T, args ...string) string {
