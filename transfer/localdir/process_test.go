@@ -27,13 +27,18 @@ const (
 	helperStart = "LOCALDIR_TEST_HELPER_START"
 )
 
-// TestHelperProcess is not a test: the cross-process tests run the test
-// binary again with it, as a separate writer process.
-func TestHelperProcess(t *testing.T) {
-	dir := os.Getenv(helperEnv)
-	if dir == "" {
-		t.Skip("helper for TestCrossProcess; runs only as a child process")
+// TestMain turns the test binary into a writer process when the
+// cross-process tests run it again with helperEnv set.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(helperEnv); dir != "" {
+		writerProcess(dir)
 	}
+	os.Exit(m.Run())
+}
+
+// writerProcess races the other writers for keys and the counter, then
+// exits.
+func writerProcess(dir string) {
 	s, err := localdir.New(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -85,7 +90,7 @@ func TestCrossProcess(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range procs {
 		wg.Go(func() {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+			cmd := exec.Command(os.Args[0])
 			cmd.Env = append(os.Environ(), helperEnv+"="+s.Root(), helperStart+"="+strconv.FormatInt(start, 10))
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr

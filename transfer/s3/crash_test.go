@@ -18,12 +18,16 @@ import (
 
 const helperEnv = "S3_TEST_UPLOADER"
 
-// TestHelperUploader is not a test: TestS3ClientCrash runs the test
-// binary again with it as an uploading process, and kills it.
-func TestHelperUploader(t *testing.T) {
-	if os.Getenv(helperEnv) == "" {
-		t.Skip("helper for TestS3ClientCrash; runs only as a child process")
+// TestMain turns the test binary into the uploading process that
+// TestS3ClientCrash runs and kills, when helperEnv is set.
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) != "" {
+		uploaderProcess()
 	}
+	os.Exit(m.Run())
+}
+
+func uploaderProcess() {
 	st, err := s3.New(context.Background(), s3.Options{
 		Endpoint: os.Getenv("S3_TEST_ENDPOINT"), Region: "us-east-1", Bucket: os.Getenv("S3_TEST_BUCKET"),
 		Prefix: "crash/", AccessKey: os.Getenv("S3_TEST_ACCESS"), SecretKey: transfer.Secret(os.Getenv("S3_TEST_SECRET")),
@@ -48,7 +52,7 @@ func TestHelperUploader(t *testing.T) {
 // crash, an OOM kill). The server must not publish the part it received.
 func TestS3ClientCrash(t *testing.T) {
 	srv := s3test.Start(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperUploader$")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), helperEnv+"=1", "S3_TEST_ENDPOINT="+srv.Endpoint, "S3_TEST_BUCKET="+srv.Bucket,
 		"S3_TEST_ACCESS="+srv.AccessKey, "S3_TEST_SECRET="+srv.SecretKey)
 	var stderr bytes.Buffer
