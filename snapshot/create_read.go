@@ -247,7 +247,7 @@ func (r *Repo) blockWorker(ctx context.Context, g *group, jobs <-chan blockJob, 
 	}
 	h := r.crypt.newHasher()
 	zw, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
-		zstd.WithEncoderCRC(false), zstd.WithLowerEncoderMem(true))
+		zstd.WithEncoderCRC(false))
 	if err != nil {
 		return err
 	}

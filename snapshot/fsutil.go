@@ -3,10 +3,12 @@ package snapshot
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -183,9 +185,10 @@ func preadFull(fd int, buf []byte, off int64) error {
 }
 
 // pwriteSparse writes buf at off, skipping 4 KiB pages that are all zero,
-// so a freshly truncated file keeps holes where the data has zeros.
-func pwriteSparse(fd int, buf []byte, off int64) error {
-	const page = 4096
+// so a freshly truncated file keeps holes where the data has zeros. With
+// direct (fd opened O_DIRECT) it writes only the whole dioAlign units of
+// buf. It returns how many bytes of buf it has dealt with.
+func pwriteSparse(fd int, buf []byte, off int64, direct bool) (int, error) {
 	start := -1
 	flush := func(end int) error {
 		for p := start; p < end; {
@@ -196,17 +199,24 @@ func pwriteSparse(fd int, buf []byte, off int64) error {
 			if err != nil {
 				return err
 			}
+			if n == 0 {
+				return io.ErrShortWrite
+			}
 			p += n
 		}
 		start = -1
 		return nil
 	}
-	for p := 0; p < len(buf); p += page {
-		end := min(p+page, len(buf))
+	limit := len(buf)
+	if direct {
+		limit &^= dioAlign - 1
+	}
+	for p := 0; p < limit; p += pageSize {
+		end := min(p+pageSize, limit)
 		if allZero(buf[p:end]) {
 			if start >= 0 {
 				if err := flush(p); err != nil {
-					return err
+					return 0, err
 				}
 			}
 			continue
@@ -216,9 +226,30 @@ func pwriteSparse(fd int, buf []byte, off int64) error {
 		}
 	}
 	if start >= 0 {
-		return flush(len(buf))
+		if err := flush(limit); err != nil {
+			return 0, err
+		}
 	}
-	return nil
+	return limit, nil
+}
+
+const (
+	pageSize = 4096
+	// dioAlign is the alignment O_DIRECT writes keep in memory, file
+	// offset and length: a page, which satisfies every common block
+	// device (logical blocks of 512 or 4096 bytes).
+	dioAlign = 4096
+)
+
+// alignedBuf returns n bytes that start on a dioAlign boundary.
+func alignedBuf(n int) []byte {
+	b := make([]byte, n+dioAlign)
+	skip := (dioAlign - int(uintptr(unsafe.Pointer(&b[0]))%dioAlign)) % dioAlign
+	return b[skip : skip+n : skip+n]
+}
+
+func isAligned(b []byte) bool {
+	return uintptr(unsafe.Pointer(&b[0]))%dioAlign == 0
 }
 
 // dataBlocks lists the blocks of the first size bytes of fd that contain

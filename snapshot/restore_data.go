@@ -158,21 +158,68 @@ func (w *chunkWriter) write(c uint32, data []byte) error {
 	rs := w.rs
 	bs := int64(rs.m.BlockSize)
 	for _, d := range w.dests[w.start[c]:w.start[c+1]] {
-		fd, err := openBeneath(rs.stage, rs.paths[d.node], unix.O_WRONLY|unix.O_NOFOLLOW, 0)
-		if err != nil {
-			return fmt.Errorf("writing %s: %w", rs.paths[d.node], err)
+		path, off := rs.paths[d.node], int64(d.index)*bs
+		direct, err := w.writeDirect(path, data, off)
+		if err == nil && !direct {
+			err = w.writeBuffered(path, data, off, 0)
+			if w.wb != nil {
+				w.wb.add(d, len(data))
+			}
 		}
-		err = pwriteSparse(fd, data, int64(d.index)*bs)
-		unix.Close(fd)
-		if w.wb != nil {
-			w.wb.add(d, len(data))
-		}
 		if err != nil {
-			return fmt.Errorf("writing %s: %w", rs.paths[d.node], err)
+			return fmt.Errorf("writing %s: %w", path, err)
 		}
 		rs.prog.done.Add(uint64(len(data)))
 	}
 	return nil
+}
+
+// writeDirect writes data at off with O_DIRECT, bypassing the page cache:
+// a restore writes every byte once and reads none back, so copying it
+// through freshly allocated cache pages costs CPU (a third of a cold
+// restore's, measured) for nothing; the blocks go from the decoder's
+// buffer to the device instead. The sub-page tail of a file goes through
+// the cache. It reports false, with nothing written, when direct I/O
+// does not apply: unaligned buffer, or a filesystem without O_DIRECT
+// (then no later write tries it either).
+func (w *chunkWriter) writeDirect(path string, data []byte, off int64) (bool, error) {
+	if !directWrites || w.rs.noDirect.Load() || len(data) < dioAlign || !isAligned(data) {
+		return false, nil
+	}
+	fd, err := openBeneath(w.rs.stage, path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_DIRECT, 0)
+	if errors.Is(err, unix.EINVAL) {
+		w.rs.noDirect.Store(true)
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	tail, err := pwriteSparse(fd, data, off, true)
+	unix.Close(fd)
+	if errors.Is(err, unix.EINVAL) {
+		// Alignment stricter than a page: buffered from now on.
+		w.rs.noDirect.Store(true)
+		return false, nil
+	}
+	if err == nil && tail < len(data) {
+		err = w.writeBuffered(path, data, off, tail)
+	}
+	return true, err
+}
+
+// directWrites turns writeDirect on; tests turn it off to exercise the
+// buffered path that filesystems without O_DIRECT get.
+var directWrites = true
+
+// writeBuffered writes data[from:] at off+from through the page cache.
+func (w *chunkWriter) writeBuffered(path string, data []byte, off int64, from int) error {
+	fd, err := openBeneath(w.rs.stage, path, unix.O_WRONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	_, err = pwriteSparse(fd, data[from:], off+int64(from), false)
+	unix.Close(fd)
+	return err
 }
 
 // copyLocal copies chunks from the previous copy; it returns those whose
@@ -195,7 +242,7 @@ func (rs *restorer) copyLocal(ctx context.Context, w *chunkWriter, chunks []uint
 	g, ctx := newGroup(ctx)
 	for range rs.r.workers {
 		g.Go(func() error {
-			buf := make([]byte, m.BlockSize)
+			buf := alignedBuf(int(m.BlockSize))
 			h := rs.r.crypt.newHasher()
 			curPath, fd := "", -1
 			defer func() {
@@ -316,13 +363,18 @@ func (rs *restorer) fetchRemote(ctx context.Context, w *chunkWriter, chunks []ui
 }
 
 // chunkDecoder turns records into verified plaintext; one per goroutine.
+// Its buffers are page-aligned so that plaintext can be written with
+// O_DIRECT.
 type chunkDecoder struct {
-	r    *Repo
-	zr   *zstd.Decoder
-	h    *blake3.Hasher
-	rec  []byte
-	open []byte
-	out  []byte
+	r *Repo
+	// rehash makes decode recompute the ID of chunks that the AEAD has
+	// already authenticated (Verify re-checks everything).
+	rehash bool
+	zr     *zstd.Decoder
+	h      *blake3.Hasher
+	rec    []byte
+	open   []byte
+	out    []byte
 }
 
 func (r *Repo) newChunkDecoder() (*chunkDecoder, error) {
@@ -334,7 +386,7 @@ func (r *Repo) newChunkDecoder() (*chunkDecoder, error) {
 	limit := r.blockSize + sealOverhead + sumSize
 	return &chunkDecoder{
 		r: r, zr: zr, h: r.crypt.newHasher(),
-		rec: make([]byte, limit), open: make([]byte, 0, limit), out: make([]byte, 0, r.blockSize),
+		rec: alignedBuf(limit), open: alignedBuf(limit)[:0], out: alignedBuf(r.blockSize)[:0],
 	}, nil
 }
 
@@ -356,7 +408,10 @@ func (cd *chunkDecoder) decode(ch *Chunk, record []byte) ([]byte, error) {
 	if len(data) != int(ch.RawLength) {
 		return nil, fmt.Errorf("%d bytes instead of %d: %w", len(data), ch.RawLength, ErrCorrupt)
 	}
-	if sumID(cd.h, data) != ch.ID {
+	// In an encrypted store the AEAD tag, over associated data that is
+	// the chunk ID, has verified the record; only a key holder could have
+	// sealed it for this ID. A plain store has only the ID.
+	if (!cd.r.crypt.encrypted() || cd.rehash) && sumID(cd.h, data) != ch.ID {
 		return nil, fmt.Errorf("content does not match its id: %w", ErrCorrupt)
 	}
 	return data, nil

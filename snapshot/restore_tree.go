@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"strconv"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,6 +18,8 @@ type restorer struct {
 	paths []string
 	stage int // staging root
 	prog  *progress
+	// noDirect is set once O_DIRECT writes turn out not to work here.
+	noDirect atomic.Bool
 
 	// Reuse of the copy the target already holds.
 	old      int                    // target root, or -1

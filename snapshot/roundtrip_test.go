@@ -17,10 +17,15 @@ import (
 
 func TestRoundTrip(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		key  []byte
-	}{{"plain", nil}, {"encrypted", testKey}} {
+		name     string
+		key      []byte
+		buffered bool // as on a filesystem without O_DIRECT
+	}{{"plain", nil, false}, {"encrypted", testKey, false}, {"encrypted-buffered", testKey, true}} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.buffered {
+				directWrites = false
+				defer func() { directWrites = true }()
+			}
 			r, _ := newTestRepo(t, tc.key)
 			treeRoundTrip(t, r)
 		})

@@ -46,6 +46,7 @@ func (r *Repo) Verify(ctx context.Context, volume, id string) error {
 				return err
 			}
 			defer cd.close()
+			cd.rehash = true
 			for p := range jobs {
 				if err := r.verifyPack(gctx, m, p, byPack[p], cd); err != nil {
 					if !errors.Is(err, ErrCorrupt) {
