@@ -110,8 +110,11 @@
 // to at least 16 MiB (the last pack of a run may be smaller) and never
 // exceed 1 GiB. The manifest gives each chunk's pack, offset, record
 // length, plaintext length and whether it is compressed. Every chunk is
-// verified before use: record authenticated (encrypted stores),
-// decompressed into at most its plaintext length, length and ID checked.
+// verified before use: in an encrypted store the record is authenticated
+// (its associated data is the chunk ID, so only a key holder could have
+// sealed it under that ID), in a plain one the ID of the plaintext is
+// recomputed; either way it is decompressed into at most its plaintext
+// length and the length checked. Verify recomputes every ID in both.
 //
 // # Pack indexes
 //
@@ -227,7 +230,9 @@
 // stay holes; zero 4 KiB pages inside blocks are skipped too), links and
 // special files. Contents come from concurrent ranged GETs (adjacent
 // chunks of a pack coalesced into ranges of up to 8 MiB), each chunk
-// verified and written with pwrite to every block that uses it. Then
+// verified and written with pwrite to every block that uses it, with
+// O_DIRECT where the filesystem allows (the data bypasses the page cache;
+// a file's sub-page tail goes through it). Then
 // owner, mode, xattrs and mtime (children before their directories, owner
 // before mode, mtime last), one syncfs, and renameat2(RENAME_EXCHANGE) of
 // the staging directory with dir (or a plain rename if dir does not exist),
