@@ -85,9 +85,9 @@ func (c *cluster) testPlumbing(t *testing.T) {
 	}
 	// A plain HTTP request from B's namespace gets an S3 answer (403
 	// without credentials).
-	out, _ := c.b.command("busybox", "wget", "-q", "-O", "-", "http://"+c.s3.Addr+"/").CombinedOutput()
+	out, _ := c.b.command("busybox", "wget", "-q", "-O", "-", "http://"+c.s3.Addr()+"/").CombinedOutput()
 	if !strings.Contains(string(out), "HTTP/1.1 403") {
-		t.Errorf("host B cannot reach the S3 server at %s: %s", c.s3.Addr, out)
+		t.Errorf("host B cannot reach the S3 server at %s: %s", c.s3.Addr(), out)
 	}
 }
 

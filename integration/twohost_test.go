@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portvol/portvol/internal/s3test"
 )
 
 // Names are this run's own, so that two runs of the suite on one machine
@@ -79,7 +81,7 @@ func newCluster(t *testing.T, opts clusterOptions) *cluster {
 	t.Helper()
 	requireDocker(t)
 	requirePostgres(t)
-	findVersitygw(t) // skip or fail early, before the slow parts
+	s3test.Binary(t) // skip or fail early, before the slow parts
 	ctx := context.Background()
 	if out, err := run(ctx, "", "make", "-C", repoRoot, "build", "plugin-rootfs"); err != nil {
 		t.Fatalf("make build plugin-rootfs: %v\n%s", err, out)
@@ -98,12 +100,12 @@ func newCluster(t *testing.T, opts clusterOptions) *cluster {
 	for _, h := range []*host{c.a, c.b} {
 		h.importImage(img)
 		if opts.relays {
-			h.relay = startRelay(t, c.ip, c.s3.Addr)
+			h.relay = startRelay(t, c.ip, c.s3.Addr())
 		}
 		h.installPlugin(opts)
 	}
 	t.Logf("cluster: store %s on %s, hostA and hostB (private dockerd in %s), lease TTL %v, mount wait %v",
-		c.prefix, c.s3.Addr, pe.dir, c.leaseTTL, c.mountWait)
+		c.prefix, c.s3.Addr(), pe.dir, c.leaseTTL, c.mountWait)
 	return c
 }
 
@@ -194,7 +196,7 @@ func (h *host) installPlugin(opts clusterOptions) {
 		t.Fatal(err)
 	}
 	h.eng.docker(t, "plugin", "create", e2ePlugin, filepath.Join(repoRoot, "build", "plugin"))
-	endpoint := c.s3.Addr
+	endpoint := c.s3.Addr()
 	if h.relay != nil {
 		endpoint = h.relay.Addr
 	}

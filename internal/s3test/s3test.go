@@ -59,6 +59,22 @@ func StartTLS(t testing.TB) *Server {
 	return start(t, true)
 }
 
+// StartOn starts a local versitygw for t (never an external server) that
+// listens on ip, for clients in other network namespaces, and keeps its
+// data in a new directory under parent (t.TempDir() when "").
+func StartOn(t testing.TB, ip, parent string) *Server {
+	t.Helper()
+	dataDir := t.TempDir()
+	if parent != "" {
+		var err error
+		if dataDir, err = os.MkdirTemp(parent, "portvol-s3-"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dataDir) })
+	}
+	return startLocal(t, false, ip, dataDir)
+}
+
 func start(t testing.TB, useTLS bool) *Server {
 	t.Helper()
 	if s := external(t); s != nil {
@@ -67,14 +83,19 @@ func start(t testing.TB, useTLS bool) *Server {
 		}
 		return s
 	}
-	bin := findBinary(t)
+	return startLocal(t, useTLS, "127.0.0.1", t.TempDir())
+}
+
+func startLocal(t testing.TB, useTLS bool, ip, dataDir string) *Server {
+	t.Helper()
+	bin := Binary(t)
 	s := &Server{
 		Region:    "us-east-1",
 		Bucket:    "portvol-test",
 		AccessKey: "portvol-test-" + randomHex(4),
 		SecretKey: randomHex(20),
 		bin:       bin,
-		dataDir:   t.TempDir(),
+		dataDir:   dataDir,
 	}
 	// versitygw's posix backend treats each directory under its root as
 	// a bucket.
@@ -88,7 +109,7 @@ func start(t testing.TB, useTLS bool) *Server {
 	}
 	var err error
 	for range 3 { // a free port can be taken between finding and binding it
-		s.addr = freeAddr(t)
+		s.addr = freeAddr(t, ip)
 		if err = s.start(); err == nil {
 			break
 		}
@@ -164,6 +185,9 @@ func (s *Server) Env() []string {
 
 // DataDir is the directory the local server stores buckets in.
 func (s *Server) DataDir() string { return s.dataDir }
+
+// Addr is the "IP:PORT" a local server listens on.
+func (s *Server) Addr() string { return s.addr }
 
 // Output is what the server process printed so far.
 func (s *Server) Output() string {
@@ -282,8 +306,8 @@ func waitReady(addr, caFile string, exited <-chan struct{}) error {
 	return fmt.Errorf("versitygw did not answer on %s within 20s", addr)
 }
 
-func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freeAddr(t testing.TB, ip string) string {
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +315,10 @@ func freeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
-func findBinary(t testing.TB) string {
+// Binary returns the versitygw binary: $PORTVOL_VERSITYGW, .tools/bin
+// under the module root, or versitygw in PATH. Without one it skips t, or
+// fails it under CI=true or PORTVOL_REQUIRE_S3=1.
+func Binary(t testing.TB) string {
 	t.Helper()
 	var tried []string
 	if p := os.Getenv("PORTVOL_VERSITYGW"); p != "" {
