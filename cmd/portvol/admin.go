@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -113,6 +114,33 @@ func oneLine(s string, n int) string {
 	return s
 }
 
+// runAdmin sends one admin request to the plugin at socket and prints
+// the result's message to stdout. With progress set the operation streams
+// progress lines, which go there.
+func runAdmin(ctx context.Context, socket, path string, req driver.AdminRequest, stdout, progress io.Writer) error {
+	cl, err := newPluginClient(socket)
+	if err != nil {
+		return err
+	}
+	// Every admin result (TakeoverResult, PullResult, UndeleteResult)
+	// carries its summary in "message".
+	var out struct {
+		Result struct {
+			Message string `json:"message"`
+		}
+	}
+	if progress != nil {
+		err = cl.stream(ctx, path, req, func(p string) { fmt.Fprintln(progress, p) }, &out)
+	} else {
+		err = cl.call(ctx, path, req, &out)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, out.Result.Message)
+	return err
+}
+
 func newTakeoverCmd(stdout, stderr io.Writer) *cobra.Command {
 	var socket string
 	var force bool
@@ -128,18 +156,7 @@ that snapshot is lost. --force takes a live lease at once: only for a host you
 know is dead.`,
 		Args: adminArgs(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := newPluginClient(socket)
-			if err != nil {
-				return err
-			}
-			var out struct{ Result driver.TakeoverResult }
-			err = cl.stream(cmd.Context(), driver.AdminTakeover, driver.AdminRequest{Volume: args[0], Force: force},
-				func(p string) { fmt.Fprintln(stderr, p) }, &out)
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintln(stdout, out.Result.Message)
-			return err
+			return runAdmin(cmd.Context(), socket, driver.AdminTakeover, driver.AdminRequest{Volume: args[0], Force: force}, stdout, stderr)
 		},
 	}
 	c.Flags().StringVar(&socket, "socket", "", socketHelp)
@@ -158,18 +175,7 @@ that keeps an older copy fetches only the chunks it lacks. Refused while the
 volume is mounted here. Interrupting the command leaves the pull running.`,
 		Args: adminArgs(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := newPluginClient(socket)
-			if err != nil {
-				return err
-			}
-			var out struct{ Result driver.PullResult }
-			err = cl.stream(cmd.Context(), driver.AdminPull, driver.AdminRequest{Volume: args[0]},
-				func(p string) { fmt.Fprintln(stderr, p) }, &out)
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintln(stdout, out.Result.Message)
-			return err
+			return runAdmin(cmd.Context(), socket, driver.AdminPull, driver.AdminRequest{Volume: args[0]}, stdout, stderr)
 		},
 	}
 	c.Flags().StringVar(&socket, "socket", "", socketHelp)
@@ -186,16 +192,7 @@ from the store's trash (volumes stay there for --trash-retention). Refused if a
 volume of that name exists.`,
 		Args: adminArgs(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := newPluginClient(socket)
-			if err != nil {
-				return err
-			}
-			var out struct{ Result driver.UndeleteResult }
-			if err := cl.call(cmd.Context(), driver.AdminUndelete, driver.AdminRequest{Volume: args[0]}, &out); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintln(stdout, out.Result.Message)
-			return err
+			return runAdmin(cmd.Context(), socket, driver.AdminUndelete, driver.AdminRequest{Volume: args[0]}, stdout, nil)
 		},
 	}
 	c.Flags().StringVar(&socket, "socket", "", socketHelp)

@@ -91,11 +91,7 @@ func runExport(ctx context.Context, o *exportOptions, volume, dstArg string, std
 		return err
 	}
 	start := time.Now()
-	s, err := o.openSession(ctx, false)
-	if err != nil {
-		return err
-	}
-	repo, err := s.repo(ctx)
+	s, repo, err := o.openRepo(ctx)
 	if err != nil {
 		return err
 	}

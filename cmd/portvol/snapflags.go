@@ -118,12 +118,17 @@ func readOnlyStoreURL(raw string) (string, error) {
 }
 
 // repo opens the snapshot repository of an initialized store.
-func (s *session) repo(ctx context.Context) (*snapshot.Repo, error) {
-	r, err := snapshot.Open(ctx, s.store, snapshot.Options{Key: s.key})
+// openRepo opens the store for reading and its snapshot repository.
+func (f *snapFlags) openRepo(ctx context.Context) (*session, *snapshot.Repo, error) {
+	s, err := f.openSession(ctx, false)
 	if err != nil {
-		return nil, s.repoError(err)
+		return nil, nil, err
 	}
-	return r, nil
+	repo, err := snapshot.Open(ctx, s.store, snapshot.Options{Key: s.key})
+	if err != nil {
+		return nil, nil, s.repoError(err)
+	}
+	return s, repo, nil
 }
 
 // repoError explains a failure to open the repository.

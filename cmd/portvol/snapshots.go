@@ -64,11 +64,7 @@ func runSnapshots(ctx context.Context, o *snapFlags, volume string, stdout io.Wr
 	if err := checkVolumeArg(volume); err != nil {
 		return err
 	}
-	s, err := o.openSession(ctx, false)
-	if err != nil {
-		return err
-	}
-	repo, err := s.repo(ctx)
+	s, repo, err := o.openRepo(ctx)
 	if err != nil {
 		return err
 	}

@@ -77,11 +77,7 @@ func runVerify(ctx context.Context, o *verifyOptions, volume string, stdout, std
 		return usageError{errors.New("give --snapshot ID or --all, not both")}
 	}
 	start := time.Now()
-	s, err := o.openSession(ctx, false)
-	if err != nil {
-		return err
-	}
-	repo, err := s.repo(ctx)
+	s, repo, err := o.openRepo(ctx)
 	if err != nil {
 		return err
 	}
