@@ -98,6 +98,24 @@ type TakeoverResult struct {
 	Message string `json:"message"`
 }
 
+// lockWithStore checks name, takes its volume lock and returns the store,
+// for the admin operations; the caller unlocks.
+func (d *Driver) lockWithStore(ctx context.Context, name string) (*Backend, func(), error) {
+	if err := ValidateName(name); err != nil {
+		return nil, nil, err
+	}
+	unlock, err := d.locks.lock(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := d.store(ctx)
+	if err != nil {
+		unlock()
+		return nil, nil, fmt.Errorf("volume %q: %w", name, err)
+	}
+	return b, unlock, nil
+}
+
 // Takeover takes volume name over from a host that stopped renewing its
 // lease: allowed once this host has watched the lease unchanged for a full
 // TTL (it watches for up to a TTL and a bit if it has not yet; progress is
@@ -107,18 +125,11 @@ type TakeoverResult struct {
 // the last published snapshot.
 func (d *Driver) Takeover(ctx context.Context, name string, force bool, progress func(string)) (TakeoverResult, error) {
 	res := TakeoverResult{Volume: name}
-	if err := ValidateName(name); err != nil {
-		return res, err
-	}
-	unlock, err := d.locks.lock(ctx, name)
+	b, unlock, err := d.lockWithStore(ctx, name)
 	if err != nil {
 		return res, err
 	}
 	defer unlock()
-	b, err := d.store(ctx)
-	if err != nil {
-		return res, fmt.Errorf("volume %q: %w", name, err)
-	}
 	if _, _, err := d.localRecord(ctx, b, name); err != nil {
 		return res, err
 	}

@@ -26,9 +26,6 @@ type PullResult struct {
 // running.
 func (d *Driver) Pull(ctx context.Context, name string, progress func(snapshot.Progress)) (PullResult, error) {
 	res := PullResult{Volume: name}
-	if err := ValidateName(name); err != nil {
-		return res, err
-	}
 	j, err := d.startPull(ctx, name, &res)
 	if err != nil || j == nil {
 		return res, err
@@ -58,15 +55,11 @@ func (d *Driver) Pull(ctx context.Context, name string, progress func(snapshot.P
 // startPull checks and starts a pull under the volume lock; a nil job
 // with a nil error means there is nothing to do (res says why).
 func (d *Driver) startPull(ctx context.Context, name string, res *PullResult) (*job, error) {
-	unlock, err := d.locks.lock(ctx, name)
+	b, unlock, err := d.lockWithStore(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	b, err := d.store(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("volume %q: %w", name, err)
-	}
 	rec, in, err := d.localRecord(ctx, b, name)
 	if err != nil {
 		return nil, err

@@ -21,18 +21,11 @@ type UndeleteResult struct {
 // entry): its record, snapshots and head. It fails if the name exists.
 func (d *Driver) Undelete(ctx context.Context, name string) (UndeleteResult, error) {
 	res := UndeleteResult{Volume: name}
-	if err := ValidateName(name); err != nil {
-		return res, err
-	}
-	unlock, err := d.locks.lock(ctx, name)
+	b, unlock, err := d.lockWithStore(ctx, name)
 	if err != nil {
 		return res, err
 	}
 	defer unlock()
-	b, err := d.store(ctx)
-	if err != nil {
-		return res, fmt.Errorf("volume %q: %w", name, err)
-	}
 	in, err := d.readInfo(ctx, b, name)
 	if err != nil {
 		return res, errUnavailable(name, err)
