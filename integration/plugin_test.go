@@ -185,11 +185,15 @@ func TestManagedPluginDisableEnable(t *testing.T) {
 	}
 }
 
-// pluginPID finds the managed plugin's process: the one running
-// "/portvol serve" in the plugin's cgroup (named by its id). 0: none.
+// pluginPID finds the managed plugin's process. 0: none.
 func pluginPID(t *testing.T) int {
 	t.Helper()
-	id := docker(t, "plugin", "inspect", "-f", "{{.Id}}", pluginName)
+	return pluginProcess(docker(t, "plugin", "inspect", "-f", "{{.Id}}", pluginName))
+}
+
+// pluginProcess is the process running "/portvol serve" in the cgroup of
+// the plugin with id (any engine's). 0: none.
+func pluginProcess(id string) int {
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())

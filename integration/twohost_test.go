@@ -302,26 +302,8 @@ func (h *host) mustPortvol(t *testing.T, args ...string) string {
 	return strings.TrimSpace(out)
 }
 
-// pluginPID is the process id of the host's plugin ("/portvol serve" in
-// the plugin's cgroup); 0 if none runs.
-func (h *host) pluginPID() int {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || string(cmdline) != "/portvol\x00serve\x00" {
-			continue
-		}
-		cgroup, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup"))
-		if err == nil && strings.Contains(string(cgroup), h.pluginID) {
-			return pid
-		}
-	}
-	return 0
-}
+// pluginPID is the process id of the host's plugin; 0 if none runs.
+func (h *host) pluginPID() int { return pluginProcess(h.pluginID) }
 
 // pluginLog is what the host's plugin logged (dockerd records plugin
 // output in its own log, tagged with the plugin id); for diagnostics.
