@@ -15,13 +15,15 @@ import (
 )
 
 // FormatVersion is the version of the on-store format this package writes.
-const FormatVersion = 1
+// Version 1 stores and snapshots stay readable (doc.go, "Versions").
+const FormatVersion = 2
 
 const (
 	formatName         = "portvol-snapshot-store"
-	defaultBlockSize   = 1 << 20
-	minBlockSize       = 64 << 10
+	defaultBlockSize   = 16 << 10 // doc.go, "Chunking"
+	minBlockSize       = 4 << 10
 	maxBlockSize       = 8 << 20
+	minBlockSizeV1     = 64 << 10
 	defaultPackSize    = 16 << 20
 	maxConfigSize      = 4 << 10
 	encryptionNone     = "none"
@@ -54,10 +56,14 @@ func (c *storeConfig) validate() error {
 	if err != nil || len(id) != 16 {
 		return fmt.Errorf("store config %q: bad store_id: %w", configKey, ErrCorrupt)
 	}
-	if c.Chunking != "fixed" || c.BlockSize < minBlockSize || c.BlockSize > maxBlockSize || c.BlockSize&(c.BlockSize-1) != 0 {
+	lo := minBlockSize
+	if c.Version == 1 {
+		lo = minBlockSizeV1
+	}
+	if c.Chunking != "fixed" || c.BlockSize < lo || c.BlockSize > maxBlockSize || c.BlockSize&(c.BlockSize-1) != 0 {
 		return fmt.Errorf("store config %q: unsupported chunking %q with block size %d: %w", configKey, c.Chunking, c.BlockSize, ErrCorrupt)
 	}
-	if c.Compression != "zstd" {
+	if _, ok := codecByName(c.Compression); !ok || (c.Version == 1 && c.Compression != "zstd") {
 		return fmt.Errorf("store config %q: unsupported compression %q: %w", configKey, c.Compression, ErrCorrupt)
 	}
 	switch c.Encryption {
@@ -107,9 +113,13 @@ func (c *storeConfig) storeID() []byte {
 type InitOptions struct {
 	// Key is the 32-byte master key; nil creates an unencrypted store.
 	Key []byte
-	// BlockSize is the chunk size, a power of two from 64 KiB to 8 MiB;
-	// 0 means 1 MiB.
+	// BlockSize is the chunk size, a power of two from 4 KiB to 8 MiB;
+	// 0 means 16 KiB.
 	BlockSize int
+	// Compression names the codec new chunks are stored with: "s2" (the
+	// default: fastest) or "zstd" (smaller on text-like data, slower);
+	// see doc.go.
+	Compression string
 }
 
 // Init writes the store configuration if the store has none. On a store
@@ -128,13 +138,20 @@ func Init(ctx context.Context, store transfer.ObjectStore, opts InitOptions) err
 	if opts.Key != nil && len(opts.Key) != KeySize {
 		return ErrBadKey
 	}
+	comp := opts.Compression
+	if comp == "" {
+		comp = defaultCodec.String()
+	}
+	if _, ok := codecByName(comp); !ok {
+		return fmt.Errorf("compression %q: want s2 or zstd: %w", comp, ErrInvalid)
+	}
 	sid := make([]byte, 16)
 	if _, err := rand.Read(sid); err != nil {
 		return err
 	}
 	cfg := storeConfig{
 		Format: formatName, Version: FormatVersion, StoreID: hex.EncodeToString(sid),
-		Chunking: "fixed", BlockSize: bs, Compression: "zstd", Encryption: encryptionNone,
+		Chunking: "fixed", BlockSize: bs, Compression: comp, Encryption: encryptionNone,
 	}
 	if opts.Key != nil {
 		_, _, check := deriveKeys(opts.Key, sid)
@@ -158,11 +175,33 @@ func Init(ctx context.Context, store transfer.ObjectStore, opts InitOptions) err
 	if err != nil {
 		return err
 	}
-	if opts.BlockSize != 0 && existing.BlockSize != opts.BlockSize {
-		return fmt.Errorf("store has block size %d, not %d: %w", existing.BlockSize, opts.BlockSize, ErrConfigMismatch)
+	if opts.BlockSize != 0 && existing.newBlockSize() != opts.BlockSize {
+		return fmt.Errorf("store has block size %d, not %d: %w", existing.newBlockSize(), opts.BlockSize, ErrConfigMismatch)
+	}
+	if opts.Compression != "" && existing.newCodec().String() != opts.Compression {
+		return fmt.Errorf("store compresses with %s, not %s: %w", existing.newCodec(), opts.Compression, ErrConfigMismatch)
 	}
 	_, err = newRepoCryptor(existing, opts.Key)
 	return err
+}
+
+// newBlockSize is the chunk size of the snapshots Create writes. A format
+// 1 store's block_size describes its format 1 snapshots; new snapshots in
+// it are format 2 with the format 2 default (doc.go, "Versions").
+func (c *storeConfig) newBlockSize() int {
+	if c.Version == 1 {
+		return defaultBlockSize
+	}
+	return c.BlockSize
+}
+
+// newCodec is the codec new chunks are stored with.
+func (c *storeConfig) newCodec() Codec {
+	if c.Version == 1 {
+		return defaultCodec
+	}
+	k, _ := codecByName(c.Compression)
+	return k
 }
 
 func loadConfig(ctx context.Context, store transfer.ObjectStore) (*storeConfig, error) {
@@ -212,8 +251,9 @@ type Repo struct {
 	crypt     *cryptor
 	workers   int
 	transfers int
-	blockSize int
-	packSize  int // target pack size; tests lower it
+	blockSize int   // of new snapshots
+	codec     Codec // of new chunks
+	packSize  int   // target pack size; tests lower it
 
 	racyWindow time.Duration // see defaultRacyWindow; tests lower it
 }
@@ -236,7 +276,7 @@ func Open(ctx context.Context, store transfer.ObjectStore, opts Options) (*Repo,
 	r := &Repo{
 		store: store, cfg: cfg, crypt: c,
 		workers: opts.Workers, transfers: opts.Transfers,
-		blockSize: cfg.BlockSize, packSize: defaultPackSize, racyWindow: defaultRacyWindow,
+		blockSize: cfg.newBlockSize(), codec: cfg.newCodec(), packSize: defaultPackSize, racyWindow: defaultRacyWindow,
 	}
 	if r.workers <= 0 {
 		r.workers = runtime.GOMAXPROCS(0)
@@ -250,5 +290,5 @@ func Open(ctx context.Context, store transfer.ObjectStore, opts Options) (*Repo,
 // Encrypted reports whether the store encrypts its contents.
 func (r *Repo) Encrypted() bool { return r.crypt.encrypted() }
 
-// BlockSize returns the store's chunk size.
+// BlockSize returns the chunk size of the snapshots Create writes.
 func (r *Repo) BlockSize() int { return r.blockSize }

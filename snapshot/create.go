@@ -24,6 +24,13 @@ type CreateOptions struct {
 	// StatCache is a local file, outside dir, where Create and Restore
 	// record what they saw of dir; "" disables it. See doc.go.
 	StatCache string
+	// Changes, if set, says which files changed since Parent and where
+	// (see ChangeSource); files it calls unchanged are not opened.
+	Changes ChangeSource
+	// SkipUnchanged: when the tree, its metadata and its content equal
+	// Parent's, write no new snapshot and return Parent's manifest with
+	// Unchanged set (the stat cache is still brought up to date).
+	SkipUnchanged bool
 	// Progress, if set, is called from one goroutine a few times a second.
 	Progress func(Progress)
 }
@@ -83,7 +90,10 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 	if err != nil {
 		return nil, fmt.Errorf("volume %q: scanning %s: %w", volume, dir, err)
 	}
-	toRead := r.reuseUnchanged(t, parent, loadStatCache(opts.StatCache))
+	toRead, err := r.reuseUnchanged(t, parent, loadStatCache(opts.StatCache), opts.Changes)
+	if err != nil {
+		return nil, fmt.Errorf("volume %q: %w", volume, err)
+	}
 
 	reg := newRegistry(parent)
 	skip := map[ID]bool{}
@@ -111,20 +121,24 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 	}}
 	m.Nodes = t.nodes
 	m.Packs, m.Chunks = compactChunks(m.Nodes, reg, &m.Stats)
+	unchanged := parent != nil && sameSnapshot(m, parent)
+	if unchanged && opts.SkipUnchanged {
+		if err := writeCreateCache(opts.StatCache, parent.ID, started, t); err != nil {
+			return nil, fmt.Errorf("volume %q: %w", volume, err)
+		}
+		parent.Unchanged = true
+		return parent, nil
+	}
+	if err := r.writeParts(ctx, m, parent, reg, ixPrefix, prog); err != nil {
+		return nil, fmt.Errorf("volume %q: snapshot of %s: %w", volume, dir, err)
+	}
+	m.Unchanged = unchanged
 	m.Finished = time.Now()
 
 	// The stat cache goes first: if publishing fails, it names a snapshot
 	// that does not exist and is ignored.
-	if opts.StatCache != "" {
-		sc := &statCache{Snapshot: m.ID, Source: sourceCreate, Taken: started.UnixNano(), Entries: make(map[string]statEntry)}
-		for i, n := range t.nodes {
-			if n.Type == TypeFile {
-				sc.Entries[t.paths[i]] = t.stat[i]
-			}
-		}
-		if err := writeStatCache(opts.StatCache, sc); err != nil {
-			return nil, fmt.Errorf("volume %q: %w", volume, err)
-		}
+	if err := writeCreateCache(opts.StatCache, m.ID, started, t); err != nil {
+		return nil, fmt.Errorf("volume %q: %w", volume, err)
 	}
 	key := manifestKey(volume, m.ID)
 	data, err := encodeManifest(m, key, r.crypt)
@@ -140,9 +154,24 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 	return m, nil
 }
 
+// writeCreateCache records what Create saw of the tree, for snapshot id.
+func writeCreateCache(path, id string, started time.Time, t *tree) error {
+	if path != "" {
+		sc := &statCache{Snapshot: id, Source: sourceCreate, Taken: started.UnixNano(), Entries: make(map[string]statEntry)}
+		for i, n := range t.nodes {
+			if n.Type == TypeFile {
+				sc.Entries[t.paths[i]] = t.stat[i]
+			}
+		}
+		return writeStatCache(path, sc)
+	}
+	return nil
+}
+
 // reuseUnchanged gives every file that is unchanged since the parent the
-// parent's block list, and returns the files that must be read.
-func (r *Repo) reuseUnchanged(t *tree, parent *Manifest, cache *statCache) []*readFile {
+// parent's block list, and returns the files that must be read (with the
+// blocks to read, when a ChangeSource narrows them down).
+func (r *Repo) reuseUnchanged(t *tree, parent *Manifest, cache *statCache, changes ChangeSource) ([]*readFile, error) {
 	var byPath map[string]int32
 	if parent != nil && parent.BlockSize == r.blockSize {
 		byPath = make(map[string]int32, len(parent.Nodes))
@@ -164,8 +193,25 @@ func (r *Repo) reuseUnchanged(t *tree, parent *Manifest, cache *statCache) []*re
 			continue
 		}
 		st := t.stat[i]
+		f := &readFile{node: n, path: t.paths[i], st: st, fd: -1}
 		if pi, ok := byPath[t.paths[i]]; ok {
 			pn := &parent.Nodes[pi]
+			if changes != nil {
+				fc, err := changes.FileChanges(t.paths[i], st.Ino, st.Size)
+				if err != nil {
+					return nil, fmt.Errorf("change source, %s: %w", t.paths[i], err)
+				}
+				if fc.Unchanged && pn.Size == st.Size {
+					n.Blocks = pn.Blocks
+					continue
+				}
+				if !fc.Unchanged && fc.Ranges != nil {
+					f.only = blockRanges(fc.Ranges, st.Size, pn.Size, r.blockSize)
+					f.base = pn.Blocks
+				}
+				toRead = append(toRead, f)
+				continue
+			}
 			same := pn.Size == st.Size && pn.Mtime == st.Mtime
 			if useCache {
 				same = same && cache.unchanged(t.paths[i], st, r.racyWindow)
@@ -178,9 +224,9 @@ func (r *Repo) reuseUnchanged(t *tree, parent *Manifest, cache *statCache) []*re
 				continue
 			}
 		}
-		toRead = append(toRead, &readFile{node: n, path: t.paths[i], st: st, fd: -1})
+		toRead = append(toRead, f)
 	}
-	return toRead
+	return toRead, nil
 }
 
 // compactChunks rewrites every block reference from a registry index to

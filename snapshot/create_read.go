@@ -1,14 +1,12 @@
 package snapshot
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
 )
@@ -17,16 +15,24 @@ const holeRef = ^uint32(0)
 
 // readFile is a file whose content Create reads this run.
 type readFile struct {
-	node    *Node
-	path    string
-	st      statEntry
+	node *Node
+	path string
+	st   statEntry
+	// only, if set, lists the blocks that may have changed since the
+	// parent (sorted, inclusive ranges); the others keep base's chunks.
+	only    [][2]uint64
+	base    []BlockRef
 	fd      int
-	pending atomic.Int64 // blocks not yet done; the last one closes fd
+	pending atomic.Int64 // jobs not yet done; the last one closes fd
 }
 
+// runBlocks is the most blocks one job reads with one pread.
+const runBlocks = 64
+
+// blockJob reads blocks f.node.Blocks[i:i+n], which are adjacent.
 type blockJob struct {
-	f *readFile
-	i int // index into f.node.Blocks
+	f    *readFile
+	i, n int
 }
 
 // packBuf is a pack being filled or uploaded.
@@ -48,9 +54,41 @@ type packer struct {
 	reg  *registry
 }
 
+// pendingChunk is a record a worker has ready for the packer: its bytes
+// are records[off:off+Length] of the worker's batch.
+type pendingChunk struct {
+	c     Chunk
+	entry int32
+	off   int
+}
+
+// addBatch appends a worker's records in one go, so that the chunks of
+// one run of blocks lie next to each other in the pack and a restore can
+// write them back in one piece.
+func (p *packer) addBatch(ctx context.Context, records []byte, batch []pendingChunk) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, b := range batch {
+		if err := p.addLocked(ctx, records[b.off:b.off+int(b.c.Length)], b.c, b.entry, false); err != nil {
+			return err
+		}
+	}
+	if len(p.cur.buf) >= p.size {
+		return p.sendLocked(ctx)
+	}
+	return nil
+}
+
 func (p *packer) add(ctx context.Context, record []byte, c Chunk, entry int32) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.addLocked(ctx, record, c, entry, true)
+}
+
+func (p *packer) addLocked(ctx context.Context, record []byte, c Chunk, entry int32, send bool) error {
 	if p.cur == nil {
 		select {
 		case pb := <-p.free:
@@ -69,7 +107,7 @@ func (p *packer) add(ctx context.Context, record []byte, c Chunk, entry int32) e
 	p.cur.buf = append(p.cur.buf, record...)
 	p.cur.chunks = append(p.cur.chunks, c)
 	p.reg.place(entry, c)
-	if len(p.cur.buf) >= p.size {
+	if send && len(p.cur.buf) >= p.size {
 		return p.sendLocked(ctx)
 	}
 	return nil
@@ -107,7 +145,7 @@ func (r *Repo) readBlocks(ctx context.Context, root int, files []*readFile, reg 
 		free: make(chan *packBuf, uploaders+1),
 		out:  make(chan *packBuf),
 		size: r.packSize,
-		cap:  r.packSize + r.blockSize + r.crypt.chunkOverhead(),
+		cap:  r.packSize + runBlocks*(r.blockSize+r.crypt.chunkOverhead()),
 		reg:  reg,
 	}
 	for range uploaders + 1 {
@@ -123,21 +161,25 @@ func (r *Repo) readBlocks(ctx context.Context, root int, files []*readFile, reg 
 				return err
 			}
 			filesRead.Add(1)
-			bytesRead.Add(f.st.Size)
-			for _, b := range f.node.Blocks {
-				prog.bytes.Add(blockLen(f.st.Size, b.Index, r.blockSize))
+			fjobs := f.jobs()
+			for _, j := range fjobs {
+				for _, b := range f.node.Blocks[j.i : j.i+j.n] {
+					n := blockLen(f.st.Size, b.Index, r.blockSize)
+					prog.bytes.Add(n)
+					bytesRead.Add(n)
+				}
 			}
-			if len(f.node.Blocks) == 0 {
+			if len(fjobs) == 0 {
 				unix.Close(f.fd)
 				continue
 			}
-			f.pending.Store(int64(len(f.node.Blocks)))
-			for i := range f.node.Blocks {
+			f.pending.Store(int64(len(fjobs)))
+			for k, j := range fjobs {
 				select {
-				case jobs <- blockJob{f, i}:
+				case jobs <- j:
 				case <-ctx.Done():
 					// Workers drain queued jobs; close what they never see.
-					if f.pending.Add(-int64(len(f.node.Blocks)-i)) == 0 {
+					if f.pending.Add(-int64(len(fjobs)-k)) == 0 {
 						unix.Close(f.fd)
 					}
 					return nil
@@ -212,53 +254,89 @@ func (r *Repo) openForRead(root int, f *readFile) error {
 		return fmt.Errorf("reading %s: %w", f.path, err)
 	}
 	f.fd = fd
-	f.node.Blocks = make([]BlockRef, len(blocks))
-	for i, b := range blocks {
-		f.node.Blocks[i] = BlockRef{Index: b, Chunk: holeRef}
-	}
-	_ = unix.Fadvise(fd, 0, 0, unix.FADV_SEQUENTIAL)
-	for i := range min(readAhead, len(blocks)) {
-		r.prefetch(f, i)
+	f.node.Blocks = mergeBlocks(blocks, f.only, f.base, numBlocks(f.st.Size, r.blockSize))
+	if f.only == nil {
+		_ = unix.Fadvise(fd, 0, 0, unix.FADV_SEQUENTIAL)
 	}
 	return nil
 }
 
-// readAhead is how many blocks of a file ahead of the one being read
-// the kernel is asked to fetch, so that workers find their next block in
-// the page cache rather than wait for the disk with a core idle.
-const readAhead = 8
-
-// prefetch asks the kernel to start reading block i of f, if it exists.
-// Only a hint.
-func (r *Repo) prefetch(f *readFile, i int) {
-	if i < len(f.node.Blocks) {
-		bs := int64(r.blockSize)
-		_ = unix.Fadvise(f.fd, int64(f.node.Blocks[i].Index)*bs, bs, unix.FADV_WILLNEED)
+// mergeBlocks returns the block list of a file being read: the data
+// blocks to read (holeRef until read), restricted to only if set, and
+// base's blocks everywhere else below nb.
+func mergeBlocks(data []uint64, only [][2]uint64, base []BlockRef, nb uint64) []BlockRef {
+	in := func(b uint64) bool {
+		if only == nil {
+			return true
+		}
+		for _, r := range only { // few ranges per file; sorted
+			if b < r[0] {
+				return false
+			}
+			if b <= r[1] {
+				return true
+			}
+		}
+		return false
 	}
+	out := make([]BlockRef, 0, len(data)+len(base))
+	i := 0
+	add := func(b BlockRef) {
+		for i < len(base) && base[i].Index < b.Index {
+			if bi := base[i]; bi.Index < nb && !in(bi.Index) {
+				out = append(out, bi)
+			}
+			i++
+		}
+		if b.Index != ^uint64(0) {
+			out = append(out, b)
+		}
+	}
+	for _, b := range data {
+		if in(b) {
+			add(BlockRef{Index: b, Chunk: holeRef})
+		}
+	}
+	add(BlockRef{Index: ^uint64(0)})
+	return out
+}
+
+// jobs cuts the blocks to read into runs of adjacent blocks.
+func (f *readFile) jobs() []blockJob {
+	var out []blockJob
+	bl := f.node.Blocks
+	for i := 0; i < len(bl); {
+		if bl[i].Chunk != holeRef {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(bl) && j-i < runBlocks && bl[j].Chunk == holeRef && bl[j].Index == bl[j-1].Index+1 {
+			j++
+		}
+		out = append(out, blockJob{f: f, i: i, n: j - i})
+		i = j
+	}
+	return out
 }
 
 func (r *Repo) blockWorker(ctx context.Context, g *group, jobs <-chan blockJob, reg *registry, pk *packer, prog *progress, newChunks, newBytes *atomic.Uint64) error {
 	bs := r.blockSize
-	buf := make([]byte, bs)
-	zbuf := make([]byte, 0, bs+bs/8+1024)
-	var sbuf []byte
-	if r.crypt.encrypted() {
-		sbuf = make([]byte, 0, bs+bs/8+1024+sealOverhead)
-	}
+	buf := make([]byte, runBlocks*bs)
+	zbuf := make([]byte, 0, bs+bs/4+1024)
+	w := &runBatch{records: make([]byte, 0, runBlocks*(bs+sealOverhead))}
 	h := r.crypt.newHasher()
-	zw, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
-		zstd.WithEncoderCRC(false))
+	cp, err := newCompressor(r.codec)
 	if err != nil {
 		return err
 	}
-	defer zw.Close()
+	defer cp.close()
 	// After a failure keep draining, so every file gets closed.
 	for job := range jobs {
 		if ctx.Err() == nil {
-			if err := r.doBlock(ctx, job, buf, zbuf, sbuf, h, zw, reg, pk, newChunks, newBytes); err != nil {
+			if err := r.doRun(ctx, job, buf, zbuf, w, h, cp, reg, pk, prog, newChunks, newBytes); err != nil {
 				g.cancel(err)
 			}
-			prog.done.Add(blockLen(job.f.st.Size, job.f.node.Blocks[job.i].Index, bs))
 		}
 		if job.f.pending.Add(-1) == 0 {
 			unix.Close(job.f.fd)
@@ -267,48 +345,56 @@ func (r *Repo) blockWorker(ctx context.Context, g *group, jobs <-chan blockJob, 
 	return nil
 }
 
-func (r *Repo) doBlock(ctx context.Context, job blockJob, buf, zbuf, sbuf []byte, h *blake3.Hasher, zw *zstd.Encoder,
-	reg *registry, pk *packer, newChunks, newBytes *atomic.Uint64) error {
-	f, ref := job.f, &job.f.node.Blocks[job.i]
-	n := blockLen(f.st.Size, ref.Index, r.blockSize)
-	data := buf[:n]
-	r.prefetch(f, job.i+readAhead)
-	if err := preadFull(f.fd, data, int64(ref.Index)*int64(r.blockSize)); err != nil {
+// doRun reads the adjacent blocks of job with one pread, then hashes
+// each and stores the ones the store lacks.
+// runBatch holds the records of one run until they go to the packer.
+type runBatch struct {
+	records []byte
+	batch   []pendingChunk
+}
+
+func (r *Repo) doRun(ctx context.Context, job blockJob, buf, zbuf []byte, w *runBatch, h *blake3.Hasher, cp *compressor,
+	reg *registry, pk *packer, prog *progress, newChunks, newBytes *atomic.Uint64) error {
+	w.records, w.batch = w.records[:0], w.batch[:0]
+	f, refs := job.f, job.f.node.Blocks[job.i:job.i+job.n]
+	bs := uint64(r.blockSize)
+	first := refs[0].Index
+	total := (refs[len(refs)-1].Index-first)*bs + blockLen(f.st.Size, refs[len(refs)-1].Index, r.blockSize)
+	if err := preadFull(f.fd, buf[:total], int64(first*bs)); err != nil {
 		return fmt.Errorf("reading %s: %w", f.path, err)
 	}
-	if allZero(data) {
-		return nil // a hole: nothing stored
+	for k := range refs {
+		ref := &refs[k]
+		n := blockLen(f.st.Size, ref.Index, r.blockSize)
+		off := (ref.Index - first) * bs
+		data := buf[off : off+n]
+		prog.done.Add(n)
+		if allZero(data) {
+			continue // a hole: nothing stored
+		}
+		id := sumID(h, data)
+		idx, mine := reg.claim(id, uint32(n))
+		ref.Chunk = uint32(idx)
+		if !mine {
+			continue
+		}
+		c := Chunk{ID: id, RawLength: uint32(n)}
+		stored, codec := cp.compress(zbuf, data)
+		c.Codec = codec
+		at := len(w.records)
+		w.records = r.crypt.sealChunk(w.records, stored, id)
+		c.Length = uint32(len(w.records) - at)
+		w.batch = append(w.batch, pendingChunk{c: c, entry: idx, off: at})
+		newChunks.Add(1)
+		newBytes.Add(n)
 	}
-	id := sumID(h, data)
-	idx, mine := reg.claim(id, uint32(n))
-	ref.Chunk = uint32(idx)
-	if !mine {
-		return nil
-	}
-	c := Chunk{ID: id, RawLength: uint32(n)}
-	stored := data
-	if z := zw.EncodeAll(data, zbuf[:0]); len(z) < len(data)-len(data)/32 {
-		stored, c.Compressed = z, true
-	}
-	record := stored
-	if r.crypt.encrypted() {
-		record = r.crypt.sealChunk(sbuf[:0], stored, id)
-	}
-	newChunks.Add(1)
-	newBytes.Add(n)
-	return pk.add(ctx, record, c, idx)
+	return pk.addBatch(ctx, w.records, w.batch)
 }
 
 func (r *Repo) uploadPack(ctx context.Context, pb *packBuf, ixPrefix string, reg *registry) error {
-	id := ID(blake3.Sum256(pb.buf))
-	key := packKey(id)
-	if err := r.store.Put(ctx, key, bytes.NewReader(pb.buf), int64(len(pb.buf))); err != nil {
-		return fmt.Errorf("uploading pack %s: %w", key, err)
-	}
-	ixKey := ixPrefix + id.String()
-	ix := encodeIndex(&packIndex{Pack: id, Size: uint64(len(pb.buf)), Chunks: pb.chunks}, ixKey, r.crypt)
-	if err := r.store.Put(ctx, ixKey, bytes.NewReader(ix), int64(len(ix))); err != nil {
-		return fmt.Errorf("uploading pack index %s: %w", ixKey, err)
+	id, err := r.putPack(ctx, pb.buf, pb.chunks, false, ixPrefix)
+	if err != nil {
+		return err
 	}
 	reg.setPack(pb.idx, id)
 	return nil

@@ -46,7 +46,11 @@ func FuzzDecodeManifest(f *testing.F) {
 // the same manifest, and its paths can be computed.
 func roundTrip(t *testing.T, m *Manifest) {
 	_ = m.Paths()
-	data, err := encodeManifest(m, "k", &cryptor{})
+	encode := encodeManifest
+	if m.Version == 1 {
+		encode = encodeManifestV1
+	}
+	data, err := encode(m, "k", &cryptor{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +69,7 @@ func FuzzManifestBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m := &Manifest{Info: validManifest().Info}
 		d := dec{b: data}
-		decodeBody(&d, m)
+		decodeBodyV1(&d, m)
 		if d.done("body") == nil {
 			roundTrip(t, m)
 		}

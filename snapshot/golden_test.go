@@ -3,6 +3,7 @@ package snapshot
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -40,7 +41,7 @@ func goldenCryptor(t *testing.T) *cryptor {
 	t.Helper()
 	cfg := storeConfig{
 		Format: formatName, Version: 1, StoreID: "00112233445566778899aabbccddeeff",
-		Chunking: "fixed", BlockSize: defaultBlockSize, Compression: "zstd", Encryption: encryptionAES256GC,
+		Chunking: "fixed", BlockSize: 1 << 20, Compression: "zstd", Encryption: encryptionAES256GC,
 	}
 	_, _, check := deriveKeys(testKey, cfg.storeID())
 	cfg.KeyCheck = hexString(check)
@@ -69,7 +70,7 @@ func TestGoldenManifest(t *testing.T) {
 	key := "snapshots/pg/20260801T120000Z-0123456789abcdef"
 	m := validManifest()
 	var head, body enc
-	encodeBody(&body, m)
+	encodeBodyV1(&body, m)
 	encodeInfo(&head, &m.Info, len(body.b))
 	if want := golden(t, "manifest-v1.body", body.b); !bytes.Equal(body.b, want) {
 		t.Error("manifest body encoding changed")
@@ -84,7 +85,7 @@ func TestGoldenManifest(t *testing.T) {
 		var fresh []byte
 		if *update {
 			var err error
-			if fresh, err = encodeManifest(m, key, tc.c); err != nil {
+			if fresh, err = encodeManifestV1(m, key, tc.c); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -100,15 +101,22 @@ func TestGoldenManifest(t *testing.T) {
 
 func TestGoldenIndex(t *testing.T) {
 	key := "index/pg/initial/" + ID{1, 2, 3}.String()
-	ix := &packIndex{Pack: ID{1, 2, 3}, Size: 510, Chunks: validManifest().Chunks}
+	chunks := validManifest().Chunks
+	chunks[1].Codec = CodecS2
+	ix := &packIndex{Pack: ID{1, 2, 3}, Size: 510, Chunks: chunks}
 	enc := encodeIndex(ix, key, &cryptor{})
-	want := golden(t, "index-v1-plain.bin", enc)
+	want := golden(t, "index-v2-plain.bin", enc)
 	if !bytes.Equal(enc, want) {
 		t.Error("pack index encoding changed")
 	}
-	got, err := decodeIndex(want, key, &cryptor{}, defaultBlockSize)
+	got, err := decodeIndex(want, key, &cryptor{}, 1<<20)
 	if err != nil || !reflect.DeepEqual(got, ix) {
 		t.Errorf("golden index decodes to %+v, %v", got, err)
+	}
+	// Format 1 indexes (of 1 MiB-grid chunks) are of no use to a format 2
+	// run: they are refused, and Create then ignores them.
+	if _, err := decodeIndex(golden(t, "index-v1-plain.bin", nil), key, &cryptor{}, 1<<20); !errors.Is(err, ErrUnsupportedVersion) {
+		t.Errorf("format 1 index: %v", err)
 	}
 }
 
@@ -133,7 +141,7 @@ func TestGoldenPack(t *testing.T) {
 					c := Chunk{ID: sumID(h, data), Offset: uint32(len(pack)), RawLength: uint32(len(data))}
 					stored := data
 					if i == 0 {
-						stored, c.Compressed = zw.EncodeAll(data, nil), true
+						stored, c.Codec = zw.EncodeAll(data, nil), CodecZstd
 					}
 					pack = tc.c.sealChunk(pack, stored, c.ID)
 					c.Length = uint32(len(pack)) - c.Offset
@@ -143,11 +151,25 @@ func TestGoldenPack(t *testing.T) {
 				golden(t, tc.file+".chunks.json", js)
 			}
 			pack = golden(t, tc.file+".bin", pack)
-			if err := json.Unmarshal(golden(t, tc.file+".chunks.json", nil), &chunks); err != nil {
+			// The JSON holds format 1's Chunk, with a Compressed flag.
+			var legacy []struct {
+				ID                        [32]byte
+				Offset, Length, RawLength uint32
+				Compressed                bool
+			}
+			if err := json.Unmarshal(golden(t, tc.file+".chunks.json", nil), &legacy); err != nil {
 				t.Fatal(err)
 			}
-			r := &Repo{crypt: tc.c, blockSize: defaultBlockSize}
-			cd, err := r.newChunkDecoder()
+			chunks = chunks[:0]
+			for _, l := range legacy {
+				c := Chunk{ID: ID(l.ID), Offset: l.Offset, Length: l.Length, RawLength: l.RawLength}
+				if l.Compressed {
+					c.Codec = CodecZstd
+				}
+				chunks = append(chunks, c)
+			}
+			r := &Repo{crypt: tc.c, blockSize: 1 << 20}
+			cd, err := r.newChunkDecoder(1 << 20)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -162,7 +184,7 @@ func TestGoldenPack(t *testing.T) {
 					t.Errorf("chunk %d: ID scheme changed", i)
 				}
 			}
-			if !chunks[0].Compressed || chunks[1].Compressed {
+			if chunks[0].Codec != CodecZstd || chunks[1].Codec != CodecNone {
 				t.Error("golden pack should hold one compressed and one raw chunk")
 			}
 		})

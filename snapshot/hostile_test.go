@@ -10,17 +10,19 @@ import (
 )
 
 // validManifest is a small well-formed manifest to mutate.
+// It has the shape of format 1 (1 MiB blocks, a chunk table).
 func validManifest() *Manifest {
-	bs := defaultBlockSize
+	bs := 1 << 20
 	return &Manifest{
 		Info: Info{
-			ID: "20260801T120000Z-0123456789abcdef", Volume: "pg", Host: "host-a", Generation: 7,
+			Version: 1,
+			ID:      "20260801T120000Z-0123456789abcdef", Volume: "pg", Host: "host-a", Generation: 7,
 			Started: time.Unix(1785585600, 0), Finished: time.Unix(1785585601, 500), BlockSize: bs,
 			Stats: Stats{Files: 2, Dirs: 2, Symlinks: 1, Hardlinks: 1, Bytes: uint64(bs) + 10, DataBytes: uint64(bs) + 10},
 		},
 		Packs: []ID{{1, 2, 3}},
 		Chunks: []Chunk{
-			{ID: ID{0xaa}, Pack: 0, Offset: 0, Length: 500, RawLength: uint32(bs), Compressed: true},
+			{ID: ID{0xaa}, Pack: 0, Offset: 0, Length: 500, RawLength: uint32(bs), Codec: CodecZstd},
 			{ID: ID{0xbb}, Pack: 0, Offset: 500, Length: 10, RawLength: 10},
 		},
 		Nodes: []Node{
@@ -82,7 +84,7 @@ func TestHostileManifests(t *testing.T) {
 	}
 	c := &cryptor{}
 	// The unmodified manifest decodes: the cases fail for their reason.
-	data, err := encodeManifest(validManifest(), key, c)
+	data, err := encodeManifestV1(validManifest(), key, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +95,7 @@ func TestHostileManifests(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			m := validManifest()
 			mutate(m)
-			data, err := encodeManifest(m, key, c)
+			data, err := encodeManifestV1(m, key, c)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -111,9 +113,22 @@ func TestManifestCountsCannotAllocate(t *testing.T) {
 	e.uvarint(0)         // packs
 	e.uvarint(maxChunks) // chunk count, with no chunks following
 	d := dec{b: e.b}
-	decodeBody(&d, m)
+	decodeBodyV1(&d, m)
 	if !errors.Is(d.err, ErrCorrupt) || len(m.Chunks) > 0 {
 		t.Errorf("lying chunk count: %v, %d chunks", d.err, len(m.Chunks))
+	}
+	// Format 2: a lying node count, and a lying part count.
+	for _, body := range [][]byte{{0, 0x80, 0x80, 0x80, 0x02}, {1}} {
+		m2 := &Manifest{Info: m.Info}
+		m2.Version = 2
+		d := dec{b: body}
+		decodeBody(&d, m2)
+		if !errors.Is(d.err, ErrCorrupt) || cap(m2.Nodes) > 1 {
+			t.Errorf("lying count in %x: %v, %d nodes", body, d.err, cap(m2.Nodes))
+		}
+	}
+	if _, _, err := decodePart([]byte{0, 64}, 16<<10, 1<<30, 0); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("lying part entry count: %v", err)
 	}
 }
 
@@ -128,7 +143,7 @@ func TestRestoreRejectsHostileManifest(t *testing.T) {
 	m.Nodes[3].Name = "../escaped"
 	m.Nodes[3].Size = 10
 	key := manifestKey("v", m.ID)
-	data, _ := encodeManifest(m, key, r.crypt)
+	data, _ := encodeManifestV1(m, key, r.crypt)
 	if _, err := fs.PutIfAbsent(ctx, key, data); err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,12 @@ type packIndex struct {
 	Pack   ID
 	Size   uint64 // pack object size
 	Chunks []Chunk
+	Parts  bool // the pack holds list parts, not chunks
 }
+
+// indexPartFlag marks the index of a pack of list parts (the flags byte
+// of every entry); the low bits are the codec.
+const indexPartFlag = 0x10
 
 var indexMagic = []byte("PVSI")
 
@@ -36,9 +41,9 @@ func encodeIndex(ix *packIndex, key string, c *cryptor) []byte {
 	for _, ch := range ix.Chunks {
 		e.fixed(ch.ID[:])
 		e.uvarints(uint64(ch.Offset), uint64(ch.Length), uint64(ch.RawLength))
-		var flags byte
-		if ch.Compressed {
-			flags = 1
+		flags := byte(ch.Codec)
+		if ix.Parts {
+			flags |= indexPartFlag
 		}
 		e.u8(flags)
 	}
@@ -51,6 +56,8 @@ func decodeIndex(data []byte, key string, c *cryptor, blockSize int) (*packIndex
 		return nil, fmt.Errorf("not a pack index: %w", ErrCorrupt)
 	}
 	if data[4] != FormatVersion {
+		// Format 1 indexes describe 1 MiB-grid chunks of format 1 runs:
+		// of no use to a format 2 run.
 		return nil, fmt.Errorf("pack index version %d: %w", data[4], ErrUnsupportedVersion)
 	}
 	plain, err := c.open(nil, data[5:], indexAD(key))
@@ -71,11 +78,15 @@ func decodeIndexBody(plain []byte, blockSize int) (*packIndex, error) {
 		ch := &ix.Chunks[i]
 		copy(ch.ID[:], d.fixed(32))
 		ch.Offset = uint32(d.upTo(maxPackObject, "offset"))
-		ch.Length = uint32(d.upTo(uint64(blockSize+sealOverhead), "length"))
-		ch.RawLength = uint32(d.upTo(uint64(blockSize), "raw length"))
+		ch.Length = uint32(d.upTo(uint64(max(blockSize, partMaxSize(blockSize))+sealOverhead+sumSize), "length"))
+		ch.RawLength = uint32(d.upTo(uint64(max(blockSize, partMaxSize(blockSize))), "raw length"))
 		flags := d.u8()
-		ch.Compressed = flags == 1
-		if d.err == nil && (flags > 1 || ch.Length == 0 || ch.RawLength == 0 || uint64(ch.Offset)+uint64(ch.Length) > ix.Size) {
+		ch.Codec = Codec(flags &^ indexPartFlag)
+		parts := flags&indexPartFlag != 0
+		if i == 0 {
+			ix.Parts = parts
+		}
+		if d.err == nil && (ch.Codec > maxCodec || parts != ix.Parts || ch.Length == 0 || ch.RawLength == 0 || uint64(ch.Offset)+uint64(ch.Length) > ix.Size) {
 			d.fail("chunk %d: bad entry", i)
 		}
 	}

@@ -34,8 +34,13 @@ func (r *Repo) Load(ctx context.Context, volume, id string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("volume %q: manifest %s: %w", volume, key, err)
 	}
-	if m.ID != id || m.Volume != volume || m.BlockSize != r.blockSize {
+	if m.ID != id || m.Volume != volume {
 		return nil, fmt.Errorf("volume %q: manifest %s describes %s of volume %q: %w", volume, key, m.ID, m.Volume, ErrCorrupt)
+	}
+	if m.Version >= 2 {
+		if err := r.loadParts(ctx, m); err != nil {
+			return nil, fmt.Errorf("volume %q: snapshot %s: %w", volume, id, err)
+		}
 	}
 	return m, nil
 }

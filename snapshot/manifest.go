@@ -78,15 +78,14 @@ type Node struct {
 }
 
 // Chunk locates one chunk: the record of Length bytes at Offset in pack
-// Packs[Pack] holds RawLength bytes of plaintext, zstd-compressed when
-// Compressed.
+// Packs[Pack] holds RawLength bytes of plaintext, compressed with Codec.
 type Chunk struct {
-	ID         ID
-	Pack       uint32
-	Offset     uint32
-	Length     uint32
-	RawLength  uint32
-	Compressed bool
+	ID        ID
+	Pack      uint32
+	Offset    uint32
+	Length    uint32
+	RawLength uint32
+	Codec     Codec
 }
 
 // Stats summarises a snapshot and the run that made it.
@@ -117,16 +116,38 @@ type Info struct {
 	Started    time.Time
 	Finished   time.Time
 	BlockSize  int
+	Version    int // format version of the manifest (1 or 2)
 	Stats      Stats
 }
 
 // Manifest is a whole snapshot: its header, the chunks it uses and the
-// tree. It is immutable once written.
+// tree. It is immutable once written. In format 2 the per-file chunk
+// lists are stored as list parts (doc.go); Load reassembles them, so
+// Chunks and Blocks look the same whatever the version.
 type Manifest struct {
 	Info
-	Packs  []ID
+	Packs  []ID // every pack the snapshot uses: chunks' and list parts'
 	Chunks []Chunk
 	Nodes  []Node
+
+	// Unchanged is set by Create when the snapshot has the same tree,
+	// metadata and content as its parent (CreateOptions.SkipUnchanged).
+	Unchanged bool
+
+	parts []partRef // format 2: the list parts, in node and span order
+}
+
+// partRef says that span Span of file node Node (blocks Span*F up to
+// (Span+1)*F, F = the part fanout) is listed by the list part with ID,
+// stored at Offset (Length bytes) in pack Packs[Pack]. Spans without
+// data blocks have no part.
+type partRef struct {
+	Node   int32
+	Span   uint64
+	ID     ID
+	Pack   uint32
+	Offset uint32
+	Length uint32
 }
 
 // Paths returns the slash-separated path of every node relative to the

@@ -34,15 +34,18 @@ var manifestMagic = []byte("PVSM")
 
 const manifestPrefixLen = 4 + 1 + 4 // magic, version, sealed header length
 
-func manifestAD(part byte, key string, extra []byte) []byte {
+// partFanout is F, the number of blocks one list part covers (doc.go).
+const partFanout = 64
+
+func manifestAD(version byte, part byte, key string, extra []byte) []byte {
 	ad := append([]byte{}, manifestMagic...)
-	ad = append(ad, FormatVersion, part)
+	ad = append(ad, version, part)
 	ad = append(ad, key...)
 	return append(ad, extra...)
 }
 
 func encodeInfo(e *enc, in *Info, bodyLen int) {
-	e.uvarint(FormatVersion)
+	e.uvarint(uint64(in.Version))
 	e.str(in.ID)
 	e.str(in.Volume)
 	e.str(in.Parent)
@@ -57,15 +60,24 @@ func encodeInfo(e *enc, in *Info, bodyLen int) {
 	e.uvarint(uint64(bodyLen))
 }
 
+// checkVersion accepts the manifest versions this package reads.
+func checkVersion(v uint64) error {
+	switch {
+	case v == 1 || v == FormatVersion:
+		return nil
+	case v > FormatVersion:
+		return fmt.Errorf("manifest format version %d (this portvol reads up to %d): %w", v, FormatVersion, ErrUnsupportedVersion)
+	}
+	return fmt.Errorf("manifest format version %d: %w", v, ErrCorrupt)
+}
+
 func decodeInfo(d *dec) (Info, int) {
 	var in Info
-	if v := d.uvarint(); d.err == nil && v != FormatVersion {
-		if v > FormatVersion {
-			d.err = fmt.Errorf("manifest format version %d (this portvol reads up to %d): %w", v, FormatVersion, ErrUnsupportedVersion)
-		} else {
-			d.fail("manifest format version %d", v)
-		}
+	v := d.uvarint()
+	if err := checkVersion(v); d.err == nil && err != nil {
+		d.err = err
 	}
+	in.Version = int(v)
 	in.ID = d.str(maxIDLen, "id")
 	in.Volume = d.str(maxIDLen*2, "volume")
 	in.Parent = d.str(maxIDLen, "parent")
@@ -80,6 +92,10 @@ func decodeInfo(d *dec) (Info, int) {
 		*p = d.uvarint()
 	}
 	bodyLen := int(d.upTo(maxManifestSize, "body length"))
+	lo := minBlockSize
+	if in.Version == 1 {
+		lo = minBlockSizeV1
+	}
 	if d.err == nil {
 		switch {
 		case !ValidSnapshotID(in.ID):
@@ -88,29 +104,16 @@ func decodeInfo(d *dec) (Info, int) {
 			d.fail("volume name %q", in.Volume)
 		case in.Parent != "" && !ValidSnapshotID(in.Parent):
 			d.fail("parent id %q", in.Parent)
-		case in.BlockSize < minBlockSize || in.BlockSize&(in.BlockSize-1) != 0:
+		case in.BlockSize < lo || in.BlockSize&(in.BlockSize-1) != 0:
 			d.fail("block size %d", in.BlockSize)
 		}
 	}
 	return in, bodyLen
 }
 
-func encodeBody(e *enc, m *Manifest) {
-	e.uvarint(uint64(len(m.Packs)))
-	for _, p := range m.Packs {
-		e.fixed(p[:])
-	}
-	e.uvarint(uint64(len(m.Chunks)))
-	for i := range m.Chunks {
-		c := &m.Chunks[i]
-		e.fixed(c.ID[:])
-		e.uvarints(uint64(c.Pack), uint64(c.Offset), uint64(c.Length), uint64(c.RawLength))
-		var flags byte
-		if c.Compressed {
-			flags |= 1
-		}
-		e.u8(flags)
-	}
+// encodeNodes appends the node list shared by both versions; file
+// appends the content of a file node after its size.
+func encodeNodes(e *enc, m *Manifest, file func(e *enc, i int)) {
 	e.uvarint(uint64(len(m.Nodes)))
 	for i := range m.Nodes {
 		n := &m.Nodes[i]
@@ -130,13 +133,7 @@ func encodeBody(e *enc, m *Manifest) {
 		switch n.Type {
 		case TypeFile:
 			e.uvarint(n.Size)
-			e.uvarint(uint64(len(n.Blocks)))
-			next, prev := uint64(0), int64(-1)
-			for _, b := range n.Blocks {
-				e.uvarint(b.Index - next)
-				e.varint(int64(b.Chunk) - prev - 1)
-				next, prev = b.Index+1, int64(b.Chunk)
-			}
+			file(e, i)
 		case TypeSymlink:
 			e.str(n.Target)
 		case TypeCharDev, TypeBlockDev:
@@ -150,48 +147,87 @@ func encodeBody(e *enc, m *Manifest) {
 	}
 }
 
-// decodeBody decodes and validates the body: every reference points to
-// something that exists, every name is one safe path component, every
-// parent is an earlier directory, no name appears twice in a directory,
-// every block lies inside its file and has the chunk length it must have.
+// encodeBody appends a format 2 body: the packs holding list parts, then
+// the nodes, each file with its part references. m.parts are in node
+// order and index m.Packs.
+func encodeBody(e *enc, m *Manifest) {
+	used := make([]int32, len(m.Packs))
+	for i := range used {
+		used[i] = -1
+	}
+	var packs []ID
+	for _, p := range m.parts {
+		if used[p.Pack] < 0 {
+			used[p.Pack] = int32(len(packs))
+			packs = append(packs, m.Packs[p.Pack])
+		}
+	}
+	e.uvarint(uint64(len(packs)))
+	for _, p := range packs {
+		e.fixed(p[:])
+	}
+	next := 0
+	encodeNodes(e, m, func(e *enc, i int) {
+		first := next
+		for next < len(m.parts) && m.parts[next].Node == int32(i) {
+			next++
+		}
+		e.uvarint(uint64(next - first))
+		span := uint64(0)
+		for _, p := range m.parts[first:next] {
+			e.uvarint(p.Span - span)
+			e.fixed(p.ID[:])
+			e.uvarints(uint64(used[p.Pack]), uint64(p.Offset), uint64(p.Length))
+			span = p.Span + 1
+		}
+	})
+}
+
+// decodeBody decodes a format 2 body into m.Packs (the packs of list
+// parts), m.Nodes (files without blocks yet) and m.parts.
 func decodeBody(d *dec, m *Manifest) {
-	bs := uint64(m.BlockSize)
 	np := d.count(maxPacks, 32, "pack count")
 	m.Packs = make([]ID, np)
 	for i := range m.Packs {
 		copy(m.Packs[i][:], d.fixed(32))
 	}
-	nc := d.count(maxChunks, 32+5, "chunk count")
-	m.Chunks = make([]Chunk, nc)
-	seen := make(map[ID]struct{}, nc)
-	for i := range m.Chunks {
-		c := &m.Chunks[i]
-		copy(c.ID[:], d.fixed(32))
-		c.Pack = uint32(d.upTo(uint64(max(np-1, 0)), "chunk pack"))
-		c.Offset = uint32(d.upTo(maxPackObject, "chunk offset"))
-		c.Length = uint32(d.upTo(bs+sealOverhead+sumSize, "chunk length"))
-		c.RawLength = uint32(d.upTo(bs, "chunk raw length"))
-		flags := d.u8()
-		c.Compressed = flags&1 != 0
-		if d.err != nil {
-			return
+	maxPart := uint64(partMaxSize(m.BlockSize) + sealOverhead + sumSize)
+	decodeNodes(d, m, func(d *dec, m *Manifest, n *Node, i int) {
+		spans := (numBlocks(n.Size, m.BlockSize) + partFanout - 1) / partFanout
+		k := d.count(spans, 32+4, "part count")
+		next := uint64(0)
+		for range k {
+			p := partRef{Node: int32(i)}
+			p.Span = next + d.upTo(maxFileSize, "span gap")
+			copy(p.ID[:], d.fixed(32))
+			p.Pack = uint32(d.upTo(uint64(max(np-1, 0)), "part pack"))
+			p.Offset = uint32(d.upTo(maxPackObject, "part offset"))
+			p.Length = uint32(d.upTo(maxPart, "part length"))
+			if d.err != nil {
+				return
+			}
+			switch {
+			case np == 0 || p.Length == 0:
+				d.fail("node %d (%q): part without pack or bytes", i, n.Name)
+			case p.Span >= spans:
+				d.fail("node %d (%q): part %d outside the file", i, n.Name, p.Span)
+			case uint64(p.Offset)+uint64(p.Length) > maxPackObject:
+				d.fail("node %d (%q): part beyond the largest pack", i, n.Name)
+			}
+			m.parts = append(m.parts, p)
+			next = p.Span + 1
 		}
-		switch {
-		case np == 0:
-			d.fail("chunk %d without packs", i)
-		case flags&^1 != 0:
-			d.fail("chunk %d: unknown flags %#x", i, flags)
-		case c.RawLength == 0 || c.Length == 0:
-			d.fail("chunk %d: empty", i)
-		case uint64(c.Offset)+uint64(c.Length) > maxPackObject:
-			d.fail("chunk %d: beyond the largest pack", i)
-		}
-		if _, dup := seen[c.ID]; dup {
-			d.fail("chunk %s listed twice", c.ID)
-		}
-		seen[c.ID] = struct{}{}
+	})
+	if d.err == nil && len(m.parts) > maxChunks {
+		d.fail("%d list parts", len(m.parts))
 	}
-	clear(seen)
+}
+
+// decodeNodes decodes and validates the node list shared by both
+// versions: every name is one safe path component, every parent is an
+// earlier directory, no name appears twice in a directory. file decodes
+// the content of a file node after its size.
+func decodeNodes(d *dec, m *Manifest, file func(d *dec, m *Manifest, n *Node, i int)) {
 	nn := d.count(maxNodes, 2, "node count")
 	if d.err == nil && nn == 0 {
 		d.fail("no root directory")
@@ -246,7 +282,8 @@ func decodeBody(d *dec, m *Manifest) {
 		switch n.Type {
 		case TypeDir, TypeFIFO:
 		case TypeFile:
-			decodeBlocks(d, m, &n, i)
+			n.Size = d.upTo(maxFileSize, "file size")
+			file(d, m, &n, i)
 		case TypeSymlink:
 			n.Target = d.str(maxSymlinkLen, "symlink target")
 			if d.err == nil && (n.Target == "" || containsNUL(n.Target)) {
@@ -272,33 +309,6 @@ func decodeBody(d *dec, m *Manifest) {
 	}
 }
 
-func decodeBlocks(d *dec, m *Manifest, n *Node, i int) {
-	bs := m.BlockSize
-	n.Size = d.upTo(maxFileSize, "file size")
-	nb := d.count(numBlocks(n.Size, bs), 2, "block count")
-	if nb > 0 {
-		n.Blocks = make([]BlockRef, nb)
-	}
-	next, prev := uint64(0), int64(-1)
-	for j := range n.Blocks {
-		idx := next + d.upTo(maxFileSize, "block gap")
-		c := prev + 1 + d.varint()
-		if d.err != nil {
-			return
-		}
-		if idx >= numBlocks(n.Size, bs) || c < 0 || c >= int64(len(m.Chunks)) {
-			d.fail("node %d (%q): block %d refers outside the file or the chunk table", i, n.Name, idx)
-			return
-		}
-		if uint64(m.Chunks[c].RawLength) != blockLen(n.Size, idx, bs) {
-			d.fail("node %d (%q): block %d has a chunk of %d bytes, want %d", i, n.Name, idx, m.Chunks[c].RawLength, blockLen(n.Size, idx, bs))
-			return
-		}
-		n.Blocks[j] = BlockRef{Index: idx, Chunk: uint32(c)}
-		next, prev = idx+1, c
-	}
-}
-
 func containsNUL(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] == 0 {
@@ -308,28 +318,35 @@ func containsNUL(s string) bool {
 	return false
 }
 
-// encodeManifest returns the stored form of m under key (doc.go).
+// encodeManifest returns the stored form of m under key (doc.go): the
+// format 2 encoding.
 func encodeManifest(m *Manifest, key string, c *cryptor) ([]byte, error) {
-	var body enc
-	encodeBody(&body, m)
-	if len(body.b) > maxManifestSize {
-		return nil, fmt.Errorf("manifest of %d bytes exceeds the %d-byte limit: %w", len(body.b), maxManifestSize, ErrInvalid)
+	m.Version = FormatVersion
+	return sealManifest(m, key, c, encodeBody)
+}
+
+func sealManifest(m *Manifest, key string, c *cryptor, body func(*enc, *Manifest)) ([]byte, error) {
+	var b enc
+	body(&b, m)
+	if len(b.b) > maxManifestSize {
+		return nil, fmt.Errorf("manifest of %d bytes exceeds the %d-byte limit: %w", len(b.b), maxManifestSize, ErrInvalid)
 	}
 	var head enc
-	encodeInfo(&head, &m.Info, len(body.b))
+	encodeInfo(&head, &m.Info, len(b.b))
 	zw, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
 	if err != nil {
 		return nil, err
 	}
-	zbody := zw.EncodeAll(body.b, nil)
+	zbody := zw.EncodeAll(b.b, nil)
 	zw.Close()
 
+	v := byte(m.Version)
 	out := append([]byte{}, manifestMagic...)
-	out = append(out, FormatVersion, 0, 0, 0, 0)
-	out = c.seal(out, head.b, manifestAD('h', key, nil))
+	out = append(out, v, 0, 0, 0, 0)
+	out = c.seal(out, head.b, manifestAD(v, 'h', key, nil))
 	binary.LittleEndian.PutUint32(out[5:9], uint32(len(out)-manifestPrefixLen))
 	hsum := blake3.Sum256(head.b)
-	out = c.seal(out, zbody, manifestAD('b', key, hsum[:]))
+	out = c.seal(out, zbody, manifestAD(v, 'b', key, hsum[:]))
 	return out, nil
 }
 
@@ -339,11 +356,9 @@ func decodeManifestHeader(data []byte, key string, c *cryptor) (Info, []byte, in
 	if len(data) < manifestPrefixLen || string(data[:4]) != string(manifestMagic) {
 		return Info{}, nil, 0, 0, fmt.Errorf("not a manifest: %w", ErrCorrupt)
 	}
-	if data[4] != FormatVersion {
-		if data[4] > FormatVersion {
-			return Info{}, nil, 0, 0, fmt.Errorf("manifest format version %d (this portvol reads up to %d): %w", data[4], FormatVersion, ErrUnsupportedVersion)
-		}
-		return Info{}, nil, 0, 0, fmt.Errorf("manifest format version %d: %w", data[4], ErrCorrupt)
+	v := data[4]
+	if err := checkVersion(uint64(v)); err != nil {
+		return Info{}, nil, 0, 0, err
 	}
 	hl := int(binary.LittleEndian.Uint32(data[5:9]))
 	if hl > maxHeaderSize {
@@ -353,7 +368,7 @@ func decodeManifestHeader(data []byte, key string, c *cryptor) (Info, []byte, in
 	if len(data) < end {
 		return Info{}, nil, 0, 0, fmt.Errorf("manifest truncated in its header: %w", ErrCorrupt)
 	}
-	plain, err := c.open(nil, data[manifestPrefixLen:end], manifestAD('h', key, nil))
+	plain, err := c.open(nil, data[manifestPrefixLen:end], manifestAD(v, 'h', key, nil))
 	if err != nil {
 		return Info{}, nil, 0, 0, fmt.Errorf("manifest header: %w", err)
 	}
@@ -362,17 +377,21 @@ func decodeManifestHeader(data []byte, key string, c *cryptor) (Info, []byte, in
 	if err := d.done("manifest header"); err != nil {
 		return Info{}, nil, 0, 0, fmt.Errorf("manifest header: %w", err)
 	}
+	if in.Version != int(v) {
+		return Info{}, nil, 0, 0, fmt.Errorf("manifest header of version %d in a version %d manifest: %w", in.Version, v, ErrCorrupt)
+	}
 	return in, plain, end, bodyLen, nil
 }
 
-// decodeManifest decodes and validates a stored manifest.
+// decodeManifest decodes and validates a stored manifest. A format 2
+// manifest comes back without its chunks: Load fetches its list parts.
 func decodeManifest(data []byte, key string, c *cryptor) (*Manifest, error) {
 	in, head, end, bodyLen, err := decodeManifestHeader(data, key, c)
 	if err != nil {
 		return nil, err
 	}
 	hsum := blake3.Sum256(head)
-	zbody, err := c.open(nil, data[end:], manifestAD('b', key, hsum[:]))
+	zbody, err := c.open(nil, data[end:], manifestAD(byte(in.Version), 'b', key, hsum[:]))
 	if err != nil {
 		return nil, fmt.Errorf("manifest body: %w", err)
 	}
@@ -389,7 +408,11 @@ func decodeManifest(data []byte, key string, c *cryptor) (*Manifest, error) {
 	}
 	m := &Manifest{Info: in}
 	d := dec{b: body}
-	decodeBody(&d, m)
+	if in.Version == 1 {
+		decodeBodyV1(&d, m)
+	} else {
+		decodeBody(&d, m)
+	}
 	if err := d.done("manifest body"); err != nil {
 		return nil, fmt.Errorf("manifest body: %w", err)
 	}

@@ -9,11 +9,12 @@ type registry struct {
 	mu     sync.Mutex
 	chunks []Chunk
 	byID   map[ID]int32
-	packs  []ID // zero until the pack is uploaded
+	packs  []ID           // zero until the pack is uploaded
+	parts  map[ID]partLoc // list parts left by interrupted runs
 }
 
 func newRegistry(parent *Manifest) *registry {
-	r := &registry{byID: make(map[ID]int32)}
+	r := &registry{byID: make(map[ID]int32), parts: make(map[ID]partLoc)}
 	if parent != nil {
 		r.chunks = append(r.chunks, parent.Chunks...)
 		r.packs = append(r.packs, parent.Packs...)
@@ -28,6 +29,12 @@ func newRegistry(parent *Manifest) *registry {
 func (r *registry) addIndex(ix *packIndex) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if ix.Parts {
+		for _, c := range ix.Chunks {
+			r.parts[c.ID] = partLoc{ix.Pack, c.Offset, c.Length}
+		}
+		return
+	}
 	p := int32(-1)
 	for _, c := range ix.Chunks {
 		if _, ok := r.byID[c.ID]; ok {

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/portvol/portvol/transfer"
 	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
@@ -65,8 +64,7 @@ func (rs *restorer) fill(ctx context.Context) error {
 		}
 	}
 	rs.prog.files.Store(files)
-	w := &chunkWriter{rs: rs, start: start, dests: dests, wb: rs.startWriteback()}
-	defer w.wb.stop()
+	w := &chunkWriter{rs: rs, start: start, dests: dests}
 
 	var remote []uint32
 	var local []uint32
@@ -92,136 +90,6 @@ func (rs *restorer) fill(ctx context.Context) error {
 	return rs.fetchRemote(ctx, w, remote)
 }
 
-// chunkWriter writes verified chunk data to every place it belongs.
-type chunkWriter struct {
-	rs    *restorer
-	start []int32
-	dests []dest
-	wb    *writeback
-}
-
-// writeback asks the kernel to start writing restored blocks to disk soon
-// after they are written, from a goroutine of its own (sync_file_range
-// can block while the device is busy), so that the disk works while later
-// chunks download and the final syncfs finds little left to do. It is
-// only a hint: write errors surface at syncfs.
-type writeback struct {
-	rs   *restorer
-	reqs chan writebackReq
-	done chan struct{}
-}
-
-type writebackReq struct {
-	dest
-	n int
-}
-
-func (rs *restorer) startWriteback() *writeback {
-	wb := &writeback{rs: rs, reqs: make(chan writebackReq, 1024), done: make(chan struct{})}
-	go func() {
-		defer close(wb.done)
-		bs := int64(rs.m.BlockSize)
-		node, fd := int32(-1), -1
-		for r := range wb.reqs {
-			if r.node != node {
-				if fd >= 0 {
-					unix.Close(fd)
-				}
-				node = r.node
-				fd, _ = openBeneath(rs.stage, rs.paths[node], unix.O_RDONLY|unix.O_NOFOLLOW, 0)
-			}
-			if fd >= 0 {
-				_ = unix.SyncFileRange(fd, int64(r.index)*bs, int64(r.n), unix.SYNC_FILE_RANGE_WRITE)
-			}
-		}
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-	}()
-	return wb
-}
-
-// add queues a written block; if the queue is full the hint is dropped.
-func (wb *writeback) add(d dest, n int) {
-	select {
-	case wb.reqs <- writebackReq{d, n}:
-	default:
-	}
-}
-
-func (wb *writeback) stop() {
-	close(wb.reqs)
-	<-wb.done
-}
-
-func (w *chunkWriter) write(c uint32, data []byte) error {
-	rs := w.rs
-	bs := int64(rs.m.BlockSize)
-	for _, d := range w.dests[w.start[c]:w.start[c+1]] {
-		path, off := rs.paths[d.node], int64(d.index)*bs
-		direct, err := w.writeDirect(path, data, off)
-		if err == nil && !direct {
-			err = w.writeBuffered(path, data, off, 0)
-			if w.wb != nil {
-				w.wb.add(d, len(data))
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("writing %s: %w", path, err)
-		}
-		rs.prog.done.Add(uint64(len(data)))
-	}
-	return nil
-}
-
-// writeDirect writes data at off with O_DIRECT, bypassing the page cache:
-// a restore writes every byte once and reads none back, so copying it
-// through freshly allocated cache pages costs CPU (a third of a cold
-// restore's, measured) for nothing; the blocks go from the decoder's
-// buffer to the device instead. The sub-page tail of a file goes through
-// the cache. It reports false, with nothing written, when direct I/O
-// does not apply: unaligned buffer, or a filesystem without O_DIRECT
-// (then no later write tries it either).
-func (w *chunkWriter) writeDirect(path string, data []byte, off int64) (bool, error) {
-	if !directWrites || w.rs.noDirect.Load() || len(data) < dioAlign || !isAligned(data) {
-		return false, nil
-	}
-	fd, err := openBeneath(w.rs.stage, path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_DIRECT, 0)
-	if errors.Is(err, unix.EINVAL) {
-		w.rs.noDirect.Store(true)
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	tail, err := pwriteSparse(fd, data, off, true)
-	unix.Close(fd)
-	if errors.Is(err, unix.EINVAL) {
-		// Alignment stricter than a page: buffered from now on.
-		w.rs.noDirect.Store(true)
-		return false, nil
-	}
-	if err == nil && tail < len(data) {
-		err = w.writeBuffered(path, data, off, tail)
-	}
-	return true, err
-}
-
-// directWrites turns writeDirect on; tests turn it off to exercise the
-// buffered path that filesystems without O_DIRECT get.
-var directWrites = true
-
-// writeBuffered writes data[from:] at off+from through the page cache.
-func (w *chunkWriter) writeBuffered(path string, data []byte, off int64, from int) error {
-	fd, err := openBeneath(w.rs.stage, path, unix.O_WRONLY|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return err
-	}
-	_, err = pwriteSparse(fd, data[from:], off+int64(from), false)
-	unix.Close(fd)
-	return err
-}
-
 // copyLocal copies chunks from the previous copy; it returns those whose
 // local data no longer matches (they are fetched instead).
 func (rs *restorer) copyLocal(ctx context.Context, w *chunkWriter, chunks []uint32) ([]uint32, error) {
@@ -244,6 +112,7 @@ func (rs *restorer) copyLocal(ctx context.Context, w *chunkWriter, chunks []uint
 		g.Go(func() error {
 			buf := alignedBuf(int(m.BlockSize))
 			h := rs.r.crypt.newHasher()
+			run := w.newRun()
 			curPath, fd := "", -1
 			defer func() {
 				if fd >= 0 {
@@ -272,12 +141,12 @@ func (rs *restorer) copyLocal(ctx context.Context, w *chunkWriter, chunks []uint
 					mu.Unlock()
 					continue
 				}
-				if err := w.write(c, data); err != nil {
+				if err := w.write(run, c, data); err != nil {
 					return err
 				}
 				rs.prog.reusedByte.Add(uint64(len(data)))
 			}
-			return nil
+			return run.flush()
 		})
 	}
 	g.Go(func() error {
@@ -329,23 +198,27 @@ func (rs *restorer) fetchRemote(ctx context.Context, w *chunkWriter, chunks []ui
 	g, ctx := newGroup(ctx)
 	for range rs.r.transfers {
 		g.Go(func() error {
-			cd, err := rs.r.newChunkDecoder()
+			cd, err := rs.r.newChunkDecoder(rs.m.BlockSize)
 			if err != nil {
 				return err
 			}
 			defer cd.close()
+			run := w.newRun()
 			for fr := range jobs {
 				if ctx.Err() != nil {
 					continue
 				}
 				err := rs.r.readRange(ctx, rs.m, fr, cd, nil, func(c uint32, data []byte) error {
-					return w.write(c, data)
+					return w.write(run, c, data)
 				}, rs.prog)
 				if err != nil {
 					g.cancel(err)
 				}
 			}
-			return nil
+			if ctx.Err() != nil {
+				return nil
+			}
+			return run.flush()
 		})
 	}
 	g.Go(func() error {
@@ -370,40 +243,43 @@ type chunkDecoder struct {
 	// rehash makes decode recompute the ID of chunks that the AEAD has
 	// already authenticated (Verify re-checks everything).
 	rehash bool
-	zr     *zstd.Decoder
+	dc     *decompressor
 	h      *blake3.Hasher
 	rec    []byte
 	open   []byte
 	out    []byte
 }
 
-func (r *Repo) newChunkDecoder() (*chunkDecoder, error) {
-	zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecodeAllCapLimit(true),
-		zstd.WithDecoderMaxMemory(uint64(2*r.blockSize)), zstd.WithDecoderLowmem(true))
+// newChunkDecoder decodes chunks of at most bs bytes.
+func (r *Repo) newChunkDecoder(bs int) (*chunkDecoder, error) {
+	dc, err := newDecompressor(bs)
 	if err != nil {
 		return nil, err
 	}
-	limit := r.blockSize + sealOverhead + sumSize
+	limit := bs + bs/8 + 1024 + sealOverhead + sumSize
 	return &chunkDecoder{
-		r: r, zr: zr, h: r.crypt.newHasher(),
-		rec: alignedBuf(limit), open: alignedBuf(limit)[:0], out: alignedBuf(r.blockSize)[:0],
+		r: r, dc: dc, h: r.crypt.newHasher(),
+		rec: alignedBuf(limit), open: alignedBuf(limit)[:0], out: alignedBuf(bs)[:0],
 	}, nil
 }
 
-func (cd *chunkDecoder) close() { cd.zr.Close() }
+func (cd *chunkDecoder) close() { cd.dc.close() }
 
 // decode verifies record as chunk ch and returns its plaintext.
 func (cd *chunkDecoder) decode(ch *Chunk, record []byte) ([]byte, error) {
+	if len(record) > len(cd.rec) {
+		return nil, fmt.Errorf("record of %d bytes: %w", len(record), ErrCorrupt)
+	}
 	stored, err := cd.r.crypt.openChunk(cd.open[:0], record, ch.ID)
 	if err != nil {
 		return nil, err
 	}
-	data := stored
-	if ch.Compressed {
-		data, err = cd.zr.DecodeAll(stored, cd.out[:0:ch.RawLength])
-		if err != nil {
-			return nil, fmt.Errorf("decompressing: %w", ErrCorrupt)
-		}
+	if int(ch.RawLength) > cap(cd.out) {
+		return nil, fmt.Errorf("chunk of %d bytes: %w", ch.RawLength, ErrCorrupt)
+	}
+	data, err := cd.dc.decode(ch.Codec, cd.out, stored, int(ch.RawLength))
+	if err != nil {
+		return nil, err
 	}
 	if len(data) != int(ch.RawLength) {
 		return nil, fmt.Errorf("%d bytes instead of %d: %w", len(data), ch.RawLength, ErrCorrupt)
@@ -445,6 +321,9 @@ func (r *Repo) readRange(ctx context.Context, m *Manifest, fr *fetchRange, cd *c
 			if _, err := io.CopyN(io.Discard, body, gap); err != nil {
 				return packReadErr(key, ch, err)
 			}
+		}
+		if int(ch.Length) > len(cd.rec) {
+			return fmt.Errorf("pack %s: chunk %s: record of %d bytes: %w", key, ch.ID, ch.Length, ErrCorrupt)
 		}
 		rec := cd.rec[:ch.Length]
 		if _, err := io.ReadFull(body, rec); err != nil {

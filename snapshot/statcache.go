@@ -40,6 +40,10 @@ const (
 
 var statCacheMagic = []byte("PVSC")
 
+// statCacheVersion is the stat cache's own version: its encoding did not
+// change with format 2.
+const statCacheVersion = 1
+
 type statEntry struct {
 	Size  uint64
 	Mtime int64
@@ -84,7 +88,7 @@ func notRacy(e statEntry, taken int64, checkCtime bool, window time.Duration) bo
 func encodeStatCache(c *statCache) []byte {
 	var e enc
 	e.fixed(statCacheMagic)
-	e.u8(FormatVersion)
+	e.u8(statCacheVersion)
 	e.str(c.Snapshot)
 	e.u8(c.Source)
 	e.varint(c.Taken)
@@ -115,7 +119,7 @@ func decodeStatCache(data []byte) (*statCache, error) {
 
 func decodeStatCacheBody(body []byte) (*statCache, error) {
 	d := dec{b: body}
-	if !bytes.Equal(d.fixed(4), statCacheMagic) || d.u8() != FormatVersion {
+	if !bytes.Equal(d.fixed(4), statCacheMagic) || d.u8() != statCacheVersion {
 		return nil, fmt.Errorf("not a stat cache: %w", ErrCorrupt)
 	}
 	c := &statCache{}

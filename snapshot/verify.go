@@ -41,7 +41,7 @@ func (r *Repo) Verify(ctx context.Context, volume, id string) error {
 	g, gctx := newGroup(ctx)
 	for range r.transfers {
 		g.Go(func() error {
-			cd, err := r.newChunkDecoder()
+			cd, err := r.newChunkDecoder(m.BlockSize)
 			if err != nil {
 				return err
 			}
