@@ -23,6 +23,12 @@ type RestoreOptions struct {
 	Previous string
 	// StatCache is the local stat cache file (see CreateOptions).
 	StatCache string
+	// InPlace: dir holds exactly snapshot Previous (which must be set),
+	// for example a writable btrfs snapshot of the copy Previous was
+	// restored into; write only what differs, in place, instead of
+	// building a new tree. Not atomic by itself (see doc.go, "Restore in
+	// place"): on an error dir holds a mix, to be thrown away.
+	InPlace bool
 	// Progress, if set, is called from one goroutine a few times a second.
 	Progress func(Progress)
 }
@@ -56,6 +62,9 @@ func (r *Repo) Restore(ctx context.Context, volume, id, dir string, opts Restore
 	m, err := r.Load(ctx, volume, id)
 	if err != nil {
 		return err
+	}
+	if opts.InPlace {
+		return r.restoreInPlace(ctx, volume, id, dir, m, opts)
 	}
 	parentDir, base := filepath.Dir(dir), filepath.Base(dir)
 	fi, err := os.Lstat(dir)

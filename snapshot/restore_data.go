@@ -40,10 +40,8 @@ func (rs *restorer) fill(ctx context.Context) error {
 	// dests in CSR form: dests[start[c]:start[c+1]] are chunk c's.
 	start := make([]int32, len(m.Chunks)+1)
 	for i := range m.Nodes {
-		if m.Nodes[i].Type == TypeFile && !rs.linked[i] {
-			for _, b := range m.Nodes[i].Blocks {
-				start[b.Chunk+1]++
-			}
+		for _, b := range rs.blocksToWrite(i) {
+			start[b.Chunk+1]++
 		}
 	}
 	for c := range m.Chunks {
@@ -53,11 +51,12 @@ func (rs *restorer) fill(ctx context.Context) error {
 	fillPos := slices.Clone(start[:len(m.Chunks)])
 	var files uint64
 	for i := range m.Nodes {
-		if m.Nodes[i].Type != TypeFile || rs.linked[i] {
+		bl := rs.blocksToWrite(i)
+		if len(bl) == 0 {
 			continue
 		}
 		files++
-		for _, b := range m.Nodes[i].Blocks {
+		for _, b := range bl {
 			dests[fillPos[b.Chunk]] = dest{int32(i), b.Index}
 			fillPos[b.Chunk]++
 			rs.prog.bytes.Add(uint64(m.Chunks[b.Chunk].RawLength))
@@ -88,6 +87,17 @@ func (rs *restorer) fill(ctx context.Context) error {
 	}
 	rs.prog.setPhase("download")
 	return rs.fetchRemote(ctx, w, remote)
+}
+
+// blocksToWrite lists the blocks of node i that fill writes.
+func (rs *restorer) blocksToWrite(i int) []BlockRef {
+	switch {
+	case rs.m.Nodes[i].Type != TypeFile || rs.linked[i]:
+		return nil
+	case rs.write != nil:
+		return rs.write[i]
+	}
+	return rs.m.Nodes[i].Blocks
 }
 
 // copyLocal copies chunks from the previous copy; it returns those whose

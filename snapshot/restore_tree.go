@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"sync/atomic"
 
@@ -28,6 +29,7 @@ type restorer struct {
 	linkCand map[int32]bool         // new file nodes whose old copy may be hardlinked
 	usedIno  map[uint64]bool        // old inodes already linked
 	linked   []bool                 // nodes taken whole from the old copy (no data, no metadata)
+	write    [][]BlockRef           // in place: per node, the blocks that differ (nil: all)
 	parentFD struct{ node, fd int } // one-entry cache of a staging directory descriptor
 }
 
@@ -265,6 +267,11 @@ func (rs *restorer) applyMetadata() error {
 			}
 			name = n.Name
 		}
+		if rs.write != nil && n.Type != TypeSymlink {
+			if err := dropXattrs(procPath(dfd, name), n.Xattrs); err != nil {
+				return fmt.Errorf("setting metadata of %s: %w", path.Clean(rs.paths[i]), err)
+			}
+		}
 		if err := setMeta(dfd, name, n); err != nil {
 			return fmt.Errorf("setting metadata of %s: %w", path.Clean(rs.paths[i]), err)
 		}
@@ -288,4 +295,22 @@ func setMeta(dfd int, name string, n *Node) error {
 	}
 	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, unix.NsecToTimespec(n.Mtime)}
 	return unix.UtimesNanoAt(dfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// dropXattrs removes the extended attributes of path that keep lacks (an
+// in-place restore updates files that may carry attributes the snapshot
+// does not have).
+func dropXattrs(path string, keep []Xattr) error {
+	have, err := readXattrs(path, -1)
+	if err != nil {
+		return err
+	}
+	for _, x := range have {
+		if !slices.ContainsFunc(keep, func(k Xattr) bool { return k.Name == x.Name }) {
+			if err := unix.Lremovexattr(path, x.Name); err != nil && !errors.Is(err, unix.ENODATA) {
+				return fmt.Errorf("removing extended attribute %s: %w", x.Name, err)
+			}
+		}
+	}
+	return nil
 }
