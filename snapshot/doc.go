@@ -8,8 +8,8 @@
 // stat cache file it is given. It must not know: which store it talks to
 // (it sees transfer.ObjectStore only), leases and the head record (the
 // caller publishes a snapshot by pointing head.json at it), Docker, flags
-// or the environment. It imports the transfer root package, zstd, BLAKE3
-// and x/sys only. It runs on Linux only (openat2, renameat2, syncfs).
+// or the environment. It imports the transfer root package, klauspost's
+// zstd and S2, BLAKE3 and x/sys only. It runs on Linux only (openat2, renameat2, syncfs).
 //
 // # Store layout
 //
@@ -19,7 +19,7 @@
 //	index/<name>/<parent>/<pack-id>          pack indexes (immutable)
 //
 // <pack-id> is the lower-case hex BLAKE3-256 of the pack object's bytes and
-// <xx> its first two digits. <snapshot-id> is the UTC start time and 64
+// <xx> its first two digits. Packs hold chunks or list parts, never both. <snapshot-id> is the UTC start time and 64
 // random bits, 20060102T150405Z-0123456789abcdef, so names sort by time.
 // <parent> is the snapshot ID a Create run started from, or "initial".
 // <name> matches ^[A-Za-z0-9][A-Za-z0-9_.-]*$ (at most 128 characters).
@@ -34,15 +34,18 @@
 //
 // "config" is a JSON object, written once by Init with PutIfAbsent:
 //
-//	{"format": "portvol-snapshot-store", "version": 1,
+//	{"format": "portvol-snapshot-store", "version": 2,
 //	 "store_id": 32 hex digits (16 random bytes),
-//	 "chunking": "fixed", "block_size": 1048576,
-//	 "compression": "zstd",
+//	 "chunking": "fixed", "block_size": 16384,
+//	 "compression": "s2" | "zstd",
 //	 "encryption": "none" | "aes-256-gcm",
 //	 "key_check": 64 hex digits (encrypted stores only)}
 //
 // Unknown fields are rejected; a version above FormatVersion is reported as
-// ErrUnsupportedVersion. block_size is a power of two from 64 KiB to 8 MiB.
+// ErrUnsupportedVersion. block_size is a power of two from 4 KiB to 8 MiB
+// (64 KiB to 8 MiB in a version 1 config, whose compression is "zstd").
+// compression names the codec new chunks get; every reader decodes every
+// codec, since each chunk reference names its own.
 //
 // # Keys and encryption
 //
@@ -65,77 +68,120 @@
 // always contains the object key, so an object copied to another name does
 // not open. Plain stores detect damage, encrypted stores also forgery.
 //
-// # Chunking: fixed, aligned blocks
+// # Chunking: fixed, aligned blocks of 16 KiB
 //
-// Each regular file is cut into aligned blocks of block_size (1 MiB by
+// Each regular file is cut into aligned blocks of block_size (16 KiB by
 // default); the last block is shorter. A block that is all zero is a hole:
-// nothing is stored and the manifest omits it. Blocks inside holes of a
+// nothing is stored and no list part mentions it. Blocks inside holes of a
 // sparse file (SEEK_DATA/SEEK_HOLE) are not even read.
 //
 // Why fixed blocks and not content-defined chunking: databases update 8 KiB
 // pages in place, so block boundaries never shift; fixed blocks cost
 // nothing to find, split one large file across all cores, and map to
-// ranged reads on restore. Measured on a PostgreSQL 15 data directory
-// (pgbench -i -s 20, 577 MiB) before and after 15 s of pgbench (2 clients,
-// 790 tps), counting bytes in chunks not present before:
+// ranged reads on restore. Format 1 measured it on a PostgreSQL 15 data
+// directory (pgbench -s 20 and -s 50, before and after 15 s of pgbench):
+// content-defined chunking (restic's sizes, or 128K/256K/1M) found no
+// more unchanged data than fixed blocks of the same size, at ~1.5 GB/s
+// per core of extra work.
 //
-//	fixed 64 KiB   403.8 MiB new (69.7 %)    9867 chunks
-//	fixed 256 KiB  419.5 MiB new (72.4 %)    3055 chunks
-//	fixed 1 MiB    420.2 MiB new (72.5 %)    1369 chunks
-//	fixed 4 MiB    422.2 MiB new (72.9 %)     952 chunks
-//	CDC 512K/1M/8M 419.6 MiB new (72.4 %)    1137 chunks  (gear hash, restic's sizes)
-//	CDC 128K/256K/1M 419.5 MiB new (72.4 %)  2123 chunks
+// Why 16 KiB (format 1 used 1 MiB): scattered page writes dirty nearly
+// every large block, so 1 MiB blocks upload ~28× what changed. Measured
+// with `go run ./bench/formatstudy` (make bench-format) on 1 GiB of
+// half-empty 8 KiB pages (4 KiB random, 4 KiB zero) after 2048 scattered
+// 8 KiB page writes (16 MiB), S2 compression, list parts of 64 blocks:
 //
-// and at pgbench -s 50 (1394 MiB) before and after 15 s of pgbench
-// (434 tps): fixed 64 KiB 407 MiB new, 256 KiB 699 MiB, 1 MiB 754 MiB,
-// 4 MiB 754 MiB; CDC 512K/1M/8M 755 MiB, CDC 128K/256K/1M 743 MiB.
+//	block   changed chunks  their data  list parts  upload / changed
+//	8 KiB   2048            8.0 MiB     3.3 MiB     0.71
+//	16 KiB  2034            15.9 MiB    2.3 MiB     1.14
+//	32 KiB  1999            31.3 MiB    1.3 MiB     2.04
+//	64 KiB  1936            60.6 MiB    0.7 MiB     3.83
+//	256 KiB 1624            203.4 MiB   0.2 MiB     12.72
+//	1 MiB   899             450.4 MiB   0.0 MiB     28.15
 //
-// Content-defined chunking saves nothing on database files (random page
-// updates touch nearly every chunk of either kind; recycled WAL segments
-// are rewritten whole) and costs a pass at ~1.5 GB/s per core. Smaller
-// blocks help only below 256 KiB, at 16× the chunk count. 1 MiB keeps the
-// chunk table small (10 000 entries for 10 GB) while a 1 MiB change costs
-// at most 2 MiB of upload; Init takes another block size per store.
+// and on PostgreSQL 15 relation files (pgbench -i -s 20 with the filler
+// column set to random base64 text, so the table compresses like real
+// data, 322 MiB) after 15 s of pgbench (2 clients, 673 tps), bytes in
+// chunks not present before, S2:
+//
+//	8 KiB 72.9 MiB, 16 KiB 109.4 MiB, 32 KiB 153.4 MiB, 64 KiB 191.8 MiB,
+//	256 KiB 207.0 MiB, 1 MiB 206.8 MiB
+//
+// 16 KiB keeps a scattered change within 2× of its size (1.14× above)
+// at half the chunk count of 8 KiB (a 10 GB volume has 650 000 chunks at
+// 16 KiB): every chunk costs a reference in a list part (~41 bytes) and
+// about 60 bytes of memory while a snapshot is made or restored.
+// Restores do not pay for the small chunks: see Restore.
+//
+// # Compression
+//
+// A chunk is stored compressed unless that saves less than 1/32 of its
+// size, in which case it is stored raw. New stores use S2
+// (klauspost/compress/s2, default level); "zstd" (SpeedFastest) can be
+// chosen at Init. Measured on 16 KiB chunks, one core, the machine shared
+// (bench/formatstudy):
+//
+//	data                            codec         stored  compress  decompress
+//	half-empty pages                zstd fastest  51.0 %  0.2-1.1 GB/s 15 GB/s
+//	                                s2            50.1 %  5.1 GB/s  5.2 GB/s
+//	                                lz4           50.6 %  1.7 GB/s  5.7 GB/s
+//	pgbench, random-text filler     zstd fastest  52.5 %  0.18 GB/s 0.73 GB/s
+//	                                s2            72.2 %  1.3 GB/s  5.2 GB/s
+//	                                lz4           72.2 %  0.26 GB/s 5.4 GB/s
+//	random base64 text              all           100 %   1.4-3.3 GB/s
+//
+// zstd stores text-like pages ~30 % smaller, but compresses 7× and
+// decompresses 7× slower: on two cores a 1.4 GB database costs ~4.5 s of
+// zstd CPU to snapshot and ~2 s to restore, against ~1 s and ~0.3 s with
+// S2, while the extra ~0.3 GB uploads in well under a second on a local
+// network. A handoff waits for both ends, so S2 is the default; LZ4
+// (pierrec/lz4) is no smaller than S2 and slower.
 //
 // # Chunk IDs, records and packs
 //
 // A chunk's ID is BLAKE3-256 of its plaintext, keyed with the chunk-ID key
-// when the store is encrypted, so IDs reveal nothing about the data. A
-// chunk is stored zstd-compressed (SpeedFastest) unless that saves less
-// than 1/32 of its size, in which case it is stored raw. Its record in a
-// pack is the stored bytes themselves in a plain store (the ID already
-// verifies them), or seal(stored, ad = chunk ID) in an encrypted one.
+// when the store is encrypted, so IDs reveal nothing about the data. Its
+// record in a pack is the stored bytes themselves in a plain store (the
+// ID already verifies them), or seal(stored, ad = chunk ID) in an
+// encrypted one. A list part (below) is stored the same way, its ID being
+// the (keyed) BLAKE3-256 of its plaintext; parts are never compressed.
 //
 // A pack is the concatenation of records, nothing else; packs are filled
 // to at least 16 MiB (the last pack of a run may be smaller) and never
-// exceed 1 GiB. The manifest gives each chunk's pack, offset, record
-// length, plaintext length and whether it is compressed. Every chunk is
-// verified before use: in an encrypted store the record is authenticated
-// (its associated data is the chunk ID, so only a key holder could have
+// exceed 1 GiB. Create gives each worker a run of up to 64 adjacent
+// blocks of one file, and the records of a run are appended together, so
+// a file's data lies in order in its packs. Every chunk is verified
+// before use: in an encrypted store the record is authenticated (its
+// associated data is the chunk ID, so only a key holder could have
 // sealed it under that ID), in a plain one the ID of the plaintext is
 // recomputed; either way it is decompressed into at most its plaintext
 // length and the length checked. Verify recomputes every ID in both.
 //
+// A chunk reference, wherever it appears, is chunk ID(32) ‖ uvarint pack
+// ‖ uvarint offset ‖ uvarint length ‖ codec byte (0 raw, 1 zstd, 2 S2); the
+// plaintext length is that of the block it fills.
+//
 // # Pack indexes
 //
 // After each pack, Create stores its index under
-// index/<name>/<parent>/<pack-id>: "PVSI" ‖ version(1) ‖
+// index/<name>/<parent>/<pack-id>: "PVSI" ‖ version(2) ‖
 // seal(payload, ad = "PVSI" ‖ version ‖ key), payload = pack ID(32) ‖
-// uvarint pack size ‖ uvarint count ‖ count × (chunk ID(32) ‖ uvarint
-// offset ‖ uvarint length ‖ uvarint raw length ‖ flags byte, 1 =
-// compressed). A Create knows which chunks the store has from the parent
-// manifest's chunk table plus the indexes under its own <parent> prefix,
-// which are exactly the packs of earlier attempts from the same parent —
-// so a re-run after an interruption uploads only what is missing, and a
-// host without any local cache still deduplicates against the parent.
-// Chunks held only by other volumes or older snapshots are uploaded again
-// (harmless duplicates, reclaimable by a future prune).
+// uvarint pack size ‖ uvarint count ‖ count × (ID(32) ‖ uvarint
+// offset ‖ uvarint length ‖ uvarint raw length ‖ flags byte: the codec,
+// plus 0x10 in every entry of a pack of list parts). A Create knows
+// which chunks and parts the store has from the parent manifest plus the
+// indexes under its own <parent> prefix, which are exactly the packs of
+// earlier attempts from the same parent — so a re-run after an
+// interruption uploads only what is missing, and a host without any
+// local cache still deduplicates against the parent. Chunks held only by
+// other volumes or older snapshots are uploaded again (harmless
+// duplicates, reclaimable by prune). Version 1 indexes are ignored.
+// No snapshot needs an index: they only serve interrupted runs.
 //
 // # Manifests
 //
 // snapshots/<name>/<id> is
 //
-//	"PVSM" ‖ version(1) ‖ le32 n ‖ seal(header, ad_h) [n bytes] ‖ seal(zstd(body), ad_b)
+//	"PVSM" ‖ version(2) ‖ le32 n ‖ seal(header, ad_h) [n bytes] ‖ seal(zstd(body), ad_b)
 //	ad_h = "PVSM" ‖ version ‖ "h" ‖ key
 //	ad_b = "PVSM" ‖ version ‖ "b" ‖ key ‖ BLAKE3-256(header)
 //
@@ -143,7 +189,7 @@
 // paired with another header. Encoding primitives: uvarint and varint
 // (zig-zag) as in encoding/binary; str = uvarint length ‖ bytes.
 //
-// header: uvarint version(1), str id, str volume, str parent ("" for
+// header: uvarint version(2), str id, str volume, str parent ("" for
 // none), str host, uvarint generation, varint started and finished (Unix
 // ns), uvarint block size, 13 × uvarint statistics (files, dirs, symlinks,
 // hardlinks, others, skipped, bytes, data bytes, files read, bytes read,
@@ -151,60 +197,107 @@
 //
 // body:
 //
-//	uvarint P, P × pack ID(32)
-//	uvarint C, C × (chunk ID(32) ‖ uvarint pack ‖ uvarint offset ‖ uvarint length ‖ uvarint raw length ‖ flags)
+//	uvarint P, P × pack ID(32)            the packs holding this snapshot's list parts
 //	uvarint N, N × node
 //	node = [uvarint parent ‖ str name, except node 0] ‖ type byte ‖
 //	       (hardlink: uvarint target node) |
 //	       (uvarint mode ‖ uvarint uid ‖ uvarint gid ‖ varint mtime ‖ varint ctime ‖
 //	        uvarint inode ‖ per type ‖ uvarint X ‖ X × (str name ‖ str value))
-//	file: uvarint size ‖ uvarint B ‖ B × (uvarint block gap ‖ varint chunk delta)
+//	file: uvarint size ‖ uvarint K ‖ K × (uvarint span gap ‖ part ID(32) ‖
+//	      uvarint pack ‖ uvarint offset ‖ uvarint length)
 //	symlink: str target; char/block device: uvarint rdev; dir, fifo: nothing
 //
 // Types: 1 dir, 2 file, 3 symlink, 4 hardlink, 5 fifo, 6 char device, 7
 // block device; sockets are not recorded. Node 0 is the root directory
 // (the volume directory itself); every other node names its parent by
-// index. Blocks are listed in increasing index, gap = index − previous
-// index − 1 (first: the index); delta = chunk − previous chunk − 1
-// (previous starts at −1). mode holds permission, setuid, setgid and
-// sticky bits; mtime is restored, ctime and inode are the writer's and
-// serve change detection only. A hardlink node shares its target file's
-// data and metadata.
+// index. mode holds permission, setuid, setgid and sticky bits; mtime is
+// restored, ctime and inode are the writer's and serve change detection
+// only. A hardlink node shares its target file's data and metadata.
+//
+// # List parts
+//
+// A file's chunk list is cut into spans of F = 64 blocks (1 MiB at 16
+// KiB); span s covers blocks s·F to s·F+F−1. The file node lists, for
+// each span with data, the list part describing it (spans in increasing
+// order, gap = span − previous span − 1, the first: the span; pack
+// indexes the body's pack table). A list part's plaintext is
+//
+//	uvarint Q, Q × pack ID(32)      the packs its chunks are in
+//	uvarint n, n × (uvarint block gap ‖ chunk reference, pack indexing the Q packs)
+//
+// with blocks in increasing order inside the span (gap = block − previous
+// block − 1, the first relative to s·F). A part names no file and no
+// position, so a span whose chunks did not change is the same part —
+// same ID — in the next snapshot and is referenced, not stored again: a
+// snapshot stores the parts of the spans that changed, and re-uploads
+// only its body (one ~41-byte reference per MiB of file data, against
+// one per 16 KiB chunk without parts: 160 KiB for 4 GiB of data).
 //
 // Decoding validates everything before a single file is touched, and
 // rejects with ErrCorrupt: a parent that is not an earlier directory node
 // (so no path runs through a symlink or a file), a name that is empty,
 // ".", "..", longer than 255 bytes or contains "/" or NUL, a name used
 // twice in one directory, a hardlink to anything but an earlier file, a
-// block outside its file or out of order, a chunk whose plaintext length
-// differs from its block's, a reference outside the chunk or pack table, a
-// duplicate chunk ID, mode bits beyond 07777, unknown types or flags,
-// trailing bytes. Limits: stored manifest and decoded body 256 MiB, header
-// 64 KiB, 4 Mi nodes, 16 Mi chunks, 1 Mi packs, file size 16 TiB, symlink
-// target 4095 bytes, 1024 xattrs per node of at most 64 KiB each. Every
-// count is checked against the bytes that remain before anything is
-// allocated, so memory follows the real input, never a claim in it.
+// span or block outside its file or out of order, a reference outside
+// its pack table, a record longer than a block can need, an unknown
+// codec, a list part whose plaintext does not hash to its ID, one chunk
+// ID used with two plaintext lengths, mode bits beyond 07777, unknown
+// types, trailing bytes. Limits: stored manifest and decoded body 256 MiB,
+// header 64 KiB, 4 Mi nodes, 16 Mi parts, 1 Mi packs, file size 16 TiB,
+// symlink target 4095 bytes, 1024 xattrs per node of at most 64 KiB
+// each, 64 entries and 64 packs per part. Every count is checked against
+// the bytes that remain before anything is allocated, so memory follows
+// the real input, never a claim in it.
+//
+// Load fetches the list parts (adjacent parts of a pack in one ranged
+// GET) and reassembles the chunk table and every file's block list.
+// Objects lists what a snapshot needs — its manifest, the packs of its
+// list parts and the packs their chunk references name — streaming the
+// parts, for garbage collection.
 //
 // # Create
 //
 // Create(volume, dir, Parent) walks dir through directory descriptors
 // (openat with O_NOFOLLOW; files are opened with openat2
 // RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), so nothing outside the tree is ever
-// read. A regular file is unchanged — its parent chunk list is reused and
-// it is not opened — when its size, mtime, ctime and inode equal those
-// recorded either in the stat cache (if the cache belongs to the parent
-// snapshot) or else in the parent manifest, and its mtime and ctime lie
-// more than 100 ms (2 s for timestamps without a sub-second part) before
-// the moment those were recorded (the start of the Create that wrote
-// them): a file changed within the timestamp granularity of that moment
-// may change again without its timestamps moving, so it is read again. Other files are read block by block — every block is a job
-// for any of GOMAXPROCS workers, so one large file uses every core — with
-// pread into per-worker buffers; each block is hashed, looked up, and only
-// if the store lacks it compressed, sealed and appended to the pack being
-// filled. Options.Transfers/2 packs (2 by default, at most 4) upload
-// while the next fills, each followed by its index; memory is about
-// (uploads + 1) × 17 MiB plus 3 MiB per worker, whatever the volume size. Then the stat cache is
-// written, and last the manifest, with PutIfAbsent.
+// read.
+//
+// # Change discovery
+//
+// With a ChangeSource (CreateOptions.Changes; the btrfs backend derives
+// one from extent generations), a file at the same path in the parent is
+// asked about: unchanged files keep the parent's chunk list and are not
+// opened, whatever their timestamps; changed files are read only in the
+// ranges the source names, rounded out to blocks, plus the old last
+// block and everything past it when the size changed; the other blocks
+// keep the parent's chunks. Without one, a regular file is unchanged —
+// its parent chunk list is reused and it is not opened — when its size,
+// mtime, ctime and inode equal those recorded either in the stat cache
+// (if the cache belongs to the parent snapshot) or else in the parent
+// manifest, and its mtime and ctime lie more than 100 ms (2 s for
+// timestamps without a sub-second part) before the moment those were
+// recorded (the start of the Create that wrote them): a file changed
+// within the timestamp granularity of that moment may change again
+// without its timestamps moving, so it is read again. A changed file is
+// then read whole, but only blocks whose chunk the store lacks are
+// uploaded: reads cost the changed files, uploads what changed.
+//
+// Reading: runs of up to 64 adjacent blocks are jobs for any of
+// GOMAXPROCS workers, so one large file uses every core; each run is one
+// pread into a per-worker buffer; each block is hashed, looked up, and
+// only if the store lacks it compressed, sealed and appended to the pack
+// being filled. Options.Transfers/2 packs (2 by default, at most 4)
+// upload while the next fills, each followed by its index. Then the list
+// parts are cut; parts the store lacks go into packs of their own. Then
+// the stat cache is written, and last the manifest, with PutIfAbsent.
+// Memory: about (uploads + 1) × 17 MiB plus 2 MiB per worker, plus ~100
+// bytes per chunk of the volume (the chunk table and its index, the
+// parent's included).
+//
+// When the new tree, its metadata (except ctimes and inode numbers) and
+// its content equal the parent's, Create sets Manifest.Unchanged; with
+// CreateOptions.SkipUnchanged it then stores nothing at all and returns
+// the parent, so that an interval without change publishes nothing.
 //
 // # Stat cache
 //
@@ -227,18 +320,28 @@
 // Restore(volume, id, dir) loads and validates the manifest, then builds
 // the tree in a staging directory beside dir (.<base>.portvol-restore-*):
 // directories, files created O_EXCL and ftruncated to their size (holes
-// stay holes; zero 4 KiB pages inside blocks are skipped too), links and
-// special files. Contents come from concurrent ranged GETs (adjacent
-// chunks of a pack coalesced into ranges of up to 8 MiB), each chunk
-// verified and written with pwrite to every block that uses it, with
-// O_DIRECT where the filesystem allows (the data bypasses the page cache;
-// a file's sub-page tail goes through it). Then
-// owner, mode, xattrs and mtime (children before their directories, owner
-// before mode, mtime last), one syncfs, and renameat2(RENAME_EXCHANGE) of
-// the staging directory with dir (or a plain rename if dir does not exist),
-// an fsync of the parent, removal of the old tree, and the stat cache. On
-// any error before the swap the staging directory is removed and dir is
-// untouched.
+// stay holes), links and special files. Contents come from concurrent
+// ranged GETs (adjacent chunks of a pack coalesced into ranges of up to
+// 8 MiB), each chunk verified and then gathered with the chunks that
+// follow it in the same file into runs of up to 4 MiB, each written with
+// one pwrite, with O_DIRECT where the filesystem allows (the data
+// bypasses the page cache; a file's sub-page tail goes through it). A
+// gap of at most 128 KiB of hole between two chunks of a run is written
+// as zeros; longer zero runs stay holes. Small writes are what made
+// format 1 restores slow (it skipped every zero 4 KiB page): measured
+// (bench/formatstudy -disk), O_DIRECT writes of 256 MiB then fsync on
+// this machine's disk, shared:
+//
+//	4 KiB 22 MB/s, 16 KiB 48 MB/s, 64 KiB 195 MB/s, 256 KiB 302 MB/s,
+//	1 MiB 424 MB/s, 4 MiB 462 MB/s
+//
+// so a split costs about what writing 128 KiB more does. Then owner, mode,
+// xattrs and mtime (children before their directories, owner before
+// mode, mtime last), one syncfs, and renameat2(RENAME_EXCHANGE) of the
+// staging directory with dir (or a plain rename if dir does not exist),
+// an fsync of the parent, removal of the old tree, and the stat cache.
+// On any error before the swap the staging directory is removed and dir
+// is untouched.
 //
 // When dir holds an older snapshot of the volume (RestoreOptions.Previous,
 // or the snapshot the stat cache names), chunks of that snapshot are read
@@ -247,9 +350,44 @@
 // with identical content and metadata in the new snapshot, are hardlinked
 // into the staging directory whole. Only the missing chunks are fetched.
 //
+// # Restore in place
+//
+// With RestoreOptions.InPlace, dir must hold exactly snapshot Previous
+// (for example a writable btrfs snapshot of the subvolume Previous was
+// restored into), and Restore brings it to the new snapshot without a
+// staging tree: entries Previous has and the new snapshot lacks at the
+// same path with the same type are removed (deepest first), new ones
+// created, kept files truncated or extended, blocks whose chunk changed
+// written (fetched and verified as above), blocks that became holes
+// punched, metadata set (xattrs the new snapshot lacks removed), one
+// syncfs. Hardlinked files are rewritten whole. The cost follows the
+// delta; it is atomic only with the caller's help: write into a
+// snapshot, then swap it in.
+//
 // # Versions
 //
-// FormatVersion (1) is in the config, every manifest, index and stat
-// cache. A reader refuses versions it does not know. Changing any encoding
-// above means a new version; the golden files in testdata/ pin version 1.
+// FormatVersion (2) is in the config, every manifest and every index;
+// the stat cache has its own version (1). A reader refuses versions it
+// does not know. Changing any encoding above means a new version; the
+// golden files in testdata/ pin both versions, and testdata/store-v1-*
+// are whole stores written by version 1.
+//
+// Version 1 differs in: 1 MiB default blocks (64 KiB to 8 MiB), zstd
+// only, and a manifest body holding the whole chunk table, "uvarint P, P ×
+// pack ID(32), uvarint C, C × (chunk ID(32) ‖ uvarint pack ‖ uvarint
+// offset ‖ uvarint length ‖ uvarint raw length ‖ flags, 1 = zstd)", with
+// each file's blocks as "uvarint B ‖ B × (uvarint block gap ‖ varint
+// chunk delta)" (delta = chunk − previous chunk − 1, previous starting at
+// −1). Version 1 snapshots stay readable: Load, List, Restore (onto
+// anything), Verify, Objects and Create with a version 1 parent all work.
+//
+// A version 1 store gets version 2 snapshots, with 16 KiB blocks and S2,
+// and keeps its config (version 1; its block_size describes its version 1
+// snapshots). Why: one writer, and the gain reaches existing stores
+// without a migration; the store's identity and keys are unchanged.
+// The cost: the first version 2 snapshot of each volume uploads it whole
+// (the chunk grid changed), and a host still running a version 1 portvol
+// cannot restore a volume whose head is a version 2 snapshot — it fails
+// with ErrUnsupportedVersion and changes nothing, so upgrade every host
+// before moving volumes.
 package snapshot

@@ -17,7 +17,7 @@ import (
 // numbers are in doc.go ("Restore").
 const (
 	runBufSize = 4 << 20
-	holeFill   = 64 << 10
+	holeFill   = 128 << 10
 )
 
 // chunkWriter writes verified chunk data to every place it belongs.

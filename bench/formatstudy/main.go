@@ -20,6 +20,9 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
@@ -102,7 +105,12 @@ func main() {
 	before := flag.String("pg-before", "", "PostgreSQL data directory before pgbench")
 	after := flag.String("pg-after", "", "the same after pgbench")
 	mib := flag.Int("mib", 256, "MiB of synthetic data per set")
+	disk := flag.String("disk", "", "directory on the disk to measure O_DIRECT write sizes on (256 MiB written)")
 	flag.Parse()
+	if *disk != "" {
+		directWrites(*disk)
+		return
+	}
 	sets := []struct {
 		name string
 		data []byte
@@ -255,3 +263,37 @@ func pgChange(before, after map[string][]byte) {
 		fmt.Printf("| %d KiB | %d | %d | %.1f MiB | %.1f MiB | %d | %.1f MiB |\n", cs>>10, n, nc, float64(raw)/(1<<20), float64(z)/(1<<20), partsChanged, float64(up)/(1<<20))
 	}
 }
+
+// directWrites measures writing 256 MiB with O_DIRECT in pieces of each
+// size, then fsync, against the same with 4 MiB pieces: what a restore
+// pays for splitting its writes (for example at every zero page).
+func directWrites(dir string) {
+	const total = 256 << 20
+	buf := make([]byte, 4<<20+4096)
+	off := (4096 - int(uintptr(unsafePointer(buf)))%4096) % 4096
+	buf = buf[off : off+4<<20]
+	rand.Read(buf)
+	fmt.Println("| O_DIRECT write size | MB/s (256 MiB, then fsync) |")
+	fmt.Println("|--:|--:|")
+	for _, size := range []int{4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20} {
+		p := filepath.Join(dir, "formatstudy.direct")
+		fd, err := unix.Open(p, unix.O_CREAT|unix.O_TRUNC|unix.O_WRONLY|unix.O_DIRECT, 0o600)
+		if err != nil {
+			panic(err)
+		}
+		unix.Ftruncate(fd, total)
+		t := time.Now()
+		for o := 0; o < total; o += size {
+			if _, err := unix.Pwrite(fd, buf[:size], int64(o)); err != nil {
+				panic(err)
+			}
+		}
+		unix.Fsync(fd)
+		d := time.Since(t)
+		unix.Close(fd)
+		os.Remove(p)
+		fmt.Printf("| %d KiB | %.0f |\n", size>>10, float64(total)/d.Seconds()/1e6)
+	}
+}
+
+func unsafePointer(b []byte) unsafe.Pointer { return unsafe.Pointer(&b[0]) }
