@@ -112,5 +112,23 @@ bench-snapshots: build tools
 bench-handoff: tools
 	$(GO) test -tags handoffbench -count=1 -run '^TestHandoffBenchmark$$' -v -timeout 90m ./integration/
 
-# Every long benchmark: snapshots against restic and tar, then the Docker handoff.
-bench: bench-snapshots bench-handoff
+# Small scattered changes on 1 GiB and 4 GiB volumes of half-empty pages (file://
+# store, snapshot engine in-process): snapshot with and without a ChangeSource,
+# bytes read and uploaded, pre-staged and cold restores against dd + sync. Needs
+# root (page cache drops); writes the bench:pages section of docs/benchmarks.md.
+BENCH_PAGES_FLAGS ?=
+.PHONY: bench-pages
+bench-pages:
+	$(GO) run ./bench/pages -work bench/work/pages -out docs/benchmarks.md $(BENCH_PAGES_FLAGS)
+
+# The measurements behind snapshot format 2 (chunk size, compressor, write
+# sizes): prints markdown tables. Makes its own PostgreSQL data set with a
+# random-text filler column under bench/work/formatstudy.
+.PHONY: bench-format
+bench-format:
+	bash bench/formatstudy/mkpg.sh bench/work/formatstudy
+	$(GO) run ./bench/formatstudy -pg-before bench/work/formatstudy/pg-before -pg-after bench/work/formatstudy/pg-after
+	$(GO) run ./bench/formatstudy -disk bench/work/formatstudy
+
+# Every long benchmark: snapshots against restic and tar, small changes, then the Docker handoff.
+bench: bench-snapshots bench-pages bench-handoff

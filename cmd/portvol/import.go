@@ -59,7 +59,7 @@ given, unencrypted otherwise. The key cannot be added or changed later.`,
 	o.snapFlags.register(f)
 	f.StringArrayVarP(&o.options, "opt", "o", nil, "volume option NAME=VALUE for a volume that does not exist yet (repeatable); valid: "+strings.Join(driver.OptionNames(), ", "))
 	f.StringVar(&o.hostID, "host-id", "", "host id to take the lease as (default <hostname>-cli)")
-	f.StringVar(&o.blockSize, "block-size", "", "chunk size of a store this import initializes: a power of two from 64KiB to 8MiB (default 1MiB); fixed once the store exists")
+	f.StringVar(&o.blockSize, "block-size", "", "chunk size of a store this import initializes: a power of two from 4KiB to 8MiB (default 16KiB); fixed once the store exists")
 	f.StringVar(&o.statCache, "stat-cache", "", "local file (outside SRC_DIR) recording what import saw, so that the next import of the same directory reads only changed files")
 	return c
 }
@@ -256,7 +256,7 @@ func (s *session) initRepo(ctx context.Context, blockSize int) (*snapshot.Repo, 
 	return r, nil
 }
 
-// parseBlockSize reads --block-size: a power of two from 64KiB to 8MiB,
+// parseBlockSize reads --block-size: a power of two from 4KiB to 8MiB,
 // with an optional KiB or MiB suffix; "" is the default (0).
 func parseBlockSize(v string) (int, error) {
 	if v == "" {
@@ -274,8 +274,8 @@ func parseBlockSize(v string) (int, error) {
 	}
 	n, err := strconv.Atoi(num)
 	bs := n * mult
-	if err != nil || n <= 0 || bs < 64<<10 || bs > 8<<20 || bs&(bs-1) != 0 {
-		return 0, usageError{fmt.Errorf("--block-size %q: want a power of two from 64KiB to 8MiB, e.g. 256KiB or 1MiB", v)}
+	if err != nil || n <= 0 || bs < 4<<10 || bs > 8<<20 || bs&(bs-1) != 0 {
+		return 0, usageError{fmt.Errorf("--block-size %q: want a power of two from 4KiB to 8MiB, e.g. 16KiB or 64KiB", v)}
 	}
 	return bs, nil
 }

@@ -46,7 +46,7 @@ func TestSnapshotCommandArguments(t *testing.T) {
 		{"import bad host id", []string{"import", "--store", store, src, "v", "--host-id", "a b"}, "--host-id: invalid host id"},
 		{"import missing source", []string{"import", "--store", store, filepath.Join(base, "nope"), "v"}, "is not a directory"},
 		{"import source is a file", []string{"import", "--store", store, file, "v"}, "is not a directory"},
-		{"import bad block size", []string{"import", "--store", store, src, "v", "--block-size", "3KiB"}, "want a power of two from 64KiB to 8MiB"},
+		{"import bad block size", []string{"import", "--store", store, src, "v", "--block-size", "3KiB"}, "want a power of two from 4KiB to 8MiB"},
 		{"import huge block size", []string{"import", "--store", store, src, "v", "--block-size", "16MiB"}, "want a power of two"},
 		{"import unknown flag", []string{"import", "--store", store, "--bogus", src, "v"}, "unknown flag: --bogus"},
 		{"export one argument", []string{"export", "--store", store, "v"}, "export takes 2 arguments (VOLUME DST_DIR), got 1"},
@@ -119,7 +119,7 @@ func TestParseBlockSize(t *testing.T) {
 			t.Errorf("parseBlockSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"32KiB", "3MiB", "16MiB", "1GiB", "-1M", "x"} {
+	for _, in := range []string{"2KiB", "3MiB", "16MiB", "1GiB", "-1M", "x"} {
 		if _, err := parseBlockSize(in); err == nil {
 			t.Errorf("parseBlockSize(%q) accepted", in)
 		}
