@@ -95,7 +95,11 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 		return nil, fmt.Errorf("volume %q: %w", volume, err)
 	}
 
-	reg := newRegistry(parent)
+	expect := 0
+	for _, f := range toRead {
+		expect += int(numBlocks(f.st.Size, r.blockSize))
+	}
+	reg := newRegistry(parent, expect)
 	skip := map[ID]bool{}
 	if parent != nil {
 		for _, p := range parent.Packs {
@@ -231,42 +235,53 @@ func (r *Repo) reuseUnchanged(t *tree, parent *Manifest, cache *statCache, chang
 
 // compactChunks rewrites every block reference from a registry index to
 // an index into the manifest's own chunk table, which lists exactly the
-// chunks the tree uses, and returns that table and its packs.
+// chunks the tree uses, and returns that table and its packs. It
+// compacts the registry's tables in place: a volume's chunk table is its
+// largest structure, and a second copy would double the peak.
 func compactChunks(nodes []Node, reg *registry, stats *Stats) ([]ID, []Chunk) {
-	chunkMap := make([]int32, len(reg.chunks))
-	for i := range chunkMap {
-		chunkMap[i] = -1
+	newIdx := make([]int32, len(reg.chunks))
+	for i := range nodes {
+		if nodes[i].Type == TypeFile {
+			for _, b := range nodes[i].Blocks {
+				if b.Chunk != holeRef {
+					newIdx[b.Chunk] = 1
+				}
+			}
+		}
 	}
-	packMap := make([]int32, len(reg.packs))
-	for i := range packMap {
-		packMap[i] = -1
+	packIdx := make([]int32, len(reg.packs))
+	for i := range packIdx {
+		packIdx[i] = -1
 	}
-	var packs []ID
-	var chunks []Chunk
+	packs := reg.packs[:0:0]
+	chunks := reg.chunks[:0]
+	for i := range reg.chunks {
+		if newIdx[i] == 0 {
+			newIdx[i] = -1
+			continue
+		}
+		c := reg.chunks[i]
+		if packIdx[c.Pack] < 0 {
+			packIdx[c.Pack] = int32(len(packs))
+			packs = append(packs, reg.packs[c.Pack])
+		}
+		c.Pack = uint32(packIdx[c.Pack])
+		newIdx[i] = int32(len(chunks))
+		chunks = append(chunks, c)
+	}
+	reg.chunks, reg.byID = nil, nil // their memory now belongs to the manifest
 	for i := range nodes {
 		n := &nodes[i]
 		if n.Type != TypeFile {
 			continue
 		}
-		out := n.Blocks[:0:0]
+		// A new slice: reused files share the parent manifest's.
+		out := make([]BlockRef, 0, len(n.Blocks))
 		for _, b := range n.Blocks {
 			if b.Chunk == holeRef {
 				continue
 			}
-			ci := chunkMap[b.Chunk]
-			if ci < 0 {
-				c := reg.chunks[b.Chunk]
-				pi := packMap[c.Pack]
-				if pi < 0 {
-					packs = append(packs, reg.packs[c.Pack])
-					pi = int32(len(packs) - 1)
-					packMap[c.Pack] = pi
-				}
-				c.Pack = uint32(pi)
-				chunks = append(chunks, c)
-				ci = int32(len(chunks) - 1)
-				chunkMap[b.Chunk] = ci
-			}
+			ci := newIdx[b.Chunk]
 			out = append(out, BlockRef{Index: b.Index, Chunk: uint32(ci)})
 			stats.DataBytes += uint64(chunks[ci].RawLength)
 		}

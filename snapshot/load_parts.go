@@ -18,7 +18,14 @@ func (r *Repo) loadParts(ctx context.Context, m *Manifest) error {
 	for i, p := range m.Packs {
 		packIdx[p] = uint32(i)
 	}
-	chunkIdx := make(map[ID]uint32)
+	// Sized once from what the parts can hold (F entries, each at least
+	// 37 bytes), so the largest table never regrows.
+	n := 0
+	for _, p := range m.parts {
+		n += min(partFanout, int(p.Length)/37)
+	}
+	m.Chunks = make([]Chunk, 0, n)
+	chunkIdx := newChunkIndex(n)
 	blocks := make([][]BlockRef, len(m.parts))
 	var mu sync.Mutex
 	err := r.forEachPart(ctx, m, func(i int, plain []byte) error {
@@ -38,17 +45,17 @@ func (r *Repo) loadParts(ctx context.Context, m *Manifest) error {
 				m.Packs = append(m.Packs, packs[e.chunk.Pack])
 				packIdx[packs[e.chunk.Pack]] = pi
 			}
-			ci, ok := chunkIdx[e.chunk.ID]
+			ci, ok := chunkIdx.get(&e.chunk.ID, m.Chunks)
 			if !ok {
 				c := e.chunk
 				c.Pack = pi
-				ci = uint32(len(m.Chunks))
+				ci = int32(len(m.Chunks))
 				m.Chunks = append(m.Chunks, c)
-				chunkIdx[c.ID] = ci
+				chunkIdx.put(&c.ID, ci)
 			} else if m.Chunks[ci].RawLength != e.chunk.RawLength {
 				return fmt.Errorf("chunk %s used with lengths %d and %d: %w", e.chunk.ID, m.Chunks[ci].RawLength, e.chunk.RawLength, ErrCorrupt)
 			}
-			out[j] = BlockRef{Index: e.index, Chunk: ci}
+			out[j] = BlockRef{Index: e.index, Chunk: uint32(ci)}
 		}
 		blocks[i] = out
 		return nil

@@ -8,18 +8,24 @@ import "sync"
 type registry struct {
 	mu     sync.Mutex
 	chunks []Chunk
-	byID   map[ID]int32
+	byID   *chunkIndex
 	packs  []ID           // zero until the pack is uploaded
 	parts  map[ID]partLoc // list parts left by interrupted runs
 }
 
-func newRegistry(parent *Manifest) *registry {
-	r := &registry{byID: make(map[ID]int32), parts: make(map[ID]partLoc)}
+// newRegistry starts from the parent's chunks, with room for expect new
+// ones (an estimate; it only avoids regrowing the largest table).
+func newRegistry(parent *Manifest, expect int) *registry {
+	n := expect
+	if parent != nil {
+		n += len(parent.Chunks)
+	}
+	r := &registry{byID: newChunkIndex(n), parts: make(map[ID]partLoc), chunks: make([]Chunk, 0, n)}
 	if parent != nil {
 		r.chunks = append(r.chunks, parent.Chunks...)
 		r.packs = append(r.packs, parent.Packs...)
-		for i, c := range parent.Chunks {
-			r.byID[c.ID] = int32(i)
+		for i := range parent.Chunks {
+			r.byID.put(&parent.Chunks[i].ID, int32(i))
 		}
 	}
 	return r
@@ -37,7 +43,7 @@ func (r *registry) addIndex(ix *packIndex) {
 	}
 	p := int32(-1)
 	for _, c := range ix.Chunks {
-		if _, ok := r.byID[c.ID]; ok {
+		if _, ok := r.byID.get(&c.ID, r.chunks); ok {
 			continue
 		}
 		if p < 0 {
@@ -46,7 +52,7 @@ func (r *registry) addIndex(ix *packIndex) {
 		}
 		c.Pack = uint32(p)
 		r.chunks = append(r.chunks, c)
-		r.byID[c.ID] = int32(len(r.chunks) - 1)
+		r.byID.put(&c.ID, int32(len(r.chunks)-1))
 	}
 }
 
@@ -55,12 +61,12 @@ func (r *registry) addIndex(ix *packIndex) {
 func (r *registry) claim(id ID, raw uint32) (int32, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if i, ok := r.byID[id]; ok {
+	if i, ok := r.byID.get(&id, r.chunks); ok {
 		return i, false
 	}
 	r.chunks = append(r.chunks, Chunk{ID: id, RawLength: raw})
 	i := int32(len(r.chunks) - 1)
-	r.byID[id] = i
+	r.byID.put(&id, i)
 	return i, true
 }
 
