@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/portvol/portvol/transfer"
+	"golang.org/x/sync/errgroup"
 )
 
 // loadParts fetches and decodes the list parts of a format 2 manifest and
@@ -101,19 +103,15 @@ func (r *Repo) forEachPart(ctx context.Context, m *Manifest, fn func(i int, plai
 		ranges = append(ranges, fetchRange{pack: p.Pack, off: off, end: end, chunks: []uint32{i}})
 	}
 	jobs := make(chan *fetchRange)
-	g, gctx := newGroup(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	for range r.transfers {
 		g.Go(func() error {
 			h := r.crypt.newHasher()
 			for fr := range jobs {
-				if gctx.Err() != nil {
-					continue
-				}
 				key := packKey(m.Packs[fr.pack])
 				data, err := r.readRangeBytes(gctx, key, fr.off, fr.end)
 				if err != nil {
-					g.cancel(err)
-					continue
+					return err // cancels gctx: the dispatcher stops
 				}
 				for _, i := range fr.chunks {
 					p := &m.parts[i]
@@ -123,12 +121,10 @@ func (r *Repo) forEachPart(ctx context.Context, m *Manifest, fn func(i int, plai
 						err = fmt.Errorf("content does not match its id: %w", ErrCorrupt)
 					}
 					if err != nil {
-						g.cancel(fmt.Errorf("pack %s: list part %s at offset %d: %w", key, p.ID, p.Offset, err))
-						break
+						return fmt.Errorf("pack %s: list part %s at offset %d: %w", key, p.ID, p.Offset, err)
 					}
 					if err := fn(int(i), plain); err != nil {
-						g.cancel(err)
-						break
+						return err
 					}
 				}
 			}
@@ -146,7 +142,7 @@ func (r *Repo) forEachPart(ctx context.Context, m *Manifest, fn func(i int, plai
 		}
 		return nil
 	})
-	return g.Wait()
+	return cmp.Or(g.Wait(), context.Cause(ctx))
 }
 
 // readRangeBytes reads bytes [off, end) of the object key.
