@@ -124,7 +124,11 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 		Generation: opts.Generation, Started: started, BlockSize: r.blockSize, Stats: t.stats,
 	}}
 	m.Nodes = t.nodes
-	m.Packs, m.Chunks = compactChunks(m.Nodes, reg, &m.Stats)
+	read := make(map[*Node]bool, len(toRead))
+	for _, f := range toRead {
+		read[f.node] = true
+	}
+	m.Packs, m.Chunks = compactChunks(m.Nodes, read, reg, &m.Stats)
 	unchanged := parent != nil && sameSnapshot(m, parent)
 	if unchanged && opts.SkipUnchanged {
 		if err := writeCreateCache(opts.StatCache, parent.ID, started, t); err != nil {
@@ -238,7 +242,7 @@ func (r *Repo) reuseUnchanged(t *tree, parent *Manifest, cache *statCache, chang
 // chunks the tree uses, and returns that table and its packs. It
 // compacts the registry's tables in place: a volume's chunk table is its
 // largest structure, and a second copy would double the peak.
-func compactChunks(nodes []Node, reg *registry, stats *Stats) ([]ID, []Chunk) {
+func compactChunks(nodes []Node, read map[*Node]bool, reg *registry, stats *Stats) ([]ID, []Chunk) {
 	newIdx := make([]int32, len(reg.chunks))
 	for i := range nodes {
 		if nodes[i].Type == TypeFile {
@@ -275,8 +279,12 @@ func compactChunks(nodes []Node, reg *registry, stats *Stats) ([]ID, []Chunk) {
 		if n.Type != TypeFile {
 			continue
 		}
-		// A new slice: reused files share the parent manifest's.
-		out := make([]BlockRef, 0, len(n.Blocks))
+		// Files read this run own their block lists; reused files share
+		// the parent manifest's, which must not change.
+		out := n.Blocks[:0]
+		if !read[n] {
+			out = make([]BlockRef, 0, len(n.Blocks))
+		}
 		for _, b := range n.Blocks {
 			if b.Chunk == holeRef {
 				continue

@@ -31,10 +31,14 @@ func (r *Repo) writeParts(ctx context.Context, m *Manifest, parent *Manifest, re
 		packIdx[p] = uint32(i)
 	}
 	h := r.crypt.newHasher()
-	buf := make([]byte, 0, r.packSize+partMaxSize(m.BlockSize)+sealOverhead+sumSize) // the part pack being filled
-	var entries []Chunk                                                              // its index
-	var pending []int                                                                // m.parts entries that point into buf
-	flush := func() error {                                                          // store buf; point pending at it
+	buf := reg.spare // the part pack being filled
+	if cap(buf) < r.packSize+partMaxSize(m.BlockSize)+sealOverhead+sumSize {
+		buf = make([]byte, 0, r.packSize+partMaxSize(m.BlockSize)+sealOverhead+sumSize)
+	}
+	reg.spare = nil
+	var entries []Chunk     // its index
+	var pending []int       // m.parts entries that point into buf
+	flush := func() error { // store buf; point pending at it
 		if len(buf) == 0 {
 			return nil
 		}

@@ -239,6 +239,12 @@ func (r *Repo) readBlocks(parent context.Context, root int, files []*readFile, r
 			unix.Close(job.f.fd)
 		}
 	}
+	// Keep one pack buffer for the list parts (writeParts).
+	for len(pk.free) > 0 {
+		if pb := <-pk.free; pb != nil && reg.spare == nil {
+			reg.spare = pb.buf[:0]
+		}
+	}
 	stats.FilesRead, stats.BytesRead = filesRead.Load(), bytesRead.Load()
 	stats.NewChunks, stats.NewBytes, stats.UploadedBytes = newChunks.Load(), newBytes.Load(), uploaded.Load()
 	return err

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -34,7 +35,9 @@ func indexAD(key string) []byte {
 }
 
 func encodeIndex(ix *packIndex, key string, c *cryptor) []byte {
-	var e enc
+	// Sized once: a pack's index is rebuilt per pack, and regrowing it
+	// was most of a Create's garbage.
+	e := enc{b: make([]byte, 0, 64+len(ix.Chunks)*(32+4*binary.MaxVarintLen32+1))}
 	e.fixed(ix.Pack[:])
 	e.uvarint(ix.Size)
 	e.uvarint(uint64(len(ix.Chunks)))
@@ -47,7 +50,8 @@ func encodeIndex(ix *packIndex, key string, c *cryptor) []byte {
 		}
 		e.u8(flags)
 	}
-	out := append(append([]byte{}, indexMagic...), FormatVersion)
+	out := make([]byte, 0, 5+len(e.b)+sealOverhead+sumSize)
+	out = append(append(out, indexMagic...), FormatVersion)
 	return c.seal(out, e.b, indexAD(key))
 }
 

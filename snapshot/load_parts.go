@@ -65,8 +65,15 @@ func (r *Repo) loadParts(ctx context.Context, m *Manifest) error {
 	if err != nil {
 		return err
 	}
+	count := make([]int, len(m.Nodes))
+	for i, p := range m.parts {
+		count[p.Node] += len(blocks[i])
+	}
 	for i, p := range m.parts {
 		n := &m.Nodes[p.Node]
+		if n.Blocks == nil {
+			n.Blocks = make([]BlockRef, 0, count[p.Node])
+		}
 		n.Blocks = append(n.Blocks, blocks[i]...)
 		blocks[i] = nil
 	}
@@ -107,9 +114,11 @@ func (r *Repo) forEachPart(ctx context.Context, m *Manifest, fn func(i int, plai
 	for range r.transfers {
 		g.Go(func() error {
 			h := r.crypt.newHasher()
+			var buf []byte
 			for fr := range jobs {
 				key := packKey(m.Packs[fr.pack])
-				data, err := r.readRangeBytes(gctx, key, fr.off, fr.end)
+				data, err := r.readRangeBytes(gctx, key, fr.off, fr.end, buf)
+				buf = data
 				if err != nil {
 					return err // cancels gctx: the dispatcher stops
 				}
@@ -145,8 +154,9 @@ func (r *Repo) forEachPart(ctx context.Context, m *Manifest, fn func(i int, plai
 	return cmp.Or(g.Wait(), context.Cause(ctx))
 }
 
-// readRangeBytes reads bytes [off, end) of the object key.
-func (r *Repo) readRangeBytes(ctx context.Context, key string, off, end uint64) ([]byte, error) {
+// readRangeBytes reads bytes [off, end) of the object key into buf's
+// memory if it is large enough.
+func (r *Repo) readRangeBytes(ctx context.Context, key string, off, end uint64, buf []byte) ([]byte, error) {
 	rc, err := r.store.Get(ctx, key, int64(off), int64(end-off))
 	if err != nil {
 		if errors.Is(err, transfer.ErrNotExist) {
@@ -155,7 +165,11 @@ func (r *Repo) readRangeBytes(ctx context.Context, key string, off, end uint64) 
 		return nil, fmt.Errorf("reading pack %s: %w", key, err)
 	}
 	defer rc.Close()
-	data := make([]byte, end-off)
+	data := buf[:0]
+	if uint64(cap(data)) < end-off {
+		data = make([]byte, end-off)
+	}
+	data = data[:end-off]
 	if _, err := io.ReadFull(rc, data); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("pack %s is truncated at %d: %w", key, off, ErrCorrupt)

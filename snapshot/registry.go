@@ -11,6 +11,7 @@ type registry struct {
 	byID   *chunkIndex
 	packs  []ID           // zero until the pack is uploaded
 	parts  map[ID]partLoc // list parts left by interrupted runs
+	spare  []byte         // a pack buffer readBlocks no longer needs
 }
 
 // newRegistry starts from the parent's chunks, with room for expect new

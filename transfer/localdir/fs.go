@@ -41,8 +41,13 @@ func (s *Store) writeTemp(ctx context.Context, r io.Reader, size int64) (string,
 	if size < 0 {
 		return "", fmt.Errorf("negative size %d: %w", size, transfer.ErrPermanent)
 	}
-	buf := make([]byte, max(min(size, copyBuf), 512))
-	n, err := io.CopyBuffer(writerOnly{f}, io.LimitReader(transfer.ContextReader(ctx, io.NopCloser(r)), size), buf)
+	bp, _ := s.bufs.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, copyBuf)
+		bp = &b
+	}
+	defer s.bufs.Put(bp)
+	n, err := io.CopyBuffer(writerOnly{f}, io.LimitReader(transfer.ContextReader(ctx, io.NopCloser(r)), size), *bp)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return "", cerr

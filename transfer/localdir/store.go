@@ -36,6 +36,11 @@ type Store struct {
 
 	mu    sync.Mutex
 	locks map[string]*keyLock // in-process half of the per-key lock
+
+	// bufs holds copy buffers (copyBuf bytes) for Put: a snapshot puts
+	// hundreds of packs, and a fresh 1 MiB each is garbage that grows the
+	// heap of the process by as much as its packs in memory.
+	bufs sync.Pool
 }
 
 // New opens the store rooted at the absolute path root, creating the
