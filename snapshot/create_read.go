@@ -74,7 +74,7 @@ func (p *packer) addBatch(ctx context.Context, records []byte, batch []pendingCh
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, b := range batch {
-		if err := p.addLocked(ctx, records[b.off:b.off+int(b.c.Length)], b.c, b.entry, false); err != nil {
+		if err := p.addLocked(ctx, records[b.off:b.off+int(b.c.Length)], b.c, b.entry); err != nil {
 			return err
 		}
 	}
@@ -84,13 +84,7 @@ func (p *packer) addBatch(ctx context.Context, records []byte, batch []pendingCh
 	return nil
 }
 
-func (p *packer) add(ctx context.Context, record []byte, c Chunk, entry int32) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.addLocked(ctx, record, c, entry, true)
-}
-
-func (p *packer) addLocked(ctx context.Context, record []byte, c Chunk, entry int32, send bool) error {
+func (p *packer) addLocked(ctx context.Context, record []byte, c Chunk, entry int32) error {
 	if p.cur == nil {
 		select {
 		case pb := <-p.free:
@@ -109,9 +103,6 @@ func (p *packer) addLocked(ctx context.Context, record []byte, c Chunk, entry in
 	p.cur.buf = append(p.cur.buf, record...)
 	p.cur.chunks = append(p.cur.chunks, c)
 	p.reg.place(entry, c)
-	if send && len(p.cur.buf) >= p.size {
-		return p.sendLocked(ctx)
-	}
 	return nil
 }
 

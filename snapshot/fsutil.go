@@ -3,7 +3,6 @@ package snapshot
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -184,57 +183,7 @@ func preadFull(fd int, buf []byte, off int64) error {
 	return nil
 }
 
-// pwriteSparse writes buf at off, skipping 4 KiB pages that are all zero,
-// so a freshly truncated file keeps holes where the data has zeros. With
-// direct (fd opened O_DIRECT) it writes only the whole dioAlign units of
-// buf. It returns how many bytes of buf it has dealt with.
-func pwriteSparse(fd int, buf []byte, off int64, direct bool) (int, error) {
-	start := -1
-	flush := func(end int) error {
-		for p := start; p < end; {
-			n, err := unix.Pwrite(fd, buf[p:end], off+int64(p))
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if n == 0 {
-				return io.ErrShortWrite
-			}
-			p += n
-		}
-		start = -1
-		return nil
-	}
-	limit := len(buf)
-	if direct {
-		limit &^= dioAlign - 1
-	}
-	for p := 0; p < limit; p += pageSize {
-		end := min(p+pageSize, limit)
-		if allZero(buf[p:end]) {
-			if start >= 0 {
-				if err := flush(p); err != nil {
-					return 0, err
-				}
-			}
-			continue
-		}
-		if start < 0 {
-			start = p
-		}
-	}
-	if start >= 0 {
-		if err := flush(limit); err != nil {
-			return 0, err
-		}
-	}
-	return limit, nil
-}
-
 const (
-	pageSize = 4096
 	// dioAlign is the alignment O_DIRECT writes keep in memory, file
 	// offset and length: a page, which satisfies every common block
 	// device (logical blocks of 512 or 4096 bytes).
