@@ -42,7 +42,7 @@ func (r *Repo) writeParts(ctx context.Context, m *Manifest, parent *Manifest, re
 		if len(buf) == 0 {
 			return nil
 		}
-		id, err := r.putPack(ctx, buf, entries, true, ixPrefix)
+		id, err := r.putPack(ctx, buf, entries, true, ixPrefix, nil)
 		if err != nil {
 			return err
 		}
@@ -114,14 +114,18 @@ func (r *Repo) writeParts(ctx context.Context, m *Manifest, parent *Manifest, re
 
 // putPack stores a pack and then its index; the pack's ID is the BLAKE3
 // of its bytes.
-func (r *Repo) putPack(ctx context.Context, buf []byte, chunks []Chunk, parts bool, ixPrefix string) (ID, error) {
+// scratch, if not nil, lends its buffers for the index.
+func (r *Repo) putPack(ctx context.Context, buf []byte, chunks []Chunk, parts bool, ixPrefix string, scratch *indexScratch) (ID, error) {
 	id := ID(blake3.Sum256(buf))
 	key := packKey(id)
 	if err := r.store.Put(ctx, key, bytes.NewReader(buf), int64(len(buf))); err != nil {
 		return id, fmt.Errorf("uploading pack %s: %w", key, err)
 	}
 	ixKey := ixPrefix + id.String()
-	ix := encodeIndex(&packIndex{Pack: id, Size: uint64(len(buf)), Chunks: chunks, Parts: parts}, ixKey, r.crypt)
+	if scratch == nil {
+		scratch = &indexScratch{}
+	}
+	ix := scratch.encode(&packIndex{Pack: id, Size: uint64(len(buf)), Chunks: chunks, Parts: parts}, ixKey, r.crypt)
 	if err := r.store.Put(ctx, ixKey, bytes.NewReader(ix), int64(len(ix))); err != nil {
 		return id, fmt.Errorf("uploading pack index %s: %w", ixKey, err)
 	}

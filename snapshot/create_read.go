@@ -42,6 +42,7 @@ type packBuf struct {
 	idx    int32 // registry pack index
 	buf    []byte
 	chunks []Chunk
+	ix     indexScratch
 }
 
 // packer appends chunk records to the current pack and hands full packs
@@ -402,7 +403,7 @@ func (r *Repo) doRun(ctx context.Context, job blockJob, buf, zbuf []byte, w *run
 }
 
 func (r *Repo) uploadPack(ctx context.Context, pb *packBuf, ixPrefix string, reg *registry) error {
-	id, err := r.putPack(ctx, pb.buf, pb.chunks, false, ixPrefix)
+	id, err := r.putPack(ctx, pb.buf, pb.chunks, false, ixPrefix, &pb.ix)
 	if err != nil {
 		return err
 	}

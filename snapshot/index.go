@@ -35,9 +35,21 @@ func indexAD(key string) []byte {
 }
 
 func encodeIndex(ix *packIndex, key string, c *cryptor) []byte {
-	// Sized once: a pack's index is rebuilt per pack, and regrowing it
-	// was most of a Create's garbage.
-	e := enc{b: make([]byte, 0, 64+len(ix.Chunks)*(32+4*binary.MaxVarintLen32+1))}
+	var scratch indexScratch
+	return scratch.encode(ix, key, c)
+}
+
+// indexScratch keeps the buffers of encodeIndex for the next pack: an
+// index per 16 MiB pack was most of a Create's garbage, and garbage is
+// what lets the heap grow to twice what is live.
+type indexScratch struct{ plain, out []byte }
+
+func (s *indexScratch) encode(ix *packIndex, key string, c *cryptor) []byte {
+	need := 64 + len(ix.Chunks)*(32+4*binary.MaxVarintLen32+1)
+	if cap(s.plain) < need {
+		s.plain = make([]byte, 0, need)
+	}
+	e := enc{b: s.plain[:0]}
 	e.fixed(ix.Pack[:])
 	e.uvarint(ix.Size)
 	e.uvarint(uint64(len(ix.Chunks)))
@@ -50,9 +62,13 @@ func encodeIndex(ix *packIndex, key string, c *cryptor) []byte {
 		}
 		e.u8(flags)
 	}
-	out := make([]byte, 0, 5+len(e.b)+sealOverhead+sumSize)
-	out = append(append(out, indexMagic...), FormatVersion)
-	return c.seal(out, e.b, indexAD(key))
+	if cap(s.out) < 5+len(e.b)+sealOverhead+sumSize {
+		s.out = make([]byte, 0, 5+need+sealOverhead+sumSize)
+	}
+	out := append(append(s.out[:0], indexMagic...), FormatVersion)
+	s.plain = e.b
+	s.out = c.seal(out, e.b, indexAD(key))
+	return s.out
 }
 
 func decodeIndex(data []byte, key string, c *cryptor, blockSize int) (*packIndex, error) {

@@ -17,6 +17,26 @@ import (
 // snapshot that does not exist gives ErrNotFound; a damaged or hostile
 // manifest gives ErrCorrupt naming the object.
 func (r *Repo) Load(ctx context.Context, volume, id string) (*Manifest, error) {
+	m, err := r.loadManifest(ctx, volume, id)
+	if err != nil {
+		return nil, err
+	}
+	return m, r.loadContent(ctx, m)
+}
+
+// loadContent fetches a format 2 manifest's list parts (format 1
+// manifests hold their chunks already).
+func (r *Repo) loadContent(ctx context.Context, m *Manifest) error {
+	if m.Version >= 2 {
+		if err := r.loadParts(ctx, m); err != nil {
+			return fmt.Errorf("volume %q: snapshot %s: %w", m.Volume, m.ID, err)
+		}
+	}
+	return nil
+}
+
+// loadManifest reads, verifies and decodes the manifest object alone.
+func (r *Repo) loadManifest(ctx context.Context, volume, id string) (*Manifest, error) {
 	if err := checkVolume(volume); err != nil {
 		return nil, err
 	}
@@ -37,11 +57,6 @@ func (r *Repo) Load(ctx context.Context, volume, id string) (*Manifest, error) {
 	}
 	if m.ID != id || m.Volume != volume {
 		return nil, fmt.Errorf("volume %q: manifest %s describes %s of volume %q: %w", volume, key, m.ID, m.Volume, ErrCorrupt)
-	}
-	if m.Version >= 2 {
-		if err := r.loadParts(ctx, m); err != nil {
-			return nil, fmt.Errorf("volume %q: snapshot %s: %w", volume, id, err)
-		}
 	}
 	return m, nil
 }

@@ -61,12 +61,21 @@ func (r *Repo) Restore(ctx context.Context, volume, id, dir string, opts Restore
 	if err := checkCacheOutside(opts.StatCache, dir); err != nil {
 		return err
 	}
-	m, err := r.Load(ctx, volume, id)
+	m, err := r.loadManifest(ctx, volume, id)
 	if err != nil {
 		return err
 	}
+	// Progress starts before the list parts are fetched, with the size
+	// the header records; fill replaces it with what is to be written.
+	prog := startProgress(opts.Progress, "scan")
+	defer prog.finish()
+	prog.bytes.Store(m.Stats.DataBytes)
+	prog.files.Store(m.Stats.Files)
+	if err := r.loadContent(ctx, m); err != nil {
+		return err
+	}
 	if opts.InPlace {
-		return r.restoreInPlace(ctx, volume, id, dir, m, opts)
+		return r.restoreInPlace(ctx, volume, id, dir, m, prog, opts)
 	}
 	parentDir, base := filepath.Dir(dir), filepath.Base(dir)
 	fi, err := os.Lstat(dir)
@@ -82,9 +91,7 @@ func (r *Repo) Restore(ctx context.Context, volume, id, dir string, opts Restore
 	}
 	removeStaleStaging(parentDir, base)
 
-	rs := &restorer{r: r, m: m, paths: m.Paths(), old: -1, stage: -1}
-	rs.prog = startProgress(opts.Progress, "scan")
-	defer rs.prog.finish()
+	rs := &restorer{r: r, m: m, paths: m.Paths(), old: -1, stage: -1, prog: prog}
 	defer rs.close()
 	if exists {
 		rs.prepareReuse(ctx, volume, dir, opts)

@@ -51,7 +51,7 @@ func (rs *restorer) fill(ctx context.Context) error {
 	}
 	dests := make([]dest, start[len(m.Chunks)])
 	fillPos := slices.Clone(start[:len(m.Chunks)])
-	var files uint64
+	var files, total uint64
 	for i := range m.Nodes {
 		bl := rs.blocksToWrite(i)
 		if len(bl) == 0 {
@@ -61,10 +61,11 @@ func (rs *restorer) fill(ctx context.Context) error {
 		for _, b := range bl {
 			dests[fillPos[b.Chunk]] = dest{int32(i), b.Index}
 			fillPos[b.Chunk]++
-			rs.prog.bytes.Add(uint64(m.Chunks[b.Chunk].RawLength))
+			total += uint64(m.Chunks[b.Chunk].RawLength)
 		}
 	}
 	rs.prog.files.Store(files)
+	rs.prog.bytes.Store(total)
 	w := &chunkWriter{rs: rs, start: start, dests: dests}
 
 	var remote []uint32

@@ -19,7 +19,7 @@ import (
 // (doc.go, "Restore in place").
 
 // restoreInPlace is Restore with opts.InPlace.
-func (r *Repo) restoreInPlace(ctx context.Context, volume, id, dir string, m *Manifest, opts RestoreOptions) error {
+func (r *Repo) restoreInPlace(ctx context.Context, volume, id, dir string, m *Manifest, prog *progress, opts RestoreOptions) error {
 	if opts.Previous == "" {
 		return fmt.Errorf("volume %q: an in-place restore needs the snapshot the directory holds (Previous): %w", volume, ErrInvalid)
 	}
@@ -27,9 +27,7 @@ func (r *Repo) restoreInPlace(ctx context.Context, volume, id, dir string, m *Ma
 	if err != nil {
 		return fmt.Errorf("volume %q: snapshot the target holds: %w", volume, err)
 	}
-	rs := &restorer{r: r, m: m, paths: m.Paths(), old: -1, stage: -1}
-	rs.prog = startProgress(opts.Progress, "scan")
-	defer rs.prog.finish()
+	rs := &restorer{r: r, m: m, paths: m.Paths(), old: -1, stage: -1, prog: prog}
 	defer rs.close()
 	if rs.stage, err = openDir(dir); err != nil {
 		return fmt.Errorf("volume %q: restore target: %w", volume, err)
