@@ -95,7 +95,7 @@ func (r *Repo) writeParts(ctx context.Context, m *Manifest, parent *Manifest, re
 				continue
 			}
 			off := len(buf)
-			buf = r.crypt.sealChunk(buf, e.b, id)
+			buf = r.crypt.sealChunk(buf, e.b, id[:])
 			p.Offset, p.Length = uint32(off), uint32(len(buf)-off)
 			entries = append(entries, Chunk{ID: id, Offset: p.Offset, Length: p.Length, RawLength: uint32(len(e.b))})
 			inBuf[id] = len(m.parts)

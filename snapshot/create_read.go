@@ -255,7 +255,7 @@ func (r *Repo) openForRead(root int, f *readFile) error {
 		unix.Close(fd)
 		return fmt.Errorf("%s: replaced while snapshotting: %w", f.path, ErrChanged)
 	}
-	blocks, err := dataBlocks(fd, int64(f.st.Size), r.blockSize)
+	blocks, err := dataExtents(fd, int64(f.st.Size), r.blockSize)
 	if err != nil {
 		unix.Close(fd)
 		return fmt.Errorf("reading %s: %w", f.path, err)
@@ -269,42 +269,63 @@ func (r *Repo) openForRead(root int, f *readFile) error {
 }
 
 // mergeBlocks returns the block list of a file being read: the data
-// blocks to read (holeRef until read), restricted to only if set, and
-// base's blocks everywhere else below nb.
-func mergeBlocks(data []uint64, only [][2]uint64, base []BlockRef, nb uint64) []BlockRef {
-	in := func(b uint64) bool {
+// blocks to read (holeRef until read; data lists runs of them),
+// restricted to the ranges only if set, and base's blocks outside those
+// ranges and below nb. data, only and base are sorted.
+func mergeBlocks(data [][2]uint64, only [][2]uint64, base []BlockRef, nb uint64) []BlockRef {
+	read := data
+	if only != nil {
+		read = intersect(data, only)
+	}
+	n := len(base)
+	for _, d := range read {
+		n += int(d[1] - d[0] + 1)
+	}
+	out := make([]BlockRef, 0, n)
+	inOnly := func(b uint64, k *int) bool { // k advances: b only grows
 		if only == nil {
 			return true
 		}
-		for _, r := range only { // few ranges per file; sorted
-			if b < r[0] {
-				return false
-			}
-			if b <= r[1] {
-				return true
+		for *k < len(only) && only[*k][1] < b {
+			*k++
+		}
+		return *k < len(only) && only[*k][0] <= b
+	}
+	i, k := 0, 0
+	flushBase := func(below uint64) {
+		for ; i < len(base) && base[i].Index < below; i++ {
+			if b := base[i]; b.Index < nb && !inOnly(b.Index, &k) {
+				out = append(out, b)
 			}
 		}
-		return false
 	}
-	out := make([]BlockRef, 0, len(data)+len(base))
-	i := 0
-	add := func(b BlockRef) {
-		for i < len(base) && base[i].Index < b.Index {
-			if bi := base[i]; bi.Index < nb && !in(bi.Index) {
-				out = append(out, bi)
-			}
+	for _, d := range read {
+		flushBase(d[0])
+		for b := d[0]; b <= d[1]; b++ {
+			out = append(out, BlockRef{Index: b, Chunk: holeRef})
+		}
+		for i < len(base) && base[i].Index <= d[1] {
+			i++ // replaced by the blocks read
+		}
+	}
+	flushBase(^uint64(0))
+	return out
+}
+
+// intersect returns the blocks in both sorted lists of inclusive runs.
+func intersect(a, b [][2]uint64) [][2]uint64 {
+	var out [][2]uint64
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		lo, hi := max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+		if lo <= hi {
+			out = append(out, [2]uint64{lo, hi})
+		}
+		if a[i][1] < b[j][1] {
 			i++
-		}
-		if b.Index != ^uint64(0) {
-			out = append(out, b)
-		}
-	}
-	for _, b := range data {
-		if in(b) {
-			add(BlockRef{Index: b, Chunk: holeRef})
+		} else {
+			j++
 		}
 	}
-	add(BlockRef{Index: ^uint64(0)})
 	return out
 }
 
@@ -331,7 +352,7 @@ func (r *Repo) blockWorker(ctx context.Context, jobs <-chan blockJob, reg *regis
 	bs := r.blockSize
 	buf := make([]byte, runBlocks*bs)
 	zbuf := make([]byte, 0, bs+bs/4+1024)
-	w := &runBatch{records: make([]byte, 0, runBlocks*(bs+sealOverhead))}
+	w := &runBatch{records: make([]byte, 0, runBlocks*(bs+sealOverhead)), id: make([]byte, 32)}
 	h := r.crypt.newHasher()
 	cp, err := newCompressor(r.codec)
 	if err != nil {
@@ -362,6 +383,7 @@ func (r *Repo) blockWorker(ctx context.Context, jobs <-chan blockJob, reg *regis
 type runBatch struct {
 	records []byte
 	batch   []pendingChunk
+	id      []byte // the chunk ID being sealed (see sealChunk)
 }
 
 func (r *Repo) doRun(ctx context.Context, job blockJob, buf, zbuf []byte, w *runBatch, h *blake3.Hasher, cp *compressor,
@@ -393,7 +415,8 @@ func (r *Repo) doRun(ctx context.Context, job blockJob, buf, zbuf []byte, w *run
 		stored, codec := cp.compress(zbuf, data)
 		c.Codec = codec
 		at := len(w.records)
-		w.records = r.crypt.sealChunk(w.records, stored, id)
+		copy(w.id, id[:])
+		w.records = r.crypt.sealChunk(w.records, stored, w.id)
 		c.Length = uint32(len(w.records) - at)
 		w.batch = append(w.batch, pendingChunk{c: c, entry: idx, off: at})
 		newChunks.Add(1)

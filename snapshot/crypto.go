@@ -170,20 +170,24 @@ func checksum(ad, body []byte) [32]byte {
 // Chunk records in packs: encrypted stores seal them (ad = chunk ID); plain
 // stores keep the stored bytes as they are, since the chunk ID is already a
 // hash of the plaintext.
-func (c *cryptor) sealChunk(dst, stored []byte, id ID) []byte {
+//
+// id is the chunk ID's bytes: a slice, so that callers that seal or open
+// many chunks pass a buffer of their own instead of making every ID
+// escape to the heap (the AEAD takes it through an interface).
+func (c *cryptor) sealChunk(dst, stored []byte, id []byte) []byte {
 	if c.aead == nil {
 		return append(dst, stored...)
 	}
-	return c.seal(dst, stored, id[:])
+	return c.seal(dst, stored, id)
 }
 
 // openChunk returns the stored bytes of a record; for plain stores that is
 // record itself, otherwise they are decrypted into dst.
-func (c *cryptor) openChunk(dst, record []byte, id ID) ([]byte, error) {
+func (c *cryptor) openChunk(dst, record []byte, id []byte) ([]byte, error) {
 	if c.aead == nil {
 		return record, nil
 	}
-	return c.open(dst, record, id[:])
+	return c.open(dst, record, id)
 }
 
 func (c *cryptor) chunkOverhead() int {

@@ -201,11 +201,13 @@ func isAligned(b []byte) bool {
 	return uintptr(unsafe.Pointer(&b[0]))%dioAlign == 0
 }
 
-// dataBlocks lists the blocks of the first size bytes of fd that contain
-// data according to SEEK_DATA/SEEK_HOLE; blocks wholly inside holes are
-// left out without being read.
-func dataBlocks(fd int, size int64, bs int) ([]uint64, error) {
-	var out []uint64
+// dataExtents lists the runs of blocks (first, last, inclusive) of the
+// first size bytes of fd that contain data according to
+// SEEK_DATA/SEEK_HOLE; blocks wholly inside holes are left out without
+// being read. Runs, not blocks: a list of every block of a large file
+// would be garbage as large as its chunk list.
+func dataExtents(fd int, size int64, bs int) ([][2]uint64, error) {
+	var out [][2]uint64
 	off := int64(0)
 	for off < size {
 		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
@@ -227,11 +229,15 @@ func dataBlocks(fd int, size int64, bs int) ([]uint64, error) {
 			hole = size
 		}
 		first, last := uint64(data)/uint64(bs), uint64(hole-1)/uint64(bs)
-		if n := len(out); n > 0 && out[n-1] >= first {
-			first = out[n-1] + 1
+		if n := len(out); n > 0 && out[n-1][1] >= first {
+			first = out[n-1][1] + 1
 		}
-		for b := first; b <= last; b++ {
-			out = append(out, b)
+		if first <= last {
+			if n := len(out); n > 0 && out[n-1][1]+1 == first {
+				out[n-1][1] = last
+			} else {
+				out = append(out, [2]uint64{first, last})
+			}
 		}
 		if hole <= off { // defensive: never loop forever
 			break

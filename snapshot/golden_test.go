@@ -143,7 +143,7 @@ func TestGoldenPack(t *testing.T) {
 					if i == 0 {
 						stored, c.Codec = zw.EncodeAll(data, nil), CodecZstd
 					}
-					pack = tc.c.sealChunk(pack, stored, c.ID)
+					pack = tc.c.sealChunk(pack, stored, c.ID[:])
 					c.Length = uint32(len(pack)) - c.Offset
 					chunks = append(chunks, c)
 				}

@@ -125,7 +125,7 @@ func (r *Repo) forEachPart(ctx context.Context, m *Manifest, fn func(i int, plai
 				for _, i := range fr.chunks {
 					p := &m.parts[i]
 					rec := data[uint64(p.Offset)-fr.off : uint64(p.Offset)-fr.off+uint64(p.Length)]
-					plain, err := r.crypt.openChunk(nil, rec, p.ID)
+					plain, err := r.crypt.openChunk(nil, rec, p.ID[:])
 					if err == nil && sumID(h, plain) != p.ID {
 						err = fmt.Errorf("content does not match its id: %w", ErrCorrupt)
 					}

@@ -335,7 +335,10 @@ func sealManifest(m *Manifest, key string, c *cryptor, body func(*enc, *Manifest
 	}
 	var head enc
 	encodeInfo(&head, &m.Info, len(b.b))
-	zw, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
+	// A small window: bodies are list-part references and a tree, and a
+	// default window would cost more memory than the body.
+	zw, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault),
+		zstd.WithWindowSize(1<<20), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return nil, err
 	}

@@ -255,6 +255,7 @@ type chunkDecoder struct {
 	rec    []byte
 	open   []byte
 	out    []byte
+	id     []byte // see sealChunk
 }
 
 // newChunkDecoder decodes chunks of at most bs bytes.
@@ -266,7 +267,7 @@ func (r *Repo) newChunkDecoder(bs int) (*chunkDecoder, error) {
 	limit := bs + bs/8 + 1024 + sealOverhead + sumSize
 	return &chunkDecoder{
 		r: r, dc: dc, h: r.crypt.newHasher(),
-		rec: alignedBuf(limit), open: alignedBuf(limit)[:0], out: alignedBuf(bs)[:0],
+		rec: alignedBuf(limit), open: alignedBuf(limit)[:0], out: alignedBuf(bs)[:0], id: make([]byte, 32),
 	}, nil
 }
 
@@ -277,7 +278,8 @@ func (cd *chunkDecoder) decode(ch *Chunk, record []byte) ([]byte, error) {
 	if len(record) > len(cd.rec) {
 		return nil, fmt.Errorf("record of %d bytes: %w", len(record), ErrCorrupt)
 	}
-	stored, err := cd.r.crypt.openChunk(cd.open[:0], record, ch.ID)
+	copy(cd.id, ch.ID[:])
+	stored, err := cd.r.crypt.openChunk(cd.open[:0], record, cd.id)
 	if err != nil {
 		return nil, err
 	}
