@@ -30,10 +30,10 @@ func (r *Repo) loadParts(ctx context.Context, m *Manifest) error {
 	chunkIdx := newChunkIndex(n)
 	blocks := make([][]BlockRef, len(m.parts))
 	var mu sync.Mutex
-	err := r.forEachPart(ctx, m, func(i int, plain []byte) error {
+	err := r.forEachPart(ctx, m, func(i int, plain []byte, s *partScratch) error {
 		p := &m.parts[i]
 		n := &m.Nodes[p.Node]
-		packs, entries, err := decodePart(plain, m.BlockSize, n.Size, p.Span)
+		packs, entries, err := s.decode(plain, m.BlockSize, n.Size, p.Span)
 		if err != nil {
 			return fmt.Errorf("list part %s of %s: %w", p.ID, n.Name, err)
 		}
@@ -83,7 +83,7 @@ func (r *Repo) loadParts(ctx context.Context, m *Manifest) error {
 // forEachPart fetches every list part of m (ranged reads of adjacent
 // parts coalesced) and calls fn with each verified plaintext, from
 // several goroutines.
-func (r *Repo) forEachPart(ctx context.Context, m *Manifest, fn func(i int, plain []byte) error) error {
+func (r *Repo) forEachPart(ctx context.Context, m *Manifest, fn func(i int, plain []byte, s *partScratch) error) error {
 	order := make([]uint32, len(m.parts))
 	for i := range order {
 		order[i] = uint32(i)
@@ -115,6 +115,8 @@ func (r *Repo) forEachPart(ctx context.Context, m *Manifest, fn func(i int, plai
 		g.Go(func() error {
 			h := r.crypt.newHasher()
 			var buf []byte
+			var scratch partScratch
+			id := make([]byte, 32) // see sealChunk
 			for fr := range jobs {
 				key := packKey(m.Packs[fr.pack])
 				data, err := r.readRangeBytes(gctx, key, fr.off, fr.end, buf)
@@ -125,14 +127,15 @@ func (r *Repo) forEachPart(ctx context.Context, m *Manifest, fn func(i int, plai
 				for _, i := range fr.chunks {
 					p := &m.parts[i]
 					rec := data[uint64(p.Offset)-fr.off : uint64(p.Offset)-fr.off+uint64(p.Length)]
-					plain, err := r.crypt.openChunk(nil, rec, p.ID[:])
+					copy(id, p.ID[:])
+					plain, err := r.crypt.openChunk(nil, rec, id)
 					if err == nil && sumID(h, plain) != p.ID {
 						err = fmt.Errorf("content does not match its id: %w", ErrCorrupt)
 					}
 					if err != nil {
 						return fmt.Errorf("pack %s: list part %s at offset %d: %w", key, p.ID, p.Offset, err)
 					}
-					if err := fn(int(i), plain); err != nil {
+					if err := fn(int(i), plain, &scratch); err != nil {
 						return err
 					}
 				}

@@ -65,9 +65,9 @@ func (r *Repo) Objects(ctx context.Context, volume, id string, fn func(key strin
 	if m.Version < 2 {
 		return nil
 	}
-	err = r.forEachPart(ctx, m, func(i int, plain []byte) error {
+	err = r.forEachPart(ctx, m, func(i int, plain []byte, s *partScratch) error {
 		p := &m.parts[i]
-		packs, _, err := decodePart(plain, m.BlockSize, m.Nodes[p.Node].Size, p.Span)
+		packs, _, err := s.decode(plain, m.BlockSize, m.Nodes[p.Node].Size, p.Span)
 		if err != nil {
 			return fmt.Errorf("list part %s: %w", p.ID, err)
 		}

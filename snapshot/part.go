@@ -54,14 +54,34 @@ func encodePart(e *enc, m *Manifest, blocks []BlockRef, span uint64) {
 // with a known codec and a record that fits a pack. It returns the part's
 // pack table and entries; each entry's RawLength is its block's length.
 func decodePart(plain []byte, bs int, size, span uint64) ([]ID, []partEntry, error) {
+	var s partScratch
+	return s.decode(plain, bs, size, span)
+}
+
+// partScratch keeps decodePart's slices for the next part: a restore
+// decodes one part per MiB of data, and fresh slices for each would be
+// garbage as large as the chunk table. What it returns is valid until
+// the next decode.
+type partScratch struct {
+	packs   []ID
+	entries []partEntry
+}
+
+func (s *partScratch) decode(plain []byte, bs int, size, span uint64) ([]ID, []partEntry, error) {
 	d := dec{b: plain}
 	np := d.count(partFanout, 32, "part pack count")
-	packs := make([]ID, np)
+	if cap(s.packs) < np {
+		s.packs = make([]ID, partFanout)
+	}
+	packs := s.packs[:np]
 	for i := range packs {
 		copy(packs[i][:], d.fixed(32))
 	}
 	n := d.count(partFanout, 32+5, "part entry count")
-	entries := make([]partEntry, 0, n)
+	if cap(s.entries) < n {
+		s.entries = make([]partEntry, 0, partFanout)
+	}
+	entries := s.entries[:0]
 	first, end := span*partFanout, min((span+1)*partFanout, numBlocks(size, bs))
 	next := first
 	for range n {

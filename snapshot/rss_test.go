@@ -17,9 +17,9 @@ import (
 	"github.com/portvol/portvol/transfer/localdir"
 )
 
-// Peak RSS stays below 150 MB while snapshotting and restoring, however
-// large the volume: memory is bounded by block buffers and packs in
-// flight, plus ~90 bytes per 16 KiB chunk (the chunk table and its
+// Peak RSS stays below 150 MB while snapshotting and restoring volumes
+// of up to 10 GiB: memory is block buffers and packs in flight, plus ~90
+// bytes per 16 KiB chunk (the chunk table and its
 // index: 57 MiB at 10 GiB). The volume is 512 MiB by default; set
 // PORTVOL_RSS_BYTES=10737418240 for the 10 GB acceptance run (655 360
 // chunk references).
