@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/portvol/portvol/transfer"
+	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -113,31 +114,10 @@ func (r *Repo) forEachPart(ctx context.Context, m *Manifest, fn func(i int, plai
 	g, gctx := errgroup.WithContext(ctx)
 	for range r.transfers {
 		g.Go(func() error {
-			h := r.crypt.newHasher()
-			var buf []byte
-			var scratch partScratch
-			id := make([]byte, 32) // see sealChunk
+			w := &partReader{r: r, h: r.crypt.newHasher(), id: make([]byte, 32)}
 			for fr := range jobs {
-				key := packKey(m.Packs[fr.pack])
-				data, err := r.readRangeBytes(gctx, key, fr.off, fr.end, buf)
-				buf = data
-				if err != nil {
+				if err := w.read(gctx, m, fr, fn); err != nil {
 					return err // cancels gctx: the dispatcher stops
-				}
-				for _, i := range fr.chunks {
-					p := &m.parts[i]
-					rec := data[uint64(p.Offset)-fr.off : uint64(p.Offset)-fr.off+uint64(p.Length)]
-					copy(id, p.ID[:])
-					plain, err := r.crypt.openChunk(nil, rec, id)
-					if err == nil && sumID(h, plain) != p.ID {
-						err = fmt.Errorf("content does not match its id: %w", ErrCorrupt)
-					}
-					if err != nil {
-						return fmt.Errorf("pack %s: list part %s at offset %d: %w", key, p.ID, p.Offset, err)
-					}
-					if err := fn(int(i), plain, &scratch); err != nil {
-						return err
-					}
 				}
 			}
 			return nil
@@ -157,27 +137,76 @@ func (r *Repo) forEachPart(ctx context.Context, m *Manifest, fn func(i int, plai
 	return cmp.Or(g.Wait(), context.Cause(ctx))
 }
 
-// readRangeBytes reads bytes [off, end) of the object key into buf's
-// memory if it is large enough.
-func (r *Repo) readRangeBytes(ctx context.Context, key string, off, end uint64, buf []byte) ([]byte, error) {
-	rc, err := r.store.Get(ctx, key, int64(off), int64(end-off))
+// partReader streams the list parts of one range of a pack through
+// buffers of its own: a restore reads one part per MiB of data, and
+// fresh buffers for each would be garbage as large as the chunk table.
+type partReader struct {
+	r       *Repo
+	h       *blake3.Hasher
+	id      []byte // see sealChunk
+	rec     []byte
+	open    []byte
+	scratch partScratch
+}
+
+func (w *partReader) read(ctx context.Context, m *Manifest, fr *fetchRange, fn func(int, []byte, *partScratch) error) error {
+	key := packKey(m.Packs[fr.pack])
+	rc, err := w.r.store.Get(ctx, key, int64(fr.off), int64(fr.end-fr.off))
 	if err != nil {
 		if errors.Is(err, transfer.ErrNotExist) {
-			return nil, fmt.Errorf("pack %s is missing: %w", key, errors.Join(ErrCorrupt, err))
+			return fmt.Errorf("pack %s is missing: %w", key, errors.Join(ErrCorrupt, err))
 		}
-		return nil, fmt.Errorf("reading pack %s: %w", key, err)
+		return fmt.Errorf("reading pack %s: %w", key, err)
 	}
 	defer rc.Close()
-	data := buf[:0]
-	if uint64(cap(data)) < end-off {
-		data = make([]byte, end-off)
-	}
-	data = data[:end-off]
-	if _, err := io.ReadFull(rc, data); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("pack %s is truncated at %d: %w", key, off, ErrCorrupt)
+	pos := fr.off
+	var plain []byte
+	last := -1
+	for _, i := range fr.chunks {
+		p := &m.parts[i]
+		if last >= 0 && m.parts[last].Offset == p.Offset && m.parts[last].Length == p.Length && m.parts[last].ID == p.ID {
+			// The same part used twice: reuse what was read.
+			if err := fn(int(i), plain, &w.scratch); err != nil {
+				return err
+			}
+			continue
 		}
-		return nil, fmt.Errorf("reading pack %s: %w", key, err)
+		if uint64(p.Offset) < pos {
+			return fmt.Errorf("pack %s: list parts overlap at offset %d: %w", key, p.Offset, ErrCorrupt)
+		}
+		if gap := int64(uint64(p.Offset) - pos); gap > 0 {
+			if _, err := io.CopyN(io.Discard, rc, gap); err != nil {
+				return fmt.Errorf("pack %s is truncated at %d: %w", key, pos, errors.Join(ErrCorrupt, err))
+			}
+		}
+		if cap(w.rec) < int(p.Length) {
+			w.rec = make([]byte, p.Length)
+		}
+		rec := w.rec[:p.Length]
+		if _, err := io.ReadFull(rc, rec); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+				return fmt.Errorf("pack %s is truncated at %d: %w", key, p.Offset, ErrCorrupt)
+			}
+			return fmt.Errorf("reading pack %s: %w", key, err)
+		}
+		pos = uint64(p.Offset) + uint64(p.Length)
+		copy(w.id, p.ID[:])
+		plain, err = w.r.crypt.openChunk(w.open[:0], rec, w.id)
+		if err == nil {
+			if w.r.crypt.encrypted() {
+				w.open = plain[:0] // keep the buffer AES-GCM grew
+			}
+			if sumID(w.h, plain) != p.ID {
+				err = fmt.Errorf("content does not match its id: %w", ErrCorrupt)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("pack %s: list part %s at offset %d: %w", key, p.ID, p.Offset, err)
+		}
+		last = int(i)
+		if err := fn(int(i), plain, &w.scratch); err != nil {
+			return err
+		}
 	}
-	return data, nil
+	return nil
 }

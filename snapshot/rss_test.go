@@ -44,8 +44,8 @@ func TestPeakRSS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
-	if c := regexp.MustCompile(`(?m)^chunks (\d+)$`).FindStringSubmatch(string(out)); c != nil {
-		t.Logf("%s chunk references in the snapshot", c[1])
+	if c := regexp.MustCompile(`(?m)^chunks (\d+) (\d+)$`).FindStringSubmatch(string(out)); c != nil {
+		t.Logf("%s chunk references (%s distinct chunks) in the snapshot", c[1], c[2])
 	}
 	re := regexp.MustCompile(`(?m)^peak (\w+) (\d+)$`)
 	found := re.FindAllStringSubmatch(string(out), -1)
@@ -81,7 +81,11 @@ func peakRSSChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Printf("peak create %d\n", peakKB(t))
-	fmt.Printf("chunks %d\n", len(m.Chunks))
+	refs := 0
+	for _, n := range m.Nodes {
+		refs += len(n.Blocks)
+	}
+	fmt.Printf("chunks %d %d\n", refs, len(m.Chunks))
 	resetPeak(t)
 	if err := r.Restore(ctx, "v", m.ID, filepath.Join(base, "dst"), RestoreOptions{}); err != nil {
 		t.Fatal(err)
