@@ -76,6 +76,10 @@ type result struct {
 
 func run(work, out, sizes string, runs int) error {
 	ctx := context.Background()
+	work, err := filepath.Abs(work)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return err
 	}
@@ -255,6 +259,12 @@ func runOne(ctx context.Context, work string, gib int, seed uint64) (result, err
 		return res, err
 	}
 	res.upSrc, res.readSrc = st.put.Swap(0), m2.Stats.BytesRead
+	// The next Create has the same parent: without this it would find
+	// the chunks just uploaded through their pack indexes (as a rerun
+	// after an interruption does) and upload nothing.
+	if err := deleteIndexes(ctx, st, "index/v/"+m1.ID+"/"); err != nil {
+		return res, err
+	}
 	var m3 *snapshot.Manifest
 	res.snapStat, err = timed(func() (err error) {
 		m3, err = repo.Create(ctx, "v", src, snapshot.CreateOptions{Parent: m1.ID, StatCache: filepath.Join(dir, "src.cache")})
@@ -409,4 +419,20 @@ func loadAverage() string {
 		return strings.Join(f[:3], " ")
 	}
 	return "unknown"
+}
+
+func deleteIndexes(ctx context.Context, st transfer.ObjectStore, prefix string) error {
+	var keys []string
+	if err := st.List(ctx, prefix, func(oi transfer.ObjectInfo) error {
+		keys = append(keys, oi.Key)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := st.Delete(ctx, k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
