@@ -34,6 +34,7 @@ var (
 // listed snapshot verifies, every forgotten one is gone, each head exists,
 // and a quiet double prune with margin 0 leaves nothing unreferenced.
 func TestRandomizedPrune(t *testing.T) {
+	t.Parallel()
 	base := *simSeed
 	if base == 0 {
 		base = uint64(time.Now().UnixNano())

@@ -97,6 +97,7 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 	toRead := r.reuseUnchanged(t, parent, loadStatCache(opts.StatCache))
 
 	reg := newRegistry(parent)
+	reg.avoid = g.fossils
 	skip := map[ID]bool{}
 	if parent != nil {
 		for _, p := range parent.Packs {
