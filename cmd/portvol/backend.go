@@ -9,6 +9,7 @@ import (
 
 	"github.com/portvol/portvol/driver"
 	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/prune"
 	"github.com/portvol/portvol/snapshot"
 )
 
@@ -62,7 +63,7 @@ func backendOpener(o serveOptions, hostID string, key []byte) func(context.Conte
 		if err := snapshot.Init(ctx, st, snapshot.InitOptions{Key: key}); err != nil {
 			return nil, keyError(shown, err)
 		}
-		repo, err := snapshot.Open(ctx, st, snapshot.Options{Key: key})
+		repo, err := snapshot.Open(ctx, st, snapshot.Options{Key: key, Fossils: prune.Fossils(st)})
 		if err != nil {
 			return nil, keyError(shown, err)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/portvol/portvol/catalog"
 	"github.com/portvol/portvol/driver"
 	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/prune"
 	"github.com/portvol/portvol/snapshot"
 )
 
@@ -240,12 +241,12 @@ func createAndPublish(ctx context.Context, repo *snapshot.Repo, l *lease.Lease, 
 // initRepo opens the store's snapshot repository, initializing the store
 // first if it has none: encrypted iff a key was given.
 func (s *session) initRepo(ctx context.Context, blockSize int) (*snapshot.Repo, error) {
-	r, err := snapshot.Open(ctx, s.store, snapshot.Options{Key: s.key})
+	r, err := snapshot.Open(ctx, s.store, snapshot.Options{Key: s.key, Fossils: prune.Fossils(s.store)})
 	if errors.Is(err, snapshot.ErrNotInitialized) {
 		if err = snapshot.Init(ctx, s.store, snapshot.InitOptions{Key: s.key, BlockSize: blockSize}); err != nil {
 			return nil, s.repoError(err)
 		}
-		r, err = snapshot.Open(ctx, s.store, snapshot.Options{Key: s.key})
+		r, err = snapshot.Open(ctx, s.store, snapshot.Options{Key: s.key, Fossils: prune.Fossils(s.store)})
 	}
 	if err != nil {
 		return nil, s.repoError(err)

@@ -77,6 +77,8 @@ is PORTVOL_STATE_DIR, --store is PORTVOL_STORE, and so on.`,
 		newExportCmd(stdout, stderr),
 		newSnapshotsCmd(stdout),
 		newVerifyCmd(stdout, stderr),
+		newForgetCmd(stdout, stderr),
+		newPruneCmd(stdout, stderr),
 	)
 	for _, c := range root.Commands() {
 		bindEnv(c)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/portvol/portvol/catalog"
 	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/prune"
 	"github.com/portvol/portvol/snapshot"
 	"github.com/portvol/portvol/transfer"
 )
@@ -124,7 +125,7 @@ func (f *snapFlags) openRepo(ctx context.Context) (*session, *snapshot.Repo, err
 	if err != nil {
 		return nil, nil, err
 	}
-	repo, err := snapshot.Open(ctx, s.store, snapshot.Options{Key: s.key})
+	repo, err := snapshot.Open(ctx, s.store, snapshot.Options{Key: s.key, Fossils: prune.Fossils(s.store)})
 	if err != nil {
 		return nil, nil, s.repoError(err)
 	}
