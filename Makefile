@@ -112,5 +112,12 @@ bench-snapshots: build tools
 bench-handoff: tools
 	$(GO) test -tags handoffbench -count=1 -run '^TestHandoffBenchmark$$' -v -timeout 90m ./integration/
 
-# Every long benchmark: snapshots against restic and tar, then the Docker handoff.
-bench: bench-snapshots bench-handoff
+# Prune of a local store of 1,000 snapshots (10 volumes × 100) holding 100k
+# chunks, half of them forgotten: wall time and peak RSS of portvol prune's mark
+# and sweep runs, against reading every manifest once in the same run.
+.PHONY: bench-prune
+bench-prune: build
+	$(GO) test -tags prunebench -count=1 -run '^TestPruneBenchmark$$' -v -timeout 60m ./prune/ -portvol $(BUILD)/portvol
+
+# Every long benchmark: snapshots against restic and tar, the Docker handoff, prune.
+bench: bench-snapshots bench-handoff bench-prune
