@@ -22,7 +22,7 @@ import (
 
 var (
 	simSteps = flag.Int("prune.steps", 1200, "steps per randomized prune run")
-	simRuns  = flag.Int("prune.runs", 3, "randomized prune runs")
+	simRuns  = flag.Int("prune.runs", 2, "randomized prune runs")
 	simSeed  = flag.Uint64("prune.seed", 0, "seed of the first randomized run (0: from the clock)")
 )
 
