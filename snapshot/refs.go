@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/portvol/portvol/internal/volname"
 	"github.com/portvol/portvol/transfer"
 	"github.com/zeebo/blake3"
 )
@@ -50,13 +51,13 @@ func Classify(key string) Object {
 	o := Object{ObjectInfo: transfer.ObjectInfo{Key: key}}
 	parts := strings.Split(key, "/")
 	switch {
-	case len(parts) == 3 && parts[0] == "snapshots" && ValidVolume(parts[1]) && ValidSnapshotID(parts[2]):
+	case len(parts) == 3 && parts[0] == "snapshots" && volname.Valid(parts[1]) && ValidSnapshotID(parts[2]):
 		o.Kind, o.Volume, o.Snapshot = KindManifest, parts[1], parts[2]
 	case len(parts) == 3 && parts[0] == "packs":
 		if id, err := parseID(parts[2]); err == nil && parts[1] == parts[2][:2] {
 			o.Kind, o.Pack = KindPack, packKey(id)
 		}
-	case len(parts) == 4 && parts[0] == "index" && ValidVolume(parts[1]) &&
+	case len(parts) == 4 && parts[0] == "index" && volname.Valid(parts[1]) &&
 		(parts[2] == "initial" || ValidSnapshotID(parts[2])):
 		if id, err := parseID(parts[3]); err == nil {
 			o.Kind, o.Volume, o.Snapshot, o.Pack = KindIndex, parts[1], parts[2], packKey(id)

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/portvol/portvol/catalog"
@@ -271,11 +272,11 @@ func runPrune(ctx context.Context, o *pruneOptions, stdout, stderr io.Writer) er
 		would = "would have "
 	}
 	fmt.Fprintf(stdout, "%d snapshots reference %d of %d packs (%s); %d unreferenced (%s)\n",
-		res.Manifests, res.Packs-res.Unreferenced, res.Packs, fmtBytes(uint64(res.PackBytes)), res.Unreferenced, fmtBytes(uint64(res.UnrefBytes)))
+		res.Manifests, res.Packs-res.Unreferenced, res.Packs, humanize.IBytes(uint64(res.PackBytes)), res.Unreferenced, humanize.IBytes(uint64(res.UnrefBytes)))
 	fmt.Fprintf(stdout, "%sswept %d collections: %d packs deleted (%s), %d revived; %d collections wait for their margin\n",
-		would, res.Swept, res.Deleted, fmtBytes(uint64(res.DeletedBytes)), res.Revived, res.Waiting)
+		would, res.Swept, res.Deleted, humanize.IBytes(uint64(res.DeletedBytes)), res.Revived, res.Waiting)
 	fmt.Fprintf(stdout, "%smarked %d packs (%s) older than %s for deletion by a run at least %s from now; %d pack indexes deleted\n",
-		would, res.Marked, fmtBytes(uint64(res.MarkedBytes)), o.margin, o.margin, res.IndexesDeleted)
+		would, res.Marked, humanize.IBytes(uint64(res.MarkedBytes)), o.margin, o.margin, res.IndexesDeleted)
 	for _, p := range res.Problems {
 		fmt.Fprintf(stderr, "warning: %s (left alone; delete it once you have looked at it)\n", p)
 	}
