@@ -55,7 +55,7 @@ func TestRandomizedPrune(t *testing.T) {
 const (
 	simHosts   = 3
 	simVolumes = 3
-	simMargin  = 30 * time.Millisecond
+	simMargin  = 200 * time.Millisecond
 	simWindow  = 5 * time.Millisecond
 	blockSize  = 64 << 10
 )
@@ -175,7 +175,7 @@ func (s *sim) host(ctx context.Context, h int) {
 		cancel()
 		if err != nil && !errors.Is(err, lease.ErrFenced) {
 			retry = v
-			time.Sleep(simMargin + time.Duration(rng.Int64N(int64(2*simMargin))))
+			time.Sleep(simMargin + time.Duration(rng.Int64N(int64(simMargin))))
 		}
 		switch {
 		case err == nil:
@@ -242,7 +242,7 @@ func (s *sim) forgetter(ctx context.Context, p int) {
 			}
 		}
 		cancel()
-		time.Sleep(time.Duration(rng.IntN(3)) * time.Millisecond)
+		time.Sleep(time.Duration(5+rng.IntN(10)) * time.Millisecond)
 	}
 }
 

@@ -166,7 +166,7 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 		// Stalled between the look and the write: look again, and take
 		// the manifest back if a prune may have moved meanwhile.
 		if err := g.finish(ctx, m); err != nil {
-			if derr := r.store.Delete(ctx, key); derr != nil {
+			if derr := r.withdraw(ctx, key); derr != nil {
 				err = errors.Join(err, fmt.Errorf("withdrawing manifest %s: %w", key, derr))
 			}
 			return nil, fmt.Errorf("volume %q: %w", volume, err)

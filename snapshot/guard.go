@@ -137,6 +137,27 @@ func (g *guard) finish(ctx context.Context, m *Manifest) error {
 	})
 }
 
+// withdraw deletes a manifest that must not stay (its last look failed),
+// even if ctx was cancelled meanwhile, trying a few times: it was never
+// published, and unless it goes, listings show a snapshot that may not
+// verify.
+func (r *Repo) withdraw(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var err error
+	for attempt := range 4 {
+		if err = r.store.Delete(ctx, key); err == nil {
+			return nil
+		}
+		select {
+		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		}
+	}
+	return err
+}
+
 // forEach runs fn for 0..n-1 with up to r.transfers at once; the first
 // error stops it.
 func (r *Repo) forEach(ctx context.Context, n int, fn func(context.Context, int) error) error {
