@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/portvol/portvol/snapshot"
@@ -157,19 +158,64 @@ func readBounded(ctx context.Context, store transfer.ObjectStore, key string, li
 
 // Fossils returns what snapshot.Options.Fossils needs: the packs listed in
 // the store's pending collection records. Every writer of a pruned store
-// must use it (doc.go, "The writer's half").
+// must use it (doc.go, "The writer's half"). Records are write-once, so
+// each is read once per process: a call lists the records and reads only
+// those it has not seen.
 func Fossils(store transfer.ObjectStore) snapshot.Fossils {
+	var (
+		mu    sync.Mutex
+		cache = map[string][]string{} // record key → its packs
+	)
 	return func(ctx context.Context) (map[string]bool, error) {
-		recs, _, err := pending(ctx, store)
+		var keys []string
+		err := store.List(ctx, collectionsPrefix, func(oi transfer.ObjectInfo) error {
+			if !strings.Contains(strings.TrimPrefix(oi.Key, collectionsPrefix), "/") {
+				keys = append(keys, oi.Key)
+			}
+			return nil
+		})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("listing collection records: %w", err)
 		}
 		out := make(map[string]bool)
-		for _, c := range recs {
-			for _, p := range c.Packs {
+		seen := make(map[string]bool, len(keys))
+		for _, k := range keys {
+			seen[k] = true
+			mu.Lock()
+			packs, ok := cache[k]
+			mu.Unlock()
+			if !ok {
+				data, err := readBounded(ctx, store, k, maxRecord)
+				if errors.Is(err, transfer.ErrNotExist) {
+					continue // swept meanwhile
+				}
+				if err != nil {
+					return nil, err
+				}
+				c, err := decodeCollection(data, k)
+				switch {
+				case errors.Is(err, ErrVersion):
+					return nil, err
+				case err != nil:
+					packs = nil // undecodable: never swept, protects nothing
+				default:
+					packs = c.Packs
+				}
+				mu.Lock()
+				cache[k] = packs
+				mu.Unlock()
+			}
+			for _, p := range packs {
 				out[p] = true
 			}
 		}
+		mu.Lock()
+		for k := range cache {
+			if !seen[k] {
+				delete(cache, k)
+			}
+		}
+		mu.Unlock()
 		return out, nil
 	}
 }
@@ -190,6 +236,9 @@ func storeNow(ctx context.Context, store transfer.ObjectStore) (time.Time, error
 	}
 	if err := store.Delete(ctx, key); err != nil {
 		return time.Time{}, fmt.Errorf("deleting store clock probe %s: %w", key, err)
+	}
+	if oi.ModTime.IsZero() {
+		return time.Time{}, fmt.Errorf("the store reports no modification times (probe %s): prune judges ages by them and cannot run on this store", key)
 	}
 	return oi.ModTime, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/portvol/portvol/snapshot"
@@ -105,6 +106,10 @@ func Run(ctx context.Context, repo *snapshot.Repo, store transfer.ObjectStore, o
 	// Step two for every ripe record.
 	var ripe []*collection
 	for _, c := range recs {
+		if c.modTime.IsZero() {
+			res.Problems = append(res.Problems, fmt.Sprintf("%s: the store gives it no modification time; not swept", collectionKey(c.ID)))
+			continue
+		}
 		if now.Sub(c.modTime) >= o.Margin {
 			ripe = append(ripe, c)
 		} else {
@@ -118,7 +123,7 @@ func Run(ctx context.Context, repo *snapshot.Repo, store transfer.ObjectStore, o
 			return res, err
 		}
 		for _, c := range ripe {
-			if err := sweep(ctx, store, c, refs, &res, o.DryRun, report); err != nil {
+			if err := sweep(ctx, store, c, refs, &res, o.DryRun, o.Workers, report); err != nil {
 				return res, err
 			}
 		}
@@ -140,7 +145,7 @@ func Run(ctx context.Context, repo *snapshot.Repo, store transfer.ObjectStore, o
 }
 
 // sweep is step two of record c.
-func sweep(ctx context.Context, store transfer.ObjectStore, c *collection, refs *refSet, res *Result, dry bool, report func(Progress)) error {
+func sweep(ctx context.Context, store transfer.ObjectStore, c *collection, refs *refSet, res *Result, dry bool, workers int, report func(Progress)) error {
 	dead := make(map[string]bool, len(c.Packs))
 	for _, p := range c.Packs {
 		if refs.has(p) {
@@ -162,27 +167,21 @@ func sweep(ctx context.Context, store transfer.ObjectStore, c *collection, refs 
 			}
 		}
 	}
-	done := 0
+	var dead2 []string
 	for _, p := range c.Packs {
-		if !dead[p] {
-			continue
+		if dead[p] {
+			dead2 = append(dead2, p)
 		}
-		if !dry {
-			oi, err := store.Stat(ctx, p)
-			switch {
-			case errors.Is(err, transfer.ErrNotExist):
-				continue // deleted by an earlier or concurrent sweep
-			case err != nil:
-				return fmt.Errorf("sweeping %s: %w", collectionKey(c.ID), err)
-			}
-			if err := store.Delete(ctx, p); err != nil {
-				return fmt.Errorf("sweeping %s: deleting %s: %w", collectionKey(c.ID), p, err)
-			}
-			res.DeletedBytes += oi.Size
+	}
+	if dry {
+		res.Deleted += len(dead2)
+	} else {
+		n, bytes, err := deletePacks(ctx, store, dead2, workers, func(done int) { report(Progress{Phase: "sweep", Done: done}) })
+		res.Deleted += n
+		res.DeletedBytes += bytes
+		if err != nil {
+			return fmt.Errorf("sweeping %s: %w", collectionKey(c.ID), err)
 		}
-		res.Deleted++
-		done++
-		report(Progress{Phase: "sweep", Done: done})
 	}
 	res.Swept++
 	if dry {
@@ -286,4 +285,61 @@ func deleteOldProbes(ctx context.Context, store transfer.ObjectStore, cutoff tim
 		}
 	}
 	return nil
+}
+
+// deletePacks deletes packs, workers at a time, and returns how many it
+// deleted and their size (packs already gone count for nothing).
+func deletePacks(ctx context.Context, store transfer.ObjectStore, packs []string, workers int, progress func(int)) (int, int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		n     int
+		bytes int64
+		first error
+		wg    sync.WaitGroup
+	)
+	jobs := make(chan string)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range jobs {
+				oi, err := store.Stat(ctx, p)
+				if errors.Is(err, transfer.ErrNotExist) {
+					continue // deleted by an earlier or concurrent sweep
+				}
+				if err == nil {
+					err = store.Delete(ctx, p)
+				}
+				mu.Lock()
+				if err != nil {
+					if first == nil {
+						first = fmt.Errorf("deleting %s: %w", p, err)
+						cancel()
+					}
+				} else {
+					n++
+					bytes += oi.Size
+					progress(n)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, p := range packs {
+		select {
+		case jobs <- p:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	return n, bytes, first
 }
