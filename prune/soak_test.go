@@ -34,7 +34,8 @@ var soakDays = flag.Int("prune.soak-days", 30, "simulated days of the retention 
 func TestRetentionSoak(t *testing.T) {
 	t.Parallel()
 	const (
-		blocks   = 100 // V: files of one 64 KiB block each
+		blocks   = 100 // V: 64 KiB blocks, in files of fileSize blocks
+		fileSize = 4
 		interval = 5 * time.Minute
 		perHour  = 1 // r: 1 % of V blocks per hour
 	)
@@ -63,8 +64,8 @@ func TestRetentionSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(7, 7))
-	for b := range blocks {
-		writeBlocks(t, rng, filepath.Join(dir, fmt.Sprintf("b%03d", b)), 1, 1)
+	for f := range blocks / fileSize {
+		writeBlocks(t, rng, filepath.Join(dir, fmt.Sprintf("f%03d", f)), fileSize, fileSize*4)
 	}
 	steps := *soakDays * 24 * int(time.Hour/interval)
 	every := int(time.Hour/interval) / perHour
@@ -73,7 +74,7 @@ func TestRetentionSoak(t *testing.T) {
 	for i := range steps {
 		clock.Add(int64(interval))
 		if i%every == 0 {
-			writeBlocks(t, rng, filepath.Join(dir, fmt.Sprintf("b%03d", rng.IntN(blocks))), 1, 1)
+			writeBlocks(t, rng, filepath.Join(dir, fmt.Sprintf("f%03d", rng.IntN(blocks/fileSize))), fileSize, 1)
 		}
 		m, err := repo.Create(ctx, "db", dir, snapshot.CreateOptions{Parent: l.Head(), Host: "soak", Generation: l.Generation(), SkipUnchanged: true})
 		if err != nil {
