@@ -98,7 +98,7 @@ func (c *Copies) Create(ctx context.Context, name string, opts localcopy.CreateO
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("volume %q: %w", name, localcopy.ErrExists)
 		}
-		return fmt.Errorf("volume %q: %w", name, err)
+		return fmt.Errorf("volume %q: %w", name, mapSpace(err))
 	}
 	return nil
 }
@@ -114,7 +114,7 @@ func (c *Copies) newSubvolume(ctx context.Context, name, prefix string, opts loc
 	}
 	vd := c.volDir(name)
 	if err := localcopy.MkdirDurable(vd); err != nil {
-		return "", fmt.Errorf("volume %q: %w", name, err)
+		return "", fmt.Errorf("volume %q: %w", name, mapSpace(err))
 	}
 	c.removeLeftovers(vd, createPrefix)
 	p := filepath.Join(vd, prefix+localcopy.RandomSuffix())
@@ -123,7 +123,7 @@ func (c *Copies) newSubvolume(ctx context.Context, name, prefix string, opts loc
 	}
 	if err := c.apply(ctx, p, opts); err != nil {
 		_ = deleteSubvolume(p)
-		return "", fmt.Errorf("volume %q: %w", name, err)
+		return "", fmt.Errorf("volume %q: %w", name, mapSpace(err))
 	}
 	return p, nil
 }
