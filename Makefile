@@ -113,4 +113,13 @@ bench-handoff: tools
 	$(GO) test -tags handoffbench -count=1 -run '^TestHandoffBenchmark$$' -v -timeout 90m ./integration/
 
 # Every long benchmark: snapshots against restic and tar, then the Docker handoff.
-bench: bench-snapshots bench-handoff
+bench: bench-snapshots bench-handoff bench-volfs
+
+# PostgreSQL (pgbench -s 20 -c 4) on btrfs subvolumes in portvol's pool vs
+# an ext4 directory on the same disk, and the pause a read-only snapshot
+# every 2 s imposes; writes the bench:volfs section of docs/benchmarks.md.
+# Needs root, postgresql-15, btrfs-progs and loop devices; ~7 minutes a round.
+BENCH_VOLFS_FLAGS ?=
+.PHONY: bench-volfs
+bench-volfs:
+	$(GO) run ./bench/volfs -work bench/work/volfs -out docs/benchmarks.md $(BENCH_VOLFS_FLAGS)
