@@ -466,3 +466,22 @@ func mapSpace(err error) error {
 	}
 	return err
 }
+
+// Probe checks that this process can use the filesystem: it creates a
+// subvolume, snapshots it read-only and deletes both.
+func (c *Copies) Probe(context.Context) error {
+	dir := filepath.Join(c.root, "volumes")
+	if err := localcopy.MkdirDurable(dir); err != nil {
+		return fmt.Errorf("probe: %w", mapSpace(err))
+	}
+	sv := filepath.Join(dir, ".probe-"+localcopy.RandomSuffix())
+	if err := createSubvolume(sv); err != nil {
+		return fmt.Errorf("probe: %w", mapSpace(err))
+	}
+	snapErr := snapshot(sv, sv+"-ro", true)
+	err := errors.Join(snapErr, deleteSubvolume(sv+"-ro"), deleteSubvolume(sv))
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	return nil
+}

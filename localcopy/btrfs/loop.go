@@ -104,6 +104,9 @@ func findLoop(image string) (*loopDevice, error) {
 // autoclear (the device goes away with its last user: the pool's mount).
 // The device stays attached while the returned file is open.
 func attachLoop(image string) (*loopDevice, error) {
+	if err := ensureLoopControl(); err != nil {
+		return nil, err
+	}
 	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%w: opening /dev/loop-control (the kernel needs the loop driver, and the managed plugin access to devices): %w", errNoLoop, err)
@@ -154,6 +157,31 @@ func attachLoop(image string) (*loopDevice, error) {
 func (l *loopDevice) setCapacity() error {
 	if err := unix.IoctlSetInt(int(l.f.Fd()), unix.LOOP_SET_CAPACITY, 0); err != nil {
 		return fmt.Errorf("%s: new capacity: %w", l.path, err)
+	}
+	return nil
+}
+
+// ensureLoopControl makes /dev/loop-control inside a container that was
+// not given it (the managed plugin lists no device, so that enabling it
+// never fails on a host without loop devices: the error comes at start,
+// with the reason).
+func ensureLoopControl() error {
+	const p = "/dev/loop-control"
+	if _, err := os.Stat(p); err == nil {
+		return nil
+	}
+	b, err := os.ReadFile("/sys/class/misc/loop-control/dev")
+	if err != nil {
+		return fmt.Errorf("%w: no %s and no loop driver in /sys (modprobe loop on the host): %w", errNoLoop, p, err)
+	}
+	maj, min, _ := strings.Cut(strings.TrimSpace(string(b)), ":")
+	ma, err1 := strconv.ParseUint(maj, 10, 32)
+	mi, err2 := strconv.ParseUint(min, 10, 32)
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("%w: unreadable device number of %s: %q", errNoLoop, p, b)
+	}
+	if err := unix.Mknod(p, unix.S_IFCHR|0o600, int(unix.Mkdev(uint32(ma), uint32(mi)))); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("%w: creating %s: %w", errNoLoop, p, err)
 	}
 	return nil
 }
