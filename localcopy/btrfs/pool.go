@@ -67,7 +67,7 @@ type Pool struct {
 	// Attached is true when Open attached the image (false: it found it
 	// attached already), Mounted when Open mounted it.
 	Attached, Mounted bool
-	stateDir string
+	stateDir          string
 }
 
 // Available says why btrfs cannot be used on this kernel (nil if it can).
