@@ -31,6 +31,7 @@ var rules = map[string][]string{
 	"cmd/...":                 {"*"},
 	"integration":             {},
 	"bench":                   {"github.com/minio/minio-go/v7", "golang.org/x/sys"},
+	"bench/volfs":             {"localcopy", "localcopy/btrfs"},
 	"hosttest":                {},
 	"internal/s3test":         {},
 	"internal/archtest":       {},

@@ -92,10 +92,8 @@ type inoLookupArgs struct {
 // (its timespecs make Go's layout differ); the offsets are the header's.
 type subvolInfo [504]byte
 
-func (s *subvolInfo) treeID() uint64     { return binary.LittleEndian.Uint64(s[0:]) }
-func (s *subvolInfo) generation() uint64 { return binary.LittleEndian.Uint64(s[280:]) }
-func (s *subvolInfo) flags() uint64      { return binary.LittleEndian.Uint64(s[288:]) }
-func (s *subvolInfo) otransid() uint64   { return binary.LittleEndian.Uint64(s[352:]) }
+func (s *subvolInfo) treeID() uint64   { return binary.LittleEndian.Uint64(s[0:]) }
+func (s *subvolInfo) otransid() uint64 { return binary.LittleEndian.Uint64(s[352:]) }
 
 type quotaCtlArgs struct{ cmd, status uint64 }
 
