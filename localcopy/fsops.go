@@ -8,48 +8,19 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/portvol/portvol/internal/durable"
 )
 
 // The filesystem steps both implementations share: durable directory
 // creation, atomic swaps and renames. Exported for localcopy/btrfs.
 
-// MkdirDurable creates dir and its missing parents and fsyncs each new
-// entry's parent, so a crash after it returns cannot lose the directory.
-func MkdirDurable(dir string) error {
-	var missing []string
-	for p := dir; ; p = filepath.Dir(p) {
-		if _, err := os.Lstat(p); err == nil {
-			break
-		}
-		missing = append(missing, p)
-		if p == filepath.Dir(p) {
-			break
-		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	for _, p := range missing {
-		if err := SyncDir(filepath.Dir(p)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// MkdirDurable creates dir and its missing parents durably.
+func MkdirDurable(dir string) error { return durable.MkdirAll(dir, 0o755) }
 
 // SyncDir fsyncs a directory so that entries created or renamed in it
 // are durable.
-func SyncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
-}
+func SyncDir(dir string) error { return durable.SyncDir(dir) }
 
 // SwapIn puts src in place of dst atomically — an exchange when dst
 // exists (src then holds the old dst), a rename that replaces nothing

@@ -2,19 +2,18 @@ package localcopy
 
 import (
 	"fmt"
-	"strings"
+
+	"github.com/portvol/portvol/internal/volname"
 )
 
-// CheckName refuses names that are not one plain path element, or that
-// start with '.' (the implementations' own entries do). The driver
-// validates volume names more strictly; this is the last line before a
-// name becomes a path.
+// CheckName refuses what is not a volume name (internal/volname's rule:
+// one path element of A-Z a-z 0-9 _ . -, starting with a letter or a
+// digit). Aside names (fenced-7-20261204T101500Z) obey it too, and the
+// implementations' own entries start with '.', so no name given can
+// reach them. It is the last check before a name becomes a path.
 func CheckName(name string) error {
-	switch {
-	case name == "" || len(name) > 200:
-		return fmt.Errorf("name %q: %w: 1 to 200 characters", name, ErrInvalid)
-	case strings.ContainsAny(name, "/\x00"), strings.HasPrefix(name, "."):
-		return fmt.Errorf("name %q: %w: a plain name that does not start with '.'", name, ErrInvalid)
+	if err := volname.Check(name); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil
 }

@@ -15,19 +15,21 @@ const module = "github.com/portvol/portvol"
 // subpackages) to what it may import beyond the standard library: module
 // packages (relative) and third-party prefixes. The most specific rule wins.
 var rules = map[string][]string{
-	"transfer":                {},
-	"transfer/...":            {"transfer"},
-	"transfer/s3":             {"transfer", "github.com/minio/minio-go/v7"},
-	"transfer/transfertest":   {"transfer"},
-	"snapshot":                {"transfer", "github.com/klauspost/compress", "github.com/zeebo/blake3", "golang.org/x/sys"},
-	"metadata":                {"go.etcd.io/bbolt"},
-	"lease":                   {"transfer"},
-	"lease/leasetest":         {"lease", "transfer"},
-	"catalog":                 {"transfer"},
-	"localcopy":               {"golang.org/x/sys"},
+	"transfer":              {},
+	"transfer/...":          {"transfer"},
+	"transfer/localdir":     {"transfer", "internal/durable"},
+	"transfer/s3":           {"transfer", "github.com/minio/minio-go/v7"},
+	"transfer/transfertest": {"transfer", "golang.org/x/sync"},
+	"snapshot":              {"transfer", "internal/volname", "internal/durable", "github.com/klauspost/compress", "github.com/zeebo/blake3", "golang.org/x/sync", "golang.org/x/sys"},
+	"metadata":              {"go.etcd.io/bbolt"},
+	"lease":                 {"transfer", "internal/volname"},
+	"lease/leasetest":       {"lease", "transfer"},
+	"catalog":               {"transfer", "internal/volname"},
+	"driver": {"metadata", "snapshot", "transfer", "lease", "catalog", "internal/volname", "internal/durable",
+		"github.com/sirupsen/logrus", "github.com/dustin/go-humanize", "github.com/moby/sys/mountinfo", "golang.org/x/sys"},
+	"localcopy":               {"internal/volname", "internal/durable", "golang.org/x/sys"},
 	"localcopy/btrfs":         {"localcopy", "golang.org/x/sys"},
 	"localcopy/localcopytest": {"localcopy"},
-	"driver":                  {"metadata", "snapshot", "transfer", "lease", "catalog", "github.com/sirupsen/logrus", "golang.org/x/sys"},
 	"cmd/...":                 {"*"},
 	"integration":             {},
 	"bench":                   {"github.com/minio/minio-go/v7", "golang.org/x/sys"},
@@ -35,6 +37,9 @@ var rules = map[string][]string{
 	"hosttest":                {},
 	"internal/s3test":         {},
 	"internal/archtest":       {},
+	// Leaf helpers every package may import: the standard library only.
+	"internal/volname": {},
+	"internal/durable": {},
 }
 
 func ruleFor(pkg string) ([]string, bool) {
