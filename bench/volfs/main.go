@@ -69,6 +69,7 @@ func main() {
 
 type result struct {
 	tps   map[string][]float64 // per target, per round
+	base  map[string][]float64 // the ext4 directory run paired with each
 	stall []stallResult
 	load  []float64
 	start time.Time
@@ -107,19 +108,26 @@ func run(ctx context.Context, c config) error {
 	}
 	e := &env{c: c, pg: p, tmpl: tmpl, log: logf}
 	defer e.close()
-	res := &result{tps: map[string][]float64{}, start: time.Now()}
+	res := &result{tps: map[string][]float64{}, base: map[string][]float64{}, start: time.Now()}
 	for r := 0; r < c.rounds; r++ {
 		for _, t := range targets {
-			if c.only != "" && !contains(strings.Split(c.only, ","), t.key) {
+			if t.key == "ext4" || c.only != "" && !contains(strings.Split(c.only, ","), t.key) {
 				continue
 			}
-			res.load = append(res.load, loadavg())
-			tps, err := e.tps(ctx, t)
-			if err != nil {
-				return fmt.Errorf("%s: %w", t.key, err)
+			// Each target runs right after its own ext4 baseline: the
+			// machine's load drifts, and a ratio is only fair within a pair.
+			var pair [2]float64
+			for i, tt := range []target{targetByKey("ext4"), t} {
+				res.load = append(res.load, loadavg())
+				tps, err := e.tps(ctx, tt)
+				if err != nil {
+					return fmt.Errorf("%s: %w", tt.key, err)
+				}
+				pair[i] = tps
 			}
-			fmt.Printf("round %d  %-60s %8.0f tps\n", r+1, t.name, tps)
-			res.tps[t.key] = append(res.tps[t.key], tps)
+			fmt.Printf("round %d  %-60s %8.0f tps, ext4 directory just before %8.0f tps: %.2f\n", r+1, t.name, pair[1], pair[0], pair[1]/pair[0])
+			res.tps[t.key] = append(res.tps[t.key], pair[1])
+			res.base[t.key] = append(res.base[t.key], pair[0])
 		}
 		if c.only == "" || contains(strings.Split(c.only, ","), "stall") {
 			for _, snaps := range []bool{false, true} {

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/portvol/portvol/localcopy/btrfs"
 )
 
 func median(xs []float64) float64 {
@@ -28,10 +30,9 @@ func writeReport(c config, r *result) error {
 	fmt.Fprintf(&b, "<!-- bench:volfs -->\n## Volume filesystems: PostgreSQL on btrfs subvolumes vs an ext4 directory\n\n")
 	fmt.Fprintf(&b, "`make bench-volfs` on %s, %d CPUs, load average %.1f–%.1f during the run (a shared machine: compare ratios, not absolute figures), %s. ",
 		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), minf(r.load), maxf(r.load), pgVersion())
-	fmt.Fprintf(&b, "pgbench -s %d -c %d -j 2, %d s per target, %d round(s), every target once per round in the order below; ratios are per round against the ext4 directory of the same round, the table shows medians. btrfs targets are subvolumes in portvol's pool (a sparse image on the same disk, loop device with direct I/O, `-m single -d single`, mounted `%s` unless said).\n\n",
-		c.scale, c.clients, c.seconds, c.rounds, "noatime,"+"space_cache=v2,discard=async")
-	b.WriteString("| where the data directory lives | tps (median) | vs ext4 directory |\n|---|--:|--:|\n")
-	base := r.tps["ext4"]
+	fmt.Fprintf(&b, "pgbench -s %d -c %d -j 2, %d s per run, %d round(s). Every target runs right after an ext4-directory run of its own (the load drifts during a run: a ratio is only fair within a pair); the ratio is the median of the per-pair ratios. btrfs targets are subvolumes in portvol's pool (a sparse image on the same disk, loop device with direct I/O, `-m single -d single`, mounted `noatime,%s` unless said).\n\n",
+		c.scale, c.clients, c.seconds, c.rounds, btrfs.DefaultMountOptions)
+	b.WriteString("| where the data directory lives | tps (median) | its ext4-directory runs (median) | ratio |\n|---|--:|--:|--:|\n")
 	for _, t := range targets {
 		xs := r.tps[t.key]
 		if len(xs) == 0 {
@@ -39,15 +40,11 @@ func writeReport(c config, r *result) error {
 		}
 		var ratios []float64
 		for i, x := range xs {
-			if i < len(base) && base[i] > 0 {
-				ratios = append(ratios, x/base[i])
+			if b := r.base[t.key]; i < len(b) && b[i] > 0 {
+				ratios = append(ratios, x/b[i])
 			}
 		}
-		ratio := "–"
-		if len(ratios) > 0 {
-			ratio = fmt.Sprintf("%.2f", median(ratios))
-		}
-		fmt.Fprintf(&b, "| %s | %.0f | %s |\n", t.name, median(xs), ratio)
+		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.2f |\n", t.name, median(xs), median(r.base[t.key]), median(ratios))
 	}
 	if len(r.stall) > 0 {
 		fmt.Fprintf(&b, "\nPause a snapshot imposes (target `%s`, pgbench %d s with per-transaction latency logs, a read-only snapshot every 2 s — Freeze then KeepBase, as the periodic snapshot does — against the same run without snapshots):\n\n", stallTarget, c.stallSeconds)
