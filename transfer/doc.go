@@ -3,11 +3,18 @@
 // every store reports.
 //
 // It owns: the interface, the error vocabulary (ErrNotExist,
-// ErrPrecondition, ErrPermanent, Retryable), the key rules (CheckKey,
-// CheckPrefix), the redacting Secret type, and helpers that work over any
-// store: Group runs many Puts and Gets with a concurrency limit, progress
-// reporting and an optional bandwidth cap (Limiter); ContextReader makes a
-// local body honour cancellation.
+// ErrPrecondition, ErrPermanent, ErrTooLarge, ErrStoreMissing,
+// ErrWrongStore, Retryable), the key rules (CheckKey, CheckPrefix), the
+// redacting Secret type, and helpers that work over any store: Group runs
+// many Puts and Gets with a concurrency limit, progress reporting and an
+// optional bandwidth cap (Limiter); ContextReader makes a local body
+// honour cancellation; ReadAll reads a whole object within a bound;
+// ProbeConditional proves a store honours conditional writes.
+//
+// Every read of a whole object names its bound (Load's limit, ReadAll's):
+// objects come from a shared store that anyone with access can fill, and a
+// 4 GiB head.json must cost an error naming the key and the bound, never
+// 4 GiB of memory.
 //
 //	g := transfer.NewGroup(ctx, store, transfer.GroupOptions{
 //		Concurrency: 4,
