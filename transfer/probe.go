@@ -23,10 +23,12 @@ const ProbePrefix = "probes/"
 //  1. PutIfAbsent of a new key must succeed;
 //  2. PutIfAbsent of the same key must be refused (ErrPrecondition);
 //  3. PutIfMatch with an ETag the object does not have must be refused;
-//  4. PutIfMatch with the object's ETag must succeed.
+//  4. PutIfMatch of a key that does not exist must be refused, and create
+//     nothing;
+//  5. PutIfMatch with the object's ETag must succeed.
 //
-// A store that applies the write of step 2 or 3 (it ignores If-None-Match
-// or If-Match), or refuses step 4, fails with an error matching
+// A store that applies the write of step 2, 3 or 4 (it ignores
+// If-None-Match or If-Match), or refuses step 5, fails with an error matching
 // ErrConditionalIgnored and ErrPermanent that says which step and what the
 // store answered. A step that fails for another reason (the network, a
 // permission) returns that error: the probe proved nothing either way.
@@ -70,7 +72,18 @@ func ProbeConditional(ctx context.Context, store ObjectStore) error {
 	case !errors.Is(err, ErrPrecondition):
 		return fmt.Errorf("conditional-write probe: %w", err)
 	}
-	if _, err := store.PutIfMatch(ctx, key, []byte("portvol conditional-write probe 4\n"), etag); err != nil {
+	absent := key + "-absent"
+	newETag, err = store.PutIfMatch(ctx, absent, []byte("portvol conditional-write probe 4\n"), etag)
+	switch {
+	case err == nil:
+		_ = store.Delete(context.WithoutCancel(ctx), absent)
+		return refused(fmt.Sprintf("a replace with If-Match: %q of an object that does not exist", etag), fmt.Sprintf("success, creating it (ETag %q)", newETag))
+	case errors.Is(err, ErrPermanent):
+		return refused(fmt.Sprintf("a replace with If-Match: %q of an object that does not exist", etag), fmt.Sprintf("%q", err.Error()))
+	case !errors.Is(err, ErrPrecondition):
+		return fmt.Errorf("conditional-write probe: %w", err)
+	}
+	if _, err := store.PutIfMatch(ctx, key, []byte("portvol conditional-write probe 5\n"), etag); err != nil {
 		if errors.Is(err, ErrPrecondition) || errors.Is(err, ErrPermanent) {
 			return fmt.Errorf("conditional-write probe on %q: a replace with If-Match: the object's own ETag %q was refused (%w): the store does not match ETags as S3 does: %w: %w",
 				key, etag, err, ErrConditionalIgnored, ErrPermanent)

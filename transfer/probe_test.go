@@ -15,6 +15,7 @@ import (
 type ignoring struct {
 	transfer.ObjectStore
 	ignoreCreate, ignoreReplace bool
+	createOnMatch               bool // If-Match of a missing key creates it
 }
 
 func (s *ignoring) PutIfAbsent(ctx context.Context, key string, data []byte) (string, error) {
@@ -25,6 +26,11 @@ func (s *ignoring) PutIfAbsent(ctx context.Context, key string, data []byte) (st
 }
 
 func (s *ignoring) PutIfMatch(ctx context.Context, key string, data []byte, etag string) (string, error) {
+	if s.createOnMatch {
+		if _, err := s.Stat(ctx, key); errors.Is(err, transfer.ErrNotExist) {
+			return s.overwrite(ctx, key, data)
+		}
+	}
 	if !s.ignoreReplace {
 		return s.ObjectStore.PutIfMatch(ctx, key, data, etag)
 	}
@@ -49,14 +55,15 @@ func TestProbeConditional(t *testing.T) {
 		t.Errorf("the probe left %d objects behind", keys)
 	}
 	for _, c := range []struct {
-		name           string
-		create, update bool
-		want           string
+		name                    string
+		create, update, onMatch bool
+		want                    string
 	}{
-		{"ignores If-None-Match", true, false, "a create with If-None-Match: * of an object that exists must be refused with 412 Precondition Failed, but the store answered success"},
-		{"ignores If-Match", false, true, "a replace with If-Match"},
+		{"ignores If-None-Match", true, false, false, "a create with If-None-Match: * of an object that exists must be refused with 412 Precondition Failed, but the store answered success"},
+		{"ignores If-Match", false, true, false, "a replace with If-Match"},
+		{"If-Match creates", false, false, true, "of an object that does not exist must be refused with 412 Precondition Failed, but the store answered success, creating it"},
 	} {
-		err := transfer.ProbeConditional(ctx, &ignoring{ObjectStore: memstore.New(), ignoreCreate: c.create, ignoreReplace: c.update})
+		err := transfer.ProbeConditional(ctx, &ignoring{ObjectStore: memstore.New(), ignoreCreate: c.create, ignoreReplace: c.update, createOnMatch: c.onMatch})
 		if !errors.Is(err, transfer.ErrConditionalIgnored) || !errors.Is(err, transfer.ErrPermanent) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v; want ErrConditionalIgnored saying %q", c.name, err, c.want)
 		}

@@ -12,7 +12,7 @@ import (
 
 // knownConditionalServices names S3 services known to honour conditional
 // writes, for the error that refuses one that does not.
-const knownConditionalServices = "AWS S3 (since November 2024), MinIO (2024 releases and later), Cloudflare R2, and versitygw 1.8, which portvol's tests run against"
+const knownConditionalServices = "AWS S3 (since November 2024), recent MinIO releases and versitygw 1.8, which portvol's tests run against"
 
 // connectOptions say how a command uses its store.
 type connectOptions struct {
