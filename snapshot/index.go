@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/portvol/portvol/transfer"
 )
 
@@ -135,31 +137,15 @@ func (r *Repo) readIndexes(ctx context.Context, found []indexObject, skip map[ID
 		}
 	}
 	got := make([]*packIndex, len(todo))
-	jobs := make(chan int)
-	g, gctx := newGroup(ctx)
-	for range min(r.transfers, len(todo)) {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.transfers)
+	for i := range todo {
 		g.Go(func() error {
-			for i := range jobs {
-				ix, err := r.readIndex(gctx, todo[i])
-				if err != nil {
-					return err
-				}
-				got[i] = ix
-			}
-			return nil
+			ix, err := r.readIndex(gctx, todo[i])
+			got[i] = ix
+			return err
 		})
 	}
-	g.Go(func() error {
-		defer close(jobs)
-		for i := range todo {
-			select {
-			case jobs <- i:
-			case <-gctx.Done():
-				return nil
-			}
-		}
-		return nil
-	})
 	if err := g.Wait(); err != nil {
 		return err
 	}

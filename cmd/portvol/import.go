@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/portvol/portvol/catalog"
@@ -171,8 +172,8 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 	}
 	_, err = fmt.Fprintf(stdout, "snapshot %s of volume %q published (generation %d)\n"+
 		"%d files, %s (%s data); read %d files (%s), uploaded %s in %s\n",
-		m.ID, volume, m.Generation, m.Stats.Files, fmtBytes(m.Stats.Bytes), fmtBytes(m.Stats.DataBytes),
-		m.Stats.FilesRead, fmtBytes(m.Stats.BytesRead), fmtBytes(m.Stats.UploadedBytes), fmtDuration(time.Since(start)))
+		m.ID, volume, m.Generation, m.Stats.Files, humanize.IBytes(m.Stats.Bytes), humanize.IBytes(m.Stats.DataBytes),
+		m.Stats.FilesRead, humanize.IBytes(m.Stats.BytesRead), humanize.IBytes(m.Stats.UploadedBytes), fmtDuration(time.Since(start)))
 	return err
 }
 

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/portvol/portvol/snapshot"
@@ -83,7 +84,7 @@ func runInit(ctx context.Context, o *initOptions, stdout io.Writer) error {
 	if c, err := connect(ctx, o.store, connectOptions{repo: snapshot.Options{Key: key}}); err == nil {
 		existed = true
 		if bs != 0 && c.repo.BlockSize() != bs {
-			return usageError{fmt.Errorf("store %s exists with blocks of %s; drop --block-size, or choose another store", o.where(), fmtBytes(uint64(c.repo.BlockSize())))}
+			return usageError{fmt.Errorf("store %s exists with blocks of %s; drop --block-size, or choose another store", o.where(), humanize.IBytes(uint64(c.repo.BlockSize())))}
 		}
 	}
 	c, err := connect(ctx, o.store, connectOptions{
@@ -108,7 +109,7 @@ func runInit(ctx context.Context, o *initOptions, stdout io.Writer) error {
 	if res.Encrypted {
 		enc = "encrypted"
 	}
-	_, err = fmt.Fprintf(stdout, "store %s %s: store id %s, %s, blocks of %s\n", res.Store, what, res.StoreID, enc, fmtBytes(uint64(res.BlockSize)))
+	_, err = fmt.Fprintf(stdout, "store %s %s: store id %s, %s, blocks of %s\n", res.Store, what, res.StoreID, enc, humanize.IBytes(uint64(res.BlockSize)))
 	return err
 }
 

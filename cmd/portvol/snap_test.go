@@ -362,7 +362,7 @@ func TestInit(t *testing.T) {
 	if out := cli(t, "init", "--store", url, "--block-size", "256KiB").ok(t).stdout; !strings.Contains(out, "exists already") || !strings.Contains(out, res.StoreID) {
 		t.Errorf("init again printed %q", out)
 	}
-	cli(t, "init", "--store", url, "--block-size", "1MiB").fails(t, exitUsage, "exists with blocks of 256.0 KiB", "drop --block-size")
+	cli(t, "init", "--store", url, "--block-size", "1MiB").fails(t, exitUsage, "exists with blocks of 256 KiB", "drop --block-size")
 	st, err := localdir.Open(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portvol/portvol/internal/durable"
 	"github.com/portvol/portvol/transfer"
 )
 
@@ -48,7 +49,7 @@ func New(root string) (*Store, error) {
 		return nil, err
 	}
 	for _, d := range []string{s.root, s.tmpDir(), s.lockDir()} {
-		if err := mkdirAll(d); err != nil {
+		if err := durable.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("local store %s: %w", s.root, fsError(err))
 		}
 	}
@@ -211,7 +212,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) && !isNotDir(err) {
 		return fmt.Errorf("delete %q: %w", key, fsError(err))
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil && !errors.Is(err, os.ErrNotExist) && !isNotDir(err) {
+	if err := durable.SyncDir(filepath.Dir(p)); err != nil && !errors.Is(err, os.ErrNotExist) && !isNotDir(err) {
 		return fmt.Errorf("delete %q: %w", key, fsError(err))
 	}
 	s.removeEmptyParents(filepath.Dir(p))
