@@ -47,6 +47,10 @@ type serveOptions struct {
 
 	restorePrivileged bool
 	joinStore         string
+
+	volumeFS      string
+	poolSize      string
+	poolSizeBytes int64
 }
 
 func newServeCmd(stdout io.Writer) *cobra.Command {
@@ -78,6 +82,8 @@ is the driver name, so /run/docker/plugins/portvol.sock gives -d portvol.`,
 	f.StringVar(&o.keyFile, "encryption-key-file", "", "file holding the snapshot encryption key (32 bytes: raw, hex or base64); a new store is encrypted iff it is given")
 	f.BoolVar(&o.restorePrivileged, "restore-privileged", false, "restore device nodes, setuid/setgid files and file capabilities from an unencrypted store (only if you trust everyone who can write to it; encrypted stores restore them always)")
 	f.StringVar(&o.joinStore, "join-store", "", "store id of a new store this host may move to, replacing the one it joined (the error naming a different store prints it)")
+	f.StringVar(&o.volumeFS, "volume-fs", volumeFSAuto, "where volume data lives: auto (btrfs when the kernel has it), btrfs (subvolumes in the state directory if it is btrfs, else in a pool image under it) or directory")
+	f.StringVar(&o.poolSize, "pool-size", "", "size of the btrfs pool image (sparse) when the state directory is not on btrfs, such as 200G; raising it grows the pool at the next start (default: the free space of the state directory's disk when the pool is made)")
 	return c
 }
 
@@ -135,6 +141,9 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 		return err
 	}
 	log = log.WithField("host", hostID)
+	if err := prepareVolumeFS(ctx, o, log); err != nil {
+		return err
+	}
 
 	d, err := driver.New(driver.Config{
 		StateDir:       o.stateDir,
@@ -223,6 +232,9 @@ func (o *serveOptions) complete() error {
 	}
 	if o.joinStore != "" && !storeIDRE.MatchString(o.joinStore) {
 		return fmt.Errorf("--join-store %q: a store id is 32 hex digits, as the error naming the store prints it", o.joinStore)
+	}
+	if err := o.checkVolumeFSFlags(); err != nil {
+		return err
 	}
 	if o.hostID != "" && !hostIDRE.MatchString(o.hostID) {
 		return fmt.Errorf("--host-id %q: use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit", o.hostID)
