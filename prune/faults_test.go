@@ -149,8 +149,8 @@ func (k *killStore) Delete(ctx context.Context, key string) error {
 	return k.step(ctx, func() error { return k.ObjectStore.Delete(ctx, key) })
 }
 
-func (k *killStore) Load(ctx context.Context, key string) (data []byte, etag string, err error) {
-	err = k.step(ctx, func() error { data, etag, err = k.ObjectStore.Load(ctx, key); return err })
+func (k *killStore) Load(ctx context.Context, key string, limit int64) (data []byte, etag string, err error) {
+	err = k.step(ctx, func() error { data, etag, err = k.ObjectStore.Load(ctx, key, limit); return err })
 	return data, etag, err
 }
 

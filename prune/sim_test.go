@@ -287,7 +287,7 @@ func (s *sim) check(ctx context.Context) {
 					t.Errorf("%s: listed snapshot %s/%s does not verify: %v", when, vol(v), in.ID, err)
 				}
 			}
-			data, _, err := s.mem.Load(ctx, lease.HeadKey(vol(v)))
+			data, _, err := s.mem.Load(ctx, lease.HeadKey(vol(v)), 64<<10)
 			if err != nil {
 				continue
 			}

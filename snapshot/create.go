@@ -105,9 +105,7 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 		}
 	}
 	l := <-listed
-	if l.err == nil {
-		l.found, l.err = g.usableIndexes(ctx, l.found)
-	}
+	l.found = g.usableIndexes(l.found)
 	if l.err == nil {
 		l.err = r.readIndexes(ctx, l.found, skip, reg.addIndex)
 	}

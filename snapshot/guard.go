@@ -63,34 +63,20 @@ func (r *Repo) startGuard(ctx context.Context, volume string, parent *Manifest) 
 	return g, nil
 }
 
-// usableIndexes drops leftover indexes whose pack is marked for deletion
-// or no longer exists: their chunks are uploaded again.
-func (g *guard) usableIndexes(ctx context.Context, found []indexObject) ([]indexObject, error) {
-	keep := make([]bool, len(found))
-	err := g.r.forEach(ctx, len(found), func(ctx context.Context, i int) error {
-		k := packKey(found[i].pack)
-		if g.fossils[k] {
-			return nil
-		}
-		_, err := g.r.store.Stat(ctx, k)
-		switch {
-		case err == nil:
-			keep[i] = true
-		case !errors.Is(err, transfer.ErrNotExist):
-			return fmt.Errorf("checking leftover pack %s: %w", k, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+// usableIndexes drops leftover indexes whose pack is marked for deletion:
+// their chunks are uploaded again. (readIndex drops those whose pack is
+// gone.)
+func (g *guard) usableIndexes(found []indexObject) []indexObject {
+	if len(g.fossils) == 0 {
+		return found
 	}
 	out := found[:0:0]
-	for i, f := range found {
-		if keep[i] {
+	for _, f := range found {
+		if !g.fossils[packKey(f.pack)] {
 			out = append(out, f)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // finish is the last look before m's manifest is written.

@@ -69,6 +69,7 @@ is PORTVOL_STATE_DIR, --store is PORTVOL_STORE, and so on.`,
 	root.AddCommand(
 		newVersionCmd(stdout),
 		newServeCmd(stdout),
+		newInitCmd(stdout),
 		newStatusCmd(stdout),
 		newTakeoverCmd(stdout, stderr),
 		newPullCmd(stdout, stderr),
