@@ -18,6 +18,7 @@ func TestForgetAndPrune(t *testing.T) {
 	makeTree(t, src)
 	store := []string{"--store", ts.url}
 	args := func(a ...string) []string { return append(append([]string{}, a...), store...) }
+	cli(t, args("init")...).ok(t)
 	for i := range 7 {
 		time.Sleep(150 * time.Millisecond) // past the racy window of the last import
 		if err := os.WriteFile(filepath.Join(src, "base/1/1259"), []byte(fmt.Sprintf("version %d with its own bytes", i)), 0o600); err != nil {
