@@ -1,6 +1,8 @@
 # portvol — build, install, test.
 #
 #   make install   build the managed plugin and enable it in the local Docker engine
+#   make push REGISTRY=host[:port]/name [TAG=...]
+#                  build the plugin and push it to a registry (docker plugin install by name)
 #   make test      lint + unit tests + integration tests (real Docker engine, real S3 server)
 #   make bench     long benchmarks against restic and tar|zstd (writes docs/benchmarks.md)
 
