@@ -21,7 +21,7 @@ func TestInstallByName(t *testing.T) {
 
 	// make build stamps git describe; make push stamps VERSION, and its
 	// tag is the version ('+' is no tag character: it becomes '-').
-	described, err := run(t.Context(), "", "make", "-s", "-C", repoRoot, "version")
+	described, err := run(t.Context(), "", "make", "-s", "--no-print-directory", "-C", repoRoot, "version")
 	if err != nil {
 		t.Fatalf("make version: %v\n%s", err, described)
 	}
