@@ -16,8 +16,11 @@ import (
 // B keeps the lease, and A, still on the first version, reads everything B
 // wrote after the upgrade.
 func TestInstallByName(t *testing.T) {
+	start := time.Now()
+	step := func(what string) { t.Logf("%5.1fs %s", time.Since(start).Seconds(), what) }
 	c := startHosts(t, clusterOptions{busybox: true})
 	reg := startRegistry(t, "127.0.0.1", c.ip)
+	step("hosts, store and registry up")
 
 	// make build stamps git describe; make push stamps VERSION, and its
 	// tag is the version ('+' is no tag character: it becomes '-').
@@ -37,6 +40,7 @@ func TestInstallByName(t *testing.T) {
 	if ref := push(t, reg.addr("127.0.0.1")+"/"+repo, v2); ref != reg.addr("127.0.0.1")+"/"+repo+":"+tag2 {
 		t.Fatalf("make push VERSION=%s pushed %s, want tag %s", v2, ref, tag2)
 	}
+	step("pushed two versions")
 	// Each host reaches the registry at its own address.
 	ref := func(h *host, tag string) string {
 		ip := "127.0.0.1"
@@ -76,6 +80,7 @@ func TestInstallByName(t *testing.T) {
 		}
 	}
 
+	step("installed on both hosts")
 	// A writes, B reads: both installs joined the same store under their
 	// own host ids.
 	vol := c.volume(t)
@@ -84,6 +89,7 @@ func TestInstallByName(t *testing.T) {
 		t.Fatalf("hostB reads %q from the volume hostA wrote, want from-A", got)
 	}
 
+	step("moved a volume from A to B")
 	// B upgrades while a container has the volume mounted.
 	ctr := randomName("up-" + runID)
 	c.b.docker(t, "run", "-d", "--name", ctr, "--label", e2eLabel, "--network", "none", "--stop-timeout", "1",
@@ -108,6 +114,7 @@ func TestInstallByName(t *testing.T) {
 	if got := c.b.docker(t, "plugin", "inspect", "-f", "{{.PluginReference}}", e2ePlugin); got != ref(c.b, tag2) {
 		t.Errorf("hostB: plugin reference after the upgrade is %s, want %s", got, ref(c.b, tag2))
 	}
+	step("upgraded B")
 	c.b.docker(t, "exec", ctr, "sh", "-c", "echo after >> /data/log")
 	if got := c.b.docker(t, "exec", ctr, "cat", "/data/log"); got != "before\nduring\nafter" {
 		t.Errorf("hostB: the container's volume through the upgrade holds %q", got)
@@ -130,6 +137,7 @@ func TestInstallByName(t *testing.T) {
 	// The container ends: B's upgraded plugin knows its mount from before
 	// the upgrade, publishes the final snapshot and lets go; A, still on
 	// the first version, gets everything.
+	step("checked B after the upgrade")
 	c.b.docker(t, "stop", ctr)
 	waitFor(t, time.Minute, "hostB's final snapshot and release", func() bool {
 		st := c.b.status(t, vol)
@@ -145,6 +153,7 @@ func TestInstallByName(t *testing.T) {
 		t.Errorf("hostA: generation %d after taking the volume from hostB at %d", g, gen)
 	}
 	c.b.docker(t, "rm", ctr)
+	step("moved the volume back to A")
 }
 
 // intField is a number of a volume status as an int.
