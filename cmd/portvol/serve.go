@@ -93,6 +93,10 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
+	// First, so that every start, also a failed one, says which build ran.
+	bv := currentVersion()
+	log.WithField("version", bv.Version).WithField("revision", bv.revisionText()).
+		WithField("go", bv.Go).Info("portvol starting")
 	if err := o.complete(); err != nil {
 		return usageError{err}
 	}
