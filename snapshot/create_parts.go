@@ -42,8 +42,8 @@ func (r *Repo) writeParts(ctx context.Context, m *Manifest, parent *Manifest, re
 		if len(buf) == 0 {
 			return nil
 		}
-		id, err := r.putPack(ctx, buf, entries, true, ixPrefix, nil)
-		if err != nil {
+		id := ID(blake3.Sum256(buf))
+		if err := r.putPack(ctx, id, buf, entries, true, ixPrefix, nil); err != nil {
 			return err
 		}
 		m.Stats.UploadedBytes += uint64(len(buf))
@@ -112,14 +112,12 @@ func (r *Repo) writeParts(ctx context.Context, m *Manifest, parent *Manifest, re
 	return flush()
 }
 
-// putPack stores a pack and then its index; the pack's ID is the BLAKE3
-// of its bytes.
-// scratch, if not nil, lends its buffers for the index.
-func (r *Repo) putPack(ctx context.Context, buf []byte, chunks []Chunk, parts bool, ixPrefix string, scratch *indexScratch) (ID, error) {
-	id := ID(blake3.Sum256(buf))
+// putPack stores a pack and then its index; id is the BLAKE3 of the
+// pack's bytes. scratch, if not nil, lends its buffers for the index.
+func (r *Repo) putPack(ctx context.Context, id ID, buf []byte, chunks []Chunk, parts bool, ixPrefix string, scratch *indexScratch) error {
 	key := packKey(id)
 	if err := r.store.Put(ctx, key, bytes.NewReader(buf), int64(len(buf))); err != nil {
-		return id, fmt.Errorf("uploading pack %s: %w", key, err)
+		return fmt.Errorf("uploading pack %s: %w", key, err)
 	}
 	ixKey := ixPrefix + id.String()
 	if scratch == nil {
@@ -127,9 +125,9 @@ func (r *Repo) putPack(ctx context.Context, buf []byte, chunks []Chunk, parts bo
 	}
 	ix := scratch.encode(&packIndex{Pack: id, Size: uint64(len(buf)), Chunks: chunks, Parts: parts}, ixKey, r.crypt)
 	if err := r.store.Put(ctx, ixKey, bytes.NewReader(ix), int64(len(ix))); err != nil {
-		return id, fmt.Errorf("uploading pack index %s: %w", ixKey, err)
+		return fmt.Errorf("uploading pack index %s: %w", ixKey, err)
 	}
-	return id, nil
+	return nil
 }
 
 // sameSnapshot reports whether m restores to exactly what parent

@@ -174,7 +174,13 @@
 // interruption uploads only what is missing, and a host without any
 // local cache still deduplicates against the parent. Chunks held only by
 // other volumes or older snapshots are uploaded again (harmless
-// duplicates, reclaimable by prune). Version 1 indexes are ignored.
+// duplicates, reclaimable by prune). A leftover index is used only if its
+// pack exists with the size the index records (one Stat per pack): an
+// interrupted run's packs may have been cleaned up by hand, and a
+// snapshot must never refer to a pack that is not there. The parent's
+// packs are trusted: they belong to a published snapshot, which nothing
+// in portvol deletes (portvol verify checks them). Version 1 indexes are
+// ignored.
 // No snapshot needs an index: they only serve interrupted runs.
 //
 // # Manifests
@@ -254,6 +260,19 @@
 // Objects lists what a snapshot needs — its manifest, the packs of its
 // list parts and the packs their chunk references name — streaming the
 // parts, for garbage collection.
+//
+// The real input is the stored object, not the decompressed body, so the
+// body is bounded by what is stored too: it may decompress at most 32
+// times (plus 1 MiB), and hold at most one node per stored byte (plus
+// 64 Ki), one chunk and one pack per 16 stored bytes (plus 1024: their
+// IDs are random and do not compress) and 8 block references per stored
+// byte (plus 1 Mi). Real manifests take 11-16 stored bytes per node and
+// decompress 3-5 times (at least 2.7 bytes per node and 16 times for
+// sequentially named empty files with coarse timestamps), so the bounds
+// only ever meet forged ones; decoding costs at most about 200 bytes of
+// memory per stored byte (a real manifest about 15), where a 1 MB forged
+// manifest of 4 Mi FIFOs once cost 2.9 GB. Create checks the manifest it
+// writes against the same bounds, so it never publishes one it cannot read.
 //
 // # Create
 //
@@ -354,6 +373,43 @@
 // with identical content and metadata in the new snapshot, are hardlinked
 // into the staging directory whole. Only the missing chunks are fetched.
 //
+// # Garbage collection: what this package promises package prune
+//
+// refs.go is the one place that says what a snapshot keeps alive
+// (Repo.References: the manifest, its packs — in format 2 the packs of
+// its list parts and the packs their chunk references name, read from
+// the parts — and the prefix of pack indexes left by Creates from it) and which keys are this package's objects
+// (Objects, Classify); prune parses neither keys nor manifests itself, so a
+// new format version extends refs.go and prune follows. Forget deletes a
+// manifest. guard.go is the writer's half of prune's two-step collection
+// (prune/doc.go has the argument): with Options.Fossils set, Create reuses
+// no pack that a pending collection lists or that is missing, re-checks
+// right before writing its manifest (the parent manifest exists, every
+// other pack exists, none is listed) and otherwise fails with
+// ErrCollected having published nothing; a retry that would recreate a
+// listed pack under the same name (plain stores are deterministic)
+// reorders the pack's records (chunk packs; a list-part pack is rewritten
+// only by a retry after an interruption, which is not yet guarded this
+// way). With CreateOptions.SkipUnchanged a tree identical to the
+// parent's writes nothing (Manifest.Unchanged).
+//
+// # What an unencrypted store may plant
+//
+// Whoever can write to an unencrypted store can forge its manifests (the
+// seal of a plain store is a checksum, not a signature). Restore therefore
+// refuses, with ErrPrivileged naming the entries, a snapshot of a plain
+// store that holds device nodes (character or block), files with the
+// setuid or setgid bit or files with capabilities (the security.capability
+// xattr): each would hand whoever runs in the container privileges on the
+// host's devices or beyond its own user. A setgid directory only passes its
+// group on and the sticky bit restricts, so both are restored; so are
+// FIFOs, symlinks (restore never follows them) and every other xattr. The
+// host lifts the rule with Options.RestorePrivileged (portvol serve
+// --restore-privileged, portvol export --restore-privileged) when it trusts
+// everyone who can write to the store. Volume options cannot lift it: they
+// live in the same store. Encrypted stores authenticate every manifest
+// with the key, so their snapshots restore in full.
+//
 // # Restore in place
 //
 // With RestoreOptions.InPlace, dir must hold exactly snapshot Previous
@@ -393,5 +449,7 @@
 // (the chunk grid changed), and a host still running a version 1 portvol
 // cannot restore a volume whose head is a version 2 snapshot — it fails
 // with ErrUnsupportedVersion and changes nothing, so upgrade every host
-// before moving volumes.
+// before moving volumes. A store whose config has a newer version than
+// this portvol knows is neither read nor written (Open and Init fail
+// with ErrUnsupportedVersion, naming both versions).
 package snapshot

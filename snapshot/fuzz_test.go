@@ -69,7 +69,7 @@ func FuzzManifestBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m := &Manifest{Info: validManifest().Info}
 		d := dec{b: data}
-		decodeBodyV1(&d, m)
+		decodeBodyV1(&d, m, limitsFor(len(data)))
 		if d.done("body") == nil {
 			roundTrip(t, m)
 		}
@@ -145,7 +145,7 @@ func FuzzManifestBodyV2(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m := &Manifest{Info: info.Info}
 		d := dec{b: data}
-		decodeBody(&d, m)
+		decodeBody(&d, m, limitsFor(len(data)))
 		if d.done("body") == nil {
 			roundTrip(t, m)
 		}

@@ -2,10 +2,12 @@ package snapshot
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"io"
-	"strconv"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -31,6 +33,70 @@ const (
 	maxIDLen        = 64
 	maxHostLen      = 256
 )
+
+// Limits relative to the stored manifest, so that memory follows the bytes
+// in the store, never the counts a manifest claims: a tiny object that
+// decompresses into millions of identical nodes would otherwise cost
+// gigabytes. Real manifests take 11-16 stored bytes per node (measured on
+// /usr and a Go module cache) and at least 2.7 even for sequentially named
+// empty files with coarse timestamps, and decompress 3-16 times; every
+// chunk and pack has a 32-byte random ID, which does not compress.
+const (
+	maxBodyRatio   = 32      // decoded body per stored body byte
+	bodySlack      = 1 << 20 // decoded body always allowed
+	nodesSlack     = 64 << 10
+	chunkStoredMin = 16 // stored bytes per chunk or pack, at least
+	idSlack        = 1024
+	refsPerByte    = 8 // block references per stored byte
+	refsSlack      = 1 << 20
+)
+
+// bodyLimits bound a manifest body by the size of the stored manifest.
+type bodyLimits struct {
+	nodes, chunks, packs int
+	refs                 int // block references left to decode
+}
+
+func limitsFor(stored int) *bodyLimits {
+	return &bodyLimits{
+		nodes:  min(maxNodes, stored+nodesSlack),
+		chunks: min(maxChunks, stored/chunkStoredMin+idSlack),
+		packs:  min(maxPacks, stored/chunkStoredMin+idSlack),
+		refs:   refsPerByte*stored + refsSlack,
+	}
+}
+
+// check reports what of m exceeds the limits, for encodeManifest: a
+// manifest portvol writes must be one it can read.
+func (l *bodyLimits) check(m *Manifest) error {
+	if m.Version >= 2 {
+		// The body holds nodes and list-part references only.
+		packs := map[uint32]bool{}
+		for _, p := range m.parts {
+			packs[p.Pack] = true
+		}
+		switch {
+		case len(m.Nodes) > l.nodes:
+			return fmt.Errorf("%d entries", len(m.Nodes))
+		case len(m.parts) > l.chunks || len(packs) > l.packs:
+			return fmt.Errorf("%d list parts in %d packs", len(m.parts), len(packs))
+		}
+		return nil
+	}
+	refs := 0
+	for i := range m.Nodes {
+		refs += len(m.Nodes[i].Blocks)
+	}
+	switch {
+	case len(m.Nodes) > l.nodes:
+		return fmt.Errorf("%d entries", len(m.Nodes))
+	case len(m.Chunks) > l.chunks || len(m.Packs) > l.packs:
+		return fmt.Errorf("%d chunks in %d packs", len(m.Chunks), len(m.Packs))
+	case refs > l.refs:
+		return fmt.Errorf("%d block references", refs)
+	}
+	return nil
+}
 
 var manifestMagic = []byte("PVSM")
 
@@ -187,16 +253,16 @@ func encodeBody(e *enc, m *Manifest) {
 
 // decodeBody decodes a format 2 body into m.Packs (the packs of list
 // parts), m.Nodes (files without blocks yet) and m.parts.
-func decodeBody(d *dec, m *Manifest) {
-	np := d.count(maxPacks, 32, "pack count")
+func decodeBody(d *dec, m *Manifest, lim *bodyLimits) {
+	np := d.count(uint64(lim.packs), 32, "pack count")
 	m.Packs = make([]ID, np)
 	for i := range m.Packs {
 		copy(m.Packs[i][:], d.fixed(32))
 	}
 	maxPart := uint64(partMaxSize(m.BlockSize) + sealOverhead + sumSize)
-	decodeNodes(d, m, func(d *dec, m *Manifest, n *Node, i int) {
+	decodeNodes(d, m, lim, func(d *dec, m *Manifest, n *Node, i int) {
 		spans := (numBlocks(n.Size, m.BlockSize) + partFanout - 1) / partFanout
-		k := d.count(spans, 32+4, "part count")
+		k := d.count(min(spans, uint64(max(lim.chunks-len(m.parts), 0))), 32+4, "part count")
 		next := uint64(0)
 		for range k {
 			p := partRef{Node: int32(i)}
@@ -229,13 +295,13 @@ func decodeBody(d *dec, m *Manifest) {
 // versions: every name is one safe path component, every parent is an
 // earlier directory, no name appears twice in a directory. file decodes
 // the content of a file node after its size.
-func decodeNodes(d *dec, m *Manifest, file func(d *dec, m *Manifest, n *Node, i int)) {
-	nn := d.count(maxNodes, 2, "node count")
+func decodeNodes(d *dec, m *Manifest, lim *bodyLimits, file func(d *dec, m *Manifest, n *Node, i int)) {
+	nn := d.count(uint64(lim.nodes), 2, "node count")
 	if d.err == nil && nn == 0 {
 		d.fail("no root directory")
 	}
-	m.Nodes = make([]Node, 0, min(nn, 1<<16))
-	names := make(map[string]struct{})
+	// nn is bounded by the stored size: allocate once, never grow.
+	m.Nodes = make([]Node, 0, nn)
 	for i := 0; i < nn && d.err == nil; i++ {
 		n := Node{Parent: -1}
 		if i > 0 {
@@ -252,12 +318,6 @@ func decodeNodes(d *dec, m *Manifest, file func(d *dec, m *Manifest, n *Node, i 
 				d.fail("node %d: unsafe name %q", i, n.Name)
 				return
 			}
-			k := strconv.Itoa(int(n.Parent)) + "/" + n.Name
-			if _, dup := names[k]; dup {
-				d.fail("node %d: name %q appears twice in its directory", i, n.Name)
-				return
-			}
-			names[k] = struct{}{}
 		}
 		n.Type = NodeType(d.u8())
 		if d.err != nil {
@@ -284,8 +344,12 @@ func decodeNodes(d *dec, m *Manifest, file func(d *dec, m *Manifest, n *Node, i 
 		switch n.Type {
 		case TypeDir, TypeFIFO:
 		case TypeFile:
-			n.Size = d.upTo(maxFileSize, "file size")
-			file(d, m, &n, i)
+			// A copy: &n passed to a function value would make every
+			// node escape to the heap, files or not.
+			fn := n
+			fn.Size = d.upTo(maxFileSize, "file size")
+			file(d, m, &fn, i)
+			n = fn
 		case TypeSymlink:
 			n.Target = d.str(maxSymlinkLen, "symlink target")
 			if d.err == nil && (n.Target == "" || containsNUL(n.Target)) {
@@ -309,6 +373,33 @@ func decodeNodes(d *dec, m *Manifest, file func(d *dec, m *Manifest, n *Node, i 
 		}
 		m.Nodes = append(m.Nodes, n)
 	}
+	if d.err == nil {
+		checkUniqueNames(d, m.Nodes)
+	}
+}
+
+// checkUniqueNames fails if a name appears twice in one directory. It
+// sorts node indexes (4 bytes per node) rather than filling a map of
+// names, which would cost ten times as much.
+func checkUniqueNames(d *dec, nodes []Node) {
+	idx := make([]int32, 0, max(len(nodes)-1, 0))
+	for i := 1; i < len(nodes); i++ {
+		idx = append(idx, int32(i))
+	}
+	byDirName := func(a, b int32) int {
+		if c := cmp.Compare(nodes[a].Parent, nodes[b].Parent); c != 0 {
+			return c
+		}
+		return strings.Compare(nodes[a].Name, nodes[b].Name)
+	}
+	slices.SortFunc(idx, byDirName)
+	for j := 1; j < len(idx); j++ {
+		if byDirName(idx[j-1], idx[j]) == 0 {
+			i := max(idx[j-1], idx[j])
+			d.fail("node %d: name %q appears twice in its directory", i, nodes[i].Name)
+			return
+		}
+	}
 }
 
 func containsNUL(s string) bool {
@@ -322,37 +413,65 @@ func containsNUL(s string) bool {
 
 // encodeManifest returns the stored form of m under key (doc.go): the
 // format 2 encoding.
+//
+// A manifest portvol writes must be one it reads back, and what the
+// decoder allows depends on how well this one compressed: it is checked
+// against the limits after sealing.
 func encodeManifest(m *Manifest, key string, c *cryptor) ([]byte, error) {
 	m.Version = FormatVersion
 	return sealManifest(m, key, c, encodeBody)
 }
 
 func sealManifest(m *Manifest, key string, c *cryptor, body func(*enc, *Manifest)) ([]byte, error) {
+	out, bodyLen, zbodyLen, err := sealManifestUnchecked(m, key, c, body)
+	if err != nil {
+		return nil, err
+	}
+	if err := limitsFor(len(out)).check(m); err != nil {
+		return nil, fmt.Errorf("manifest of %d stored bytes holds %s, more than portvol reads from that many stored bytes: %w", len(out), err, ErrInvalid)
+	}
+	if bodyLen > maxBodyRatio*zbodyLen+bodySlack {
+		return nil, fmt.Errorf("manifest body of %d bytes compresses to %d, more than %d times: %w", bodyLen, zbodyLen, maxBodyRatio, ErrInvalid)
+	}
+	return out, nil
+}
+
+// sealManifestUnchecked encodes, compresses and seals m.
+func sealManifestUnchecked(m *Manifest, key string, c *cryptor, body func(*enc, *Manifest)) (out []byte, bodyLen, zbodyLen int, err error) {
 	var b enc
 	body(&b, m)
-	if len(b.b) > maxManifestSize {
-		return nil, fmt.Errorf("manifest of %d bytes exceeds the %d-byte limit: %w", len(b.b), maxManifestSize, ErrInvalid)
+	return sealBody(&m.Info, b.b, key, c)
+}
+
+// sealBody compresses and seals an encoded body under header in (whose
+// Version says the format).
+func sealBody(in *Info, body []byte, key string, c *cryptor) (out []byte, bodyLen, zbodyLen int, err error) {
+	if len(body) > maxManifestSize {
+		return nil, 0, 0, fmt.Errorf("manifest of %d bytes exceeds the %d-byte limit: %w", len(body), maxManifestSize, ErrInvalid)
+	}
+	if in.Version == 0 {
+		in.Version = FormatVersion
 	}
 	var head enc
-	encodeInfo(&head, &m.Info, len(b.b))
+	encodeInfo(&head, in, len(body))
 	// A small window: bodies are list-part references and a tree, and a
 	// default window would cost more memory than the body.
 	zw, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault),
 		zstd.WithWindowSize(1<<20), zstd.WithLowerEncoderMem(true))
 	if err != nil {
-		return nil, err
+		return nil, 0, 0, err
 	}
-	zbody := zw.EncodeAll(b.b, nil)
+	zbody := zw.EncodeAll(body, nil)
 	zw.Close()
 
-	v := byte(m.Version)
-	out := append([]byte{}, manifestMagic...)
+	v := byte(in.Version)
+	out = append([]byte{}, manifestMagic...)
 	out = append(out, v, 0, 0, 0, 0)
 	out = c.seal(out, head.b, manifestAD(v, 'h', key, nil))
 	binary.LittleEndian.PutUint32(out[5:9], uint32(len(out)-manifestPrefixLen))
 	hsum := blake3.Sum256(head.b)
 	out = c.seal(out, zbody, manifestAD(v, 'b', key, hsum[:]))
-	return out, nil
+	return out, len(body), len(zbody), nil
 }
 
 // decodeManifestHeader reads the header from the first bytes of a stored
@@ -400,6 +519,9 @@ func decodeManifest(data []byte, key string, c *cryptor) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manifest body: %w", err)
 	}
+	if bodyLen > maxBodyRatio*len(zbody)+bodySlack {
+		return nil, fmt.Errorf("manifest body claims %d bytes from %d stored, more than %d times: %w", bodyLen, len(zbody), maxBodyRatio, ErrCorrupt)
+	}
 	// Stream, so memory follows what really decompresses, not the claim.
 	zr, err := zstd.NewReader(bytes.NewReader(zbody), zstd.WithDecoderConcurrency(1),
 		zstd.WithDecoderMaxMemory(maxManifestSize), zstd.WithDecoderLowmem(true))
@@ -407,16 +529,21 @@ func decodeManifest(data []byte, key string, c *cryptor) (*Manifest, error) {
 		return nil, fmt.Errorf("manifest body: %w", ErrCorrupt)
 	}
 	defer zr.Close()
-	body, err := io.ReadAll(io.LimitReader(zr, int64(bodyLen)+1))
-	if err != nil || len(body) != bodyLen {
+	// bodyLen is bounded by the stored size: read into a buffer of
+	// exactly that size, never one grown by doubling.
+	body := make([]byte, bodyLen)
+	if _, err := io.ReadFull(zr, body); err != nil {
 		return nil, fmt.Errorf("manifest body does not decompress to its %d bytes: %w", bodyLen, ErrCorrupt)
+	}
+	if n, _ := zr.Read(make([]byte, 1)); n != 0 {
+		return nil, fmt.Errorf("manifest body decompresses to more than its %d bytes: %w", bodyLen, ErrCorrupt)
 	}
 	m := &Manifest{Info: in}
 	d := dec{b: body}
 	if in.Version == 1 {
-		decodeBodyV1(&d, m)
+		decodeBodyV1(&d, m, limitsFor(len(data)))
 	} else {
-		decodeBody(&d, m)
+		decodeBody(&d, m, limitsFor(len(data)))
 	}
 	if err := d.done("manifest body"); err != nil {
 		return nil, fmt.Errorf("manifest body: %w", err)

@@ -8,14 +8,14 @@ package snapshot
 // something that exists, every name is one safe path component, every
 // parent is an earlier directory, no name appears twice in a directory,
 // every block lies inside its file and has the chunk length it must have.
-func decodeBodyV1(d *dec, m *Manifest) {
+func decodeBodyV1(d *dec, m *Manifest, lim *bodyLimits) {
 	bs := uint64(m.BlockSize)
-	np := d.count(maxPacks, 32, "pack count")
+	np := d.count(uint64(lim.packs), 32, "pack count")
 	m.Packs = make([]ID, np)
 	for i := range m.Packs {
 		copy(m.Packs[i][:], d.fixed(32))
 	}
-	nc := d.count(maxChunks, 32+5, "chunk count")
+	nc := d.count(uint64(lim.chunks), 32+5, "chunk count")
 	m.Chunks = make([]Chunk, nc)
 	seen := make(map[ID]struct{}, nc)
 	for i := range m.Chunks {
@@ -48,12 +48,13 @@ func decodeBodyV1(d *dec, m *Manifest) {
 		seen[c.ID] = struct{}{}
 	}
 	clear(seen)
-	decodeNodes(d, m, decodeBlocks)
+	decodeNodes(d, m, lim, func(d *dec, m *Manifest, n *Node, i int) { decodeBlocks(d, m, n, i, lim) })
 }
 
-func decodeBlocks(d *dec, m *Manifest, n *Node, i int) {
+func decodeBlocks(d *dec, m *Manifest, n *Node, i int, lim *bodyLimits) {
 	bs := m.BlockSize
-	nb := d.count(numBlocks(n.Size, bs), 2, "block count")
+	nb := d.count(min(numBlocks(n.Size, bs), uint64(max(lim.refs, 0))), 2, "block count")
+	lim.refs -= nb
 	if nb > 0 {
 		n.Blocks = make([]BlockRef, nb)
 	}

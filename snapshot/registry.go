@@ -9,9 +9,10 @@ type registry struct {
 	mu     sync.Mutex
 	chunks []Chunk
 	byID   *chunkIndex
-	packs  []ID           // zero until the pack is uploaded
-	parts  map[ID]partLoc // list parts left by interrupted runs
-	spare  []byte         // a pack buffer readBlocks no longer needs
+	packs  []ID            // zero until the pack is uploaded
+	parts  map[ID]partLoc  // list parts left by interrupted runs
+	spare  []byte          // a pack buffer readBlocks no longer needs
+	avoid  map[string]bool // pack keys a prune is collecting (guard.go)
 }
 
 // newRegistry starts from the parent's chunks, with room for expect new

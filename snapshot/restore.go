@@ -74,6 +74,11 @@ func (r *Repo) Restore(ctx context.Context, volume, id, dir string, opts Restore
 	if err := r.loadContent(ctx, m); err != nil {
 		return err
 	}
+	if !r.crypt.encrypted() && !r.restorePrivileged {
+		if err := checkUnprivileged(m); err != nil {
+			return fmt.Errorf("volume %q: snapshot %s: %w", volume, id, err)
+		}
+	}
 	if opts.InPlace {
 		return r.restoreInPlace(ctx, volume, id, dir, m, prog, opts)
 	}

@@ -11,11 +11,11 @@ import (
 	"testing"
 )
 
-// Objects names exactly what a snapshot needs: deleting every other
-// object of the store (other volumes' packs, indexes, older snapshots'
-// packs) leaves the snapshot restorable and verified, and deleting any
-// object it names breaks it.
-func TestObjectsIsWhatASnapshotNeeds(t *testing.T) {
+// References names exactly what a format 2 snapshot needs: deleting
+// every other object of the store (other volumes' packs, indexes, older
+// snapshots' packs) leaves the snapshot restorable and verified, and
+// deleting any pack it names breaks it.
+func TestReferencesIsWhatASnapshotNeeds(t *testing.T) {
 	ctx := context.Background()
 	r, fs := newTestRepo(t, testKey)
 	r.packSize = 256 << 10 // several packs
@@ -37,14 +37,23 @@ func TestObjectsIsWhatASnapshotNeeds(t *testing.T) {
 		t.Fatal(err)
 	}
 	var need []string
-	if err := r.Objects(ctx, "v", m2.ID, func(k string) error { need = append(need, k); return nil }); err != nil {
+	var prefixes []string
+	err = r.References(ctx, "v", m2.ID, func(ref Reference) error {
+		if ref.Prefix {
+			prefixes = append(prefixes, ref.Key)
+		} else {
+			need = append(need, ref.Key)
+		}
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(need) != len(slices.Compact(slices.Sorted(slices.Values(need)))) {
 		t.Errorf("a key named twice: %v", need)
 	}
 	for _, k := range storeKeys(t, fs, "") {
-		if k != "config" && !slices.Contains(need, k) {
+		if k != "config" && !slices.Contains(need, k) && !slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(k, p) }) {
 			if err := fs.Delete(ctx, k); err != nil {
 				t.Fatal(err)
 			}
@@ -70,8 +79,8 @@ func TestObjectsIsWhatASnapshotNeeds(t *testing.T) {
 		}
 		putObject(t, fs, k, data)
 	}
-	if err := r.Objects(ctx, "v", "20260801T120000Z-0123456789abcdef", func(string) error { return nil }); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Objects of a missing snapshot: %v", err)
+	if err := r.References(ctx, "v", "20260801T120000Z-0123456789abcdef", func(Reference) error { return nil }); !errors.Is(err, ErrNotFound) {
+		t.Errorf("References of a missing snapshot: %v", err)
 	}
 }
 
