@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"errors"
@@ -147,6 +148,7 @@ type partReader struct {
 	rec     []byte
 	open    []byte
 	scratch partScratch
+	br      *bufio.Reader // see chunkDecoder.br
 }
 
 func (w *partReader) read(ctx context.Context, m *Manifest, fr *fetchRange, fn func(int, []byte, *partScratch) error) error {
@@ -159,6 +161,13 @@ func (w *partReader) read(ctx context.Context, m *Manifest, fr *fetchRange, fn f
 		return fmt.Errorf("reading pack %s: %w", key, err)
 	}
 	defer rc.Close()
+	if w.br == nil {
+		w.br = bufio.NewReaderSize(rc, rangeReadBuf)
+	} else {
+		w.br.Reset(rc)
+	}
+	defer w.br.Reset(nil)
+	body := w.br
 	pos := fr.off
 	var plain []byte
 	last := -1
@@ -175,7 +184,7 @@ func (w *partReader) read(ctx context.Context, m *Manifest, fr *fetchRange, fn f
 			return fmt.Errorf("pack %s: list parts overlap at offset %d: %w", key, p.Offset, ErrCorrupt)
 		}
 		if gap := int64(uint64(p.Offset) - pos); gap > 0 {
-			if _, err := io.CopyN(io.Discard, rc, gap); err != nil {
+			if _, err := io.CopyN(io.Discard, body, gap); err != nil {
 				return fmt.Errorf("pack %s is truncated at %d: %w", key, pos, errors.Join(ErrCorrupt, err))
 			}
 		}
@@ -183,7 +192,7 @@ func (w *partReader) read(ctx context.Context, m *Manifest, fr *fetchRange, fn f
 			w.rec = make([]byte, p.Length)
 		}
 		rec := w.rec[:p.Length]
-		if _, err := io.ReadFull(rc, rec); err != nil {
+		if _, err := io.ReadFull(body, rec); err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 				return fmt.Errorf("pack %s is truncated at %d: %w", key, p.Offset, ErrCorrupt)
 			}

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"errors"
@@ -32,6 +33,7 @@ type fetchRange struct {
 const (
 	maxRangeGap  = 256 << 10 // read through gaps up to this size rather than split
 	maxRangeSize = 8 << 20
+	rangeReadBuf = 256 << 10 // read size from a range's body
 )
 
 // fill writes the content of every file: chunks still present in the
@@ -256,6 +258,10 @@ type chunkDecoder struct {
 	open   []byte
 	out    []byte
 	id     []byte // see sealChunk
+	// br reads pack ranges in large pieces: records of 16 KiB chunks are
+	// small, and reading each straight from a network body costs a
+	// system call or more per record.
+	br *bufio.Reader
 }
 
 // newChunkDecoder decodes chunks of at most bs bytes.
@@ -268,6 +274,7 @@ func (r *Repo) newChunkDecoder(bs int) (*chunkDecoder, error) {
 	return &chunkDecoder{
 		r: r, dc: dc, h: r.crypt.newHasher(),
 		rec: alignedBuf(limit), open: alignedBuf(limit)[:0], out: alignedBuf(bs)[:0], id: make([]byte, 32),
+		br: bufio.NewReaderSize(nil, rangeReadBuf),
 	}, nil
 }
 
@@ -319,10 +326,13 @@ func (r *Repo) readRange(ctx context.Context, m *Manifest, fr *fetchRange, cd *c
 		return fmt.Errorf("reading pack %s: %w", key, err)
 	}
 	defer rc.Close()
-	var body io.Reader = rc
+	var src io.Reader = rc
 	if hash != nil {
-		body = io.TeeReader(rc, hash)
+		src = io.TeeReader(rc, hash)
 	}
+	cd.br.Reset(src)
+	defer cd.br.Reset(nil)
+	var body io.Reader = cd.br
 	pos := fr.off
 	for _, c := range fr.chunks {
 		ch := &m.Chunks[c]
