@@ -22,6 +22,7 @@ type config struct {
 	scale              int
 	pgbenchSeconds     int
 	randomMiB          int
+	compression        string
 	workloads          string
 	fresh              bool
 }
@@ -43,6 +44,7 @@ func main() {
 	flag.IntVar(&c.scale, "scale", 50, "pgbench -i scale of the PostgreSQL workload")
 	flag.IntVar(&c.pgbenchSeconds, "pgbench-seconds", 15, "seconds of pgbench between the first snapshot and the one after")
 	flag.IntVar(&c.randomMiB, "random-mib", 1024, "size of the incompressible workload (files of 128 MiB)")
+	flag.StringVar(&c.compression, "compression", "", "portvol init --compression (s2 or zstd; empty: portvol's default)")
 	flag.StringVar(&c.workloads, "workloads", "pg,random", "workloads to run: pg, random")
 	flag.BoolVar(&c.fresh, "fresh", false, "rebuild the data sets even if bench/work holds them")
 	flag.Parse()
@@ -93,8 +95,8 @@ func run(ctx context.Context, c config) error {
 
 	e := &env{r: r, srv: srv, work: filepath.Join(c.work, "scratch"), self: self}
 	tools := []tool{
-		&portvolTool{env: e, bin: c.portvol, encrypted: true},
-		&portvolTool{env: e, bin: c.portvol},
+		&portvolTool{env: e, bin: c.portvol, encrypted: true, compression: c.compression},
+		&portvolTool{env: e, bin: c.portvol, compression: c.compression},
 		&resticTool{env: e},
 		&tarTool{env: e},
 	}

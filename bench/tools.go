@@ -62,12 +62,13 @@ func timedSync(m measure, dst string) (measure, error) {
 
 type portvolTool struct {
 	*env
-	bin       string
-	encrypted bool
-	keyFile   string
-	bucket    string
-	prefix    string
-	tmp       string
+	bin         string
+	encrypted   bool
+	compression string // portvol init --compression, if set
+	keyFile     string
+	bucket      string
+	prefix      string
+	tmp         string
 }
 
 func (t *portvolTool) Name() string {
@@ -91,7 +92,11 @@ func (t *portvolTool) Setup(ctx context.Context, bucket, prefix string) error {
 		}
 	}
 	// As restic init: the store exists before the first import.
-	_, err = t.r.must(ctx, "/", t.srv.env(), t.args("init")...)
+	a := t.args("init")
+	if t.compression != "" {
+		a = append(a, "--compression", t.compression)
+	}
+	_, err = t.r.must(ctx, "/", t.srv.env(), a...)
 	return err
 }
 

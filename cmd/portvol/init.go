@@ -16,7 +16,8 @@ import (
 
 type initOptions struct {
 	snapFlags
-	blockSize string
+	blockSize   string
+	compression string
 }
 
 func newInitCmd(stdout io.Writer) *cobra.Command {
@@ -54,6 +55,7 @@ Running init on a store that exists with the same settings does nothing.`,
 	f := c.Flags()
 	o.snapFlags.register(f)
 	f.StringVar(&o.blockSize, "block-size", "", "chunk size: a power of two from 4KiB to 8MiB (default 16KiB); fixed for the store's life")
+	f.StringVar(&o.compression, "compression", "", "codec of new chunks: s2 (default, fastest) or zstd (smaller, slower); fixed for the store's life")
 	return c
 }
 
@@ -74,6 +76,9 @@ func runInit(ctx context.Context, o *initOptions, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if o.compression != "" && o.compression != "s2" && o.compression != "zstd" {
+		return usageError{fmt.Errorf("--compression %q: want s2 or zstd", o.compression)}
+	}
 	key, err := o.readKey()
 	if err != nil {
 		return err
@@ -89,11 +94,11 @@ func runInit(ctx context.Context, o *initOptions, stdout io.Writer) error {
 	}
 	c, err := connect(ctx, o.store, connectOptions{
 		create: true, write: true,
-		init: snapshot.InitOptions{Key: key, BlockSize: bs},
+		init: snapshot.InitOptions{Key: key, BlockSize: bs, Compression: o.compression},
 		repo: snapshot.Options{Key: key},
 	})
 	if errors.Is(err, snapshot.ErrConfigMismatch) {
-		return fmt.Errorf("%w: drop --block-size, or choose another store", err)
+		return fmt.Errorf("%w: drop --block-size and --compression, or choose another store", err)
 	}
 	if err != nil {
 		return s.repoError(err)

@@ -48,6 +48,7 @@ func TestSnapshotCommandArguments(t *testing.T) {
 		{"import source is a file", []string{"import", "--store", store, file, "v"}, "is not a directory"},
 		{"init bad block size", []string{"init", "--store", store, "--block-size", "3KiB"}, "want a power of two from 4KiB to 8MiB"},
 		{"init huge block size", []string{"init", "--store", store, "--block-size", "16MiB"}, "want a power of two"},
+		{"init bad compression", []string{"init", "--store", store, "--compression", "lz4"}, `--compression "lz4": want s2 or zstd`},
 		{"init arguments", []string{"init", "--store", store, "v"}, "init takes no arguments"},
 		{"init without store", []string{"init"}, "--store is required"},
 		{"import unknown flag", []string{"import", "--store", store, "--bogus", src, "v"}, "unknown flag: --bogus"},
