@@ -4,12 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,27 +31,34 @@ var (
 // objects and the volumes' data.
 const diskTempDir = "/var/tmp"
 
-// cluster is two Docker hosts on one machine sharing one S3 store:
+// cluster is Docker hosts on one machine sharing one S3 store. By
+// default two, A and B:
 //
 //   - host A is the machine's own engine; its plugin runs in the machine's
 //     network namespace;
-//   - host B is a private dockerd (privateEngine) in its own mount and
-//     network namespaces; its plugin uses host networking, which is B's
-//     namespace, connected to the machine by a veth pair (a /30 of
-//     10.231.0.0/16, the machine's side .1, B's side .2);
-//   - versitygw listens on the machine's side of the veth pair, so both
+//   - host B is a private dockerd (privateEngine) in its own mount, network
+//     and UTS namespaces; its plugin uses host networking, which is B's
+//     namespace, plugged into a private network (lan) that the machine is
+//     on too (10.231.X.0/24, the machine .1, B .11);
+//   - versitygw listens on the machine's address on that network, so both
 //     plugins reach it; with relays, each host reaches it through its own
 //     relay (counting bytes, optionally slow).
 //
+// With clusterOptions.engines, the hosts are that many private engines
+// instead, all on the lan (.11, .12, ...) and none of them the machine's
+// engine: the swarm tests' nodes.
+//
 // Each host has its own plugin instance (portvol-e2e) with its own state
-// directory and host id (hostA, hostB). Everything is removed when the
-// test ends, also on failure.
+// directory and host id (its name), all from the same build with the same
+// settings. Everything is removed when the test ends, also on failure.
 type cluster struct {
 	t      *testing.T
 	s3     *s3Server
 	prefix string // of the store inside the bucket
-	ip     string // the machine's side of the veth pair
-	a, b   *host
+	net    *lan
+	ip     string // the machine's address on the lan
+	hosts  []*host
+	a, b   *host // the first two hosts
 	// leaseTTL and mountWait are the plugins' settings (their defaults
 	// when the plugin does not declare the setting).
 	leaseTTL, mountWait time.Duration
@@ -60,6 +66,9 @@ type cluster struct {
 
 // clusterOptions shape a cluster.
 type clusterOptions struct {
+	// engines names the hosts, each a private engine; nil: hostA (the
+	// machine's engine) and hostB (a private one).
+	engines   []string
 	relays    bool          // route each host's S3 traffic through a relay
 	leaseTTL  time.Duration // PORTVOL_LEASE_TTL; 0: the plugin's default
 	mountWait time.Duration // PORTVOL_MOUNT_WAIT; 0: the plugin's default
@@ -70,87 +79,65 @@ type host struct {
 	c        *cluster
 	name     string // the plugin's host id
 	eng      *engine
-	pe       *privateEngine // host B's engine; nil for host A
+	pe       *privateEngine // nil for the machine's engine
 	state    string         // the plugin's state directory on the machine
 	relay    *relay         // nil without relays
 	pluginID string
 }
 
-// newCluster sets up two hosts and the store; they go away when t ends.
+// buildOnce builds the plugin's rootfs and the CLI once per test process:
+// clusters of parallel tests share them.
+var buildOnce = sync.OnceValues(func() (string, error) {
+	return run(context.Background(), "", "make", "-C", repoRoot, "build", "plugin-rootfs")
+})
+
+// newCluster sets up the hosts and the store; they go away when t ends.
 func newCluster(t *testing.T, opts clusterOptions) *cluster {
 	t.Helper()
 	requireDocker(t)
 	requirePostgres(t)
 	s3test.Binary(t) // skip or fail early, before the slow parts
-	ctx := context.Background()
-	if out, err := run(ctx, "", "make", "-C", repoRoot, "build", "plugin-rootfs"); err != nil {
+	if out, err := buildOnce(); err != nil {
 		t.Fatalf("make build plugin-rootfs: %v\n%s", err, out)
 	}
 	// The plugin's documented defaults, until installPlugin sets others.
 	c := &cluster{t: t, prefix: "e2e-" + runID + "-" + randomHex(2), leaseTTL: 30 * time.Second, mountWait: 20 * time.Second}
-	c.a = &host{c: c, name: "hostA", eng: mainEngine}
-	c.a.removeLeftovers()
-
-	pe := startPrivateEngine(t)
-	c.b = &host{c: c, name: "hostB", eng: &pe.engine, pe: pe}
-	c.ip = c.connect(pe)
+	c.net = newLAN(t)
+	c.ip = c.net.gw
+	names := opts.engines
+	if names == nil {
+		a := &host{c: c, name: "hostA", eng: mainEngine}
+		a.removeLeftovers()
+		c.hosts = append(c.hosts, a)
+		names = []string{"hostB"}
+	}
+	for _, name := range names {
+		pe := startPrivateEngine(t, engineOptions{name: name, net: c.net})
+		c.hosts = append(c.hosts, &host{c: c, name: name, eng: &pe.engine, pe: pe})
+	}
+	if len(c.hosts) > 1 {
+		c.a, c.b = c.hosts[0], c.hosts[1]
+	}
 	c.s3 = startS3Server(t, c.ip)
 
-	img := buildPostgresImage(t)
-	for _, h := range []*host{c.a, c.b} {
-		h.importImage(img)
+	c.importImage(buildPostgresImage(t))
+	for _, h := range c.hosts {
 		if opts.relays {
 			h.relay = startRelay(t, c.ip, c.s3.Addr())
 		}
 		h.installPlugin(opts)
 	}
-	t.Logf("cluster: store %s on %s, hostA and hostB (private dockerd in %s), lease TTL %v, mount wait %v",
-		c.prefix, c.s3.Addr(), pe.dir, c.leaseTTL, c.mountWait)
+	var where []string
+	for _, h := range c.hosts {
+		if h.pe != nil {
+			where = append(where, fmt.Sprintf("%s (private dockerd in %s, %s)", h.name, h.pe.dir, h.pe.addr))
+		} else {
+			where = append(where, h.name+" (the machine's engine)")
+		}
+	}
+	t.Logf("cluster: store %s on %s; %s; lease TTL %v, mount wait %v",
+		c.prefix, c.s3.Addr(), strings.Join(where, ", "), c.leaseTTL, c.mountWait)
 	return c
-}
-
-// connect joins B's network namespace to the machine's with a veth pair
-// and returns the machine's address on it.
-func (c *cluster) connect(pe *privateEngine) string {
-	t := c.t
-	t.Helper()
-	out, _ := run(context.Background(), "", "ip", "-4", "-o", "addr", "show")
-	var subnet int
-	for {
-		subnet = rand.IntN(64 * 255) // 10.231.0.0 - 10.231.254.255 in /30s
-		if !strings.Contains(out, fmt.Sprintf(" 10.231.%d.%d/", subnet/64, subnet%64*4+1)) {
-			break
-		}
-	}
-	prefix := fmt.Sprintf("10.231.%d.%d", subnet/64, subnet%64*4)
-	ip := fmt.Sprintf("10.231.%d.%d", subnet/64, subnet%64*4+1)
-	peer := fmt.Sprintf("10.231.%d.%d", subnet/64, subnet%64*4+2)
-	id := randomHex(3)
-	outer, inner := "pve2e"+id+"a", "pve2e"+id+"b"
-	pid := strconv.Itoa(pe.holder.Process.Pid)
-	steps := [][]string{
-		{"ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", pid},
-		{"ip", "addr", "add", ip + "/30", "dev", outer},
-		{"ip", "link", "set", outer, "up"},
-	}
-	for _, s := range steps {
-		if out, err := run(context.Background(), "", s[0], s[1:]...); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(s, " "), err, out)
-		}
-		if s[2] == "add" && s[3] == outer {
-			t.Cleanup(func() { run(context.Background(), "", "ip", "link", "del", outer) })
-		}
-	}
-	for _, s := range [][]string{
-		{"ip", "addr", "add", peer + "/30", "dev", inner},
-		{"ip", "link", "set", inner, "up"},
-	} {
-		if out, err := pe.command(s[0], s[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("in host B's namespace: %s: %v\n%s", strings.Join(s, " "), err, out)
-		}
-	}
-	t.Logf("veth %s (%s) <-> %s (%s, host B) on %s/30", outer, ip, inner, peer, prefix)
-	return ip
 }
 
 // removeLeftovers removes this run's containers, volumes and plugin from
