@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/portvol/portvol/internal/volname"
 	"github.com/portvol/portvol/transfer"
 )
 
@@ -34,8 +34,6 @@ var (
 	ErrCorrupt = errors.New("corrupt volume record")
 )
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-
 // Volume is a volume's record.
 type Volume struct {
 	Version   int               `json:"version"`
@@ -47,14 +45,6 @@ type Volume struct {
 
 // Key returns the store key of volume name's record.
 func Key(name string) string { return Prefix + name + "/" + recordName }
-
-// CheckName reports whether name is a valid volume name.
-func CheckName(name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("invalid volume name %q: use 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit", name)
-	}
-	return nil
-}
 
 // Encode returns the record's bytes.
 func Encode(v Volume) ([]byte, error) {
@@ -92,7 +82,7 @@ func (v Volume) validate() error {
 	if v.Version != RecordVersion {
 		return fmt.Errorf("record version %d, want %d", v.Version, RecordVersion)
 	}
-	if err := CheckName(v.Name); err != nil {
+	if err := volname.Check(v.Name); err != nil {
 		return err
 	}
 	if len(v.Options) > 64 {
@@ -133,7 +123,7 @@ func Create(ctx context.Context, store transfer.ObjectStore, v Volume) (Volume, 
 
 // Get reads volume name's record.
 func Get(ctx context.Context, store transfer.ObjectStore, name string) (Volume, error) {
-	if err := CheckName(name); err != nil {
+	if err := volname.Check(name); err != nil {
 		return Volume{}, err
 	}
 	data, _, err := store.Load(ctx, Key(name))
@@ -159,7 +149,7 @@ func Names(ctx context.Context, store transfer.ObjectStore) ([]string, error) {
 	err := store.List(ctx, Prefix, func(o transfer.ObjectInfo) error {
 		rest := strings.TrimPrefix(o.Key, Prefix)
 		name, file, ok := strings.Cut(rest, "/")
-		if ok && file == recordName && CheckName(name) == nil {
+		if ok && file == recordName && volname.Check(name) == nil {
 			names = append(names, name)
 		}
 		return nil

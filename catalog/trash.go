@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portvol/portvol/internal/volname"
 	"github.com/portvol/portvol/transfer"
 )
 
@@ -107,7 +108,7 @@ func MoveToTrash(ctx context.Context, store transfer.ObjectStore, name, id strin
 func Trash(ctx context.Context, store transfer.ObjectStore, name string) ([]TrashEntry, error) {
 	prefix := TrashPrefix
 	if name != "" {
-		if err := CheckName(name); err != nil {
+		if err := volname.Check(name); err != nil {
 			return nil, err
 		}
 		prefix += name + "/"
@@ -220,7 +221,7 @@ func PurgeTrash(ctx context.Context, store transfer.ObjectStore, cutoff time.Tim
 }
 
 func checkEntry(name, id string) error {
-	if err := CheckName(name); err != nil {
+	if err := volname.Check(name); err != nil {
 		return err
 	}
 	if !trashIDRE.MatchString(id) {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/portvol/portvol/snapshot"
 )
 
@@ -56,7 +58,7 @@ func (h *handler) adminRoutes(mux *http.ServeMux) {
 	h.adminStream(mux, AdminPull, func(ctx context.Context, r AdminRequest, progress func(string)) (any, error) {
 		return d.Pull(ctx, r.Volume, func(p snapshot.Progress) {
 			if p.Bytes > 0 {
-				progress(fmt.Sprintf("restoring: %s, %s fetched, %s reused", progressText(p), bytesText(p.Transferred), bytesText(p.Reused)))
+				progress(fmt.Sprintf("restoring: %s, %s fetched, %s reused", progressText(p), humanize.IBytes(p.Transferred), humanize.IBytes(p.Reused)))
 			} else {
 				progress("restoring: reading the snapshot")
 			}

@@ -50,7 +50,7 @@
 //	  with changes the head lacks → moved aside (diverged-<time>); else
 //	  restore the head as a job (fetching only chunks the old copy lacks),
 //	  awaited until 1 s before the call's 25 s deadline — then Mount fails
-//	  with "restoring V: 45% (3.1/7.0 GB), try again shortly", keeping the
+//	  with "restoring V: 45% (2.9 GiB of 6.5 GiB), try again shortly", keeping the
 //	  lease and the restore running (released after 5 min without a Mount);
 //	  bind, Local=mounted, Dirty, start the periodic snapshots.
 //	Unmount 1→0 (lastUnmount): unbind and return; the release job (settle)

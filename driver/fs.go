@@ -3,7 +3,6 @@ package driver
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,44 +10,6 @@ import (
 
 	"github.com/portvol/portvol/metadata"
 )
-
-// mkdirDurable creates dir and its missing parents and fsyncs each parent,
-// so that a crash after it returns cannot lose the new directory.
-func mkdirDurable(dir string) error {
-	var missing []string
-	for p := dir; ; p = filepath.Dir(p) {
-		if _, err := os.Stat(p); err == nil {
-			break
-		}
-		missing = append(missing, p)
-		if p == filepath.Dir(p) {
-			break
-		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	for _, p := range missing {
-		if err := syncDir(filepath.Dir(p)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// syncDir fsyncs a directory so that entries created or renamed in it are
-// durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
-}
 
 // removeTrash deletes a removed volume's data. Failures are logged and
 // retried at the next start.

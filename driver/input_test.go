@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/portvol/portvol/internal/volname"
 )
 
 // FuzzValidateName: an accepted name is always one path component inside
@@ -19,7 +21,7 @@ func FuzzValidateName(f *testing.F) {
 		}
 		root := "/state/volumes"
 		p := filepath.Join(root, name)
-		if filepath.Dir(p) != root || filepath.Base(p) != name || len(name) > MaxNameLen {
+		if filepath.Dir(p) != root || filepath.Base(p) != name || len(name) > volname.MaxLen {
 			t.Fatalf("accepted name %q escapes or is not one component: %s", name, p)
 		}
 	})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/portvol/portvol/catalog"
+	"github.com/portvol/portvol/internal/durable"
 	"github.com/portvol/portvol/metadata"
 )
 
@@ -92,7 +93,7 @@ func (d *Driver) remember(ctx context.Context, v catalog.Volume, created bool) (
 		d.log.WithField("volume", name).WithField("path", aside).Warn("a data directory without a record was moved aside: the volume's data comes from the store")
 		rec.Aside = []string{aside}
 	case created:
-		if err := mkdirDurable(data); err != nil {
+		if err := durable.MkdirAll(data, 0o755); err != nil {
 			return rec, fmt.Errorf("volume %q: create data directory: %w", name, err)
 		}
 		rec.Local, rec.SizeAt = metadata.LocalReady, time.Now().UTC()
@@ -140,7 +141,7 @@ func (d *Driver) retire(ctx context.Context, rec metadata.Volume, why string) er
 	if err := os.Rename(d.volumeDir(name), trash); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("volume %q: move data to %s: %w", name, trash, err)
 	}
-	if err := syncDir(filepath.Dir(trash)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(trash)); err != nil {
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
 	if err := d.db.DeleteVolume(ctx, name); err != nil && !errors.Is(err, metadata.ErrNotFound) {

@@ -76,7 +76,7 @@ func TestMountAnswersWhileRestoreRuns(t *testing.T) {
 		}
 		return strings.Contains(msg, "%")
 	})
-	if !strings.HasPrefix(msg, "restoring v: 0% (0.0/3.1 MB)") {
+	if !strings.HasPrefix(msg, "restoring v: 0% (0 B of 3.0 MiB)") {
 		t.Errorf("Mount during a slow restore: %q", msg)
 	}
 	if st := b.status("v"); !strings.HasPrefix(st["local"].(string), "restoring") || st["mounts"].(float64) != 0 || st["owner"] != "hostB" {

@@ -1,13 +1,11 @@
 package driver
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
+	"io/fs"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,8 +16,8 @@ type mounter interface {
 	Bind(src, dst string) error
 	// Unmount removes the mount at dst.
 	Unmount(dst string) error
-	// Mounted reports whether something is mounted exactly at path,
-	// according to /proc/self/mountinfo.
+	// Mounted reports whether something is mounted exactly at path (a
+	// path that does not exist is not mounted).
 	Mounted(path string) (bool, error)
 }
 
@@ -46,54 +44,14 @@ func (sysMounter) Unmount(dst string) error {
 }
 
 func (sysMounter) Mounted(path string) (bool, error) {
-	points, err := mountPoints("/proc/self/mountinfo")
+	m, err := mountinfo.Mounted(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil // unbind asks about mountpoints already removed
+	}
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("read mount table: %w", err)
 	}
-	return points[path], nil
-}
-
-// mountPoints returns the set of mount points listed in a mountinfo file.
-func mountPoints(file string) (map[string]bool, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, fmt.Errorf("read mount table: %w", err)
-	}
-	defer f.Close()
-	points := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		// 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		points[unescapeMountinfo(fields[4])] = true
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read mount table: %w", err)
-	}
-	return points, nil
-}
-
-// unescapeMountinfo undoes the kernel's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return m, nil
 }
 
 // sameDir reports whether a and b are the same directory (the bind mount at

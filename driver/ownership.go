@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/portvol/portvol/internal/durable"
 	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/metadata"
 )
@@ -183,7 +184,7 @@ func (d *Driver) moveAside(name, as string) (string, error) {
 	if err := os.Rename(data, dst); err != nil {
 		return "", fmt.Errorf("move %s aside: %w", data, err)
 	}
-	if err := syncDir(d.volumeDir(name)); err != nil {
+	if err := durable.SyncDir(d.volumeDir(name)); err != nil {
 		return "", err
 	}
 	rel, _ := filepath.Rel(d.stateDir, dst)

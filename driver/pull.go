@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/portvol/portvol/snapshot"
 )
 
@@ -40,7 +42,7 @@ func (d *Driver) Pull(ctx context.Context, name string, progress func(snapshot.P
 			}
 			p := j.progress()
 			res.Snapshot, res.Fetched, res.Reused = j.target, p.Transferred, p.Reused
-			res.Message = fmt.Sprintf("volume %s now holds snapshot %s on this host (%s fetched, %s reused from the older copy)", name, j.target, bytesText(p.Transferred), bytesText(p.Reused))
+			res.Message = fmt.Sprintf("volume %s now holds snapshot %s on this host (%s fetched, %s reused from the older copy)", name, j.target, humanize.IBytes(p.Transferred), humanize.IBytes(p.Reused))
 			return res, nil
 		case <-t.C:
 			if progress != nil {
@@ -99,17 +101,4 @@ func (d *Driver) startPull(ctx context.Context, name string, res *PullResult) (*
 		previous = rec.LocalSnapshot
 	}
 	return d.startRestore(v, head, previous, false), nil
-}
-
-// bytesText prints n bytes for people.
-func bytesText(n uint64) string {
-	switch {
-	case n >= 1e9:
-		return fmt.Sprintf("%.1f GB", float64(n)/1e9)
-	case n >= 1e6:
-		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
-	case n >= 1e3:
-		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
-	}
-	return fmt.Sprintf("%d B", n)
 }

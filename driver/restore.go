@@ -7,6 +7,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/dustin/go-humanize"
+
+	"github.com/portvol/portvol/internal/durable"
 	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/metadata"
 	"github.com/portvol/portvol/snapshot"
@@ -61,7 +64,7 @@ func (d *Driver) ensureData(ctx context.Context, b *Backend, v *vstate, l *lease
 		if exists {
 			return nil
 		}
-		if err := mkdirDurable(d.dataDir(name)); err != nil {
+		if err := durable.MkdirAll(d.dataDir(name), 0o755); err != nil {
 			return fmt.Errorf("volume %q: create data directory: %w", name, err)
 		}
 		return d.update(ctx, name, func(r *metadata.Volume) { r.Local, r.LocalSnapshot = metadata.LocalReady, "" })
@@ -147,20 +150,13 @@ func restoringMessage(name string, p snapshot.Progress) string {
 	return fmt.Sprintf("restoring %s: %s, try again shortly", name, progressText(p))
 }
 
-// progressText is "45% (3.1/7.0 GB)".
+// progressText is "45% (2.9 GiB of 6.5 GiB)".
 func progressText(p snapshot.Progress) string {
-	pct := 0
+	pct := uint64(0)
 	if p.Bytes > 0 {
-		pct = int(p.BytesDone * 100 / p.Bytes)
+		pct = p.BytesDone * 100 / p.Bytes
 	}
-	unit, div := "kB", 1e3
-	switch {
-	case p.Bytes >= 1e9:
-		unit, div = "GB", 1e9
-	case p.Bytes >= 1e6:
-		unit, div = "MB", 1e6
-	}
-	return fmt.Sprintf("%d%% (%.1f/%.1f %s)", pct, float64(p.BytesDone)/div, float64(p.Bytes)/div, unit)
+	return fmt.Sprintf("%d%% (%s of %s)", pct, humanize.IBytes(p.BytesDone), humanize.IBytes(p.Bytes))
 }
 
 // idleRelease gives back the lease of a restore that no Mount came for.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/portvol/portvol/internal/volname"
 )
 
 // attempt says what an acquisition may do with a lease held by another.
@@ -91,7 +93,7 @@ func (m *Manager) wait(ctx context.Context, volume string, wait time.Duration, a
 
 // try makes one acquisition, re-reading when it loses a race.
 func (m *Manager) try(ctx context.Context, volume string, a attempt) (*Lease, error) {
-	if err := CheckVolume(volume); err != nil {
+	if err := volname.Check(volume); err != nil {
 		return nil, err
 	}
 	for range maxRounds {
@@ -172,7 +174,7 @@ func removedError(volume, by string) error {
 // crash) it returns ErrReleased; if anything else holds the record now, a
 // *FencedError.
 func (m *Manager) Resume(ctx context.Context, volume string, generation uint64) (*Lease, error) {
-	if err := CheckVolume(volume); err != nil {
+	if err := volname.Check(volume); err != nil {
 		return nil, err
 	}
 	o, err := m.load(ctx, volume)

@@ -1,11 +1,14 @@
 package lease_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
 
+	"github.com/portvol/portvol/internal/volname"
 	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/transfer/memstore"
 )
 
 // The messages are what an operator reads in `docker run` output and in
@@ -72,14 +75,13 @@ func TestFencedErrorMessages(t *testing.T) {
 }
 
 func TestNamesAndOptions(t *testing.T) {
-	for _, name := range []string{"", ".", "..", "../x", "a/b", "-x", "x y", string(make([]byte, 129))} {
-		if lease.CheckVolume(name) == nil {
-			t.Errorf("CheckVolume(%q) accepted it", name)
-		}
+	m, err := lease.New(memstore.New(), lease.Options{Host: "h"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, name := range []string{"db", "pg-16.data_1", "A"} {
-		if err := lease.CheckVolume(name); err != nil {
-			t.Errorf("CheckVolume(%q): %v", name, err)
+	for _, name := range []string{"", "..", "../x", "a/b"} {
+		if _, err := m.Inspect(context.Background(), name); !errors.Is(err, volname.ErrInvalid) {
+			t.Errorf("Inspect(%q) = %v, want a refused name", name, err)
 		}
 	}
 	if _, err := lease.New(nil, lease.Options{Host: "bad/host"}); err == nil {
@@ -88,7 +90,7 @@ func TestNamesAndOptions(t *testing.T) {
 	if _, err := lease.New(nil, lease.Options{Host: "h", TTL: time.Millisecond}); err == nil {
 		t.Error("New accepted a 1ms TTL")
 	}
-	m, err := lease.New(nil, lease.Options{Host: "h"})
+	m, err = lease.New(nil, lease.Options{Host: "h"})
 	if err != nil || m.TTL() != lease.DefaultTTL || m.Host() != "h" {
 		t.Errorf("defaults: TTL %v host %q, %v", m.TTL(), m.Host(), err)
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portvol/portvol/internal/volname"
 	"github.com/portvol/portvol/transfer"
 )
 
@@ -112,7 +113,7 @@ func (o Observation) Expired() bool {
 
 // Inspect reads a volume's head record, for status output.
 func (m *Manager) Inspect(ctx context.Context, volume string) (Observation, error) {
-	if err := CheckVolume(volume); err != nil {
+	if err := volname.Check(volume); err != nil {
 		return Observation{}, err
 	}
 	return m.load(ctx, volume)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/portvol/portvol/internal/volname"
 )
 
 // RecordVersion is the head record format this package writes and reads.
@@ -64,19 +66,9 @@ func HeadKey(volume string) string { return "volumes/" + volume + "/head.json" }
 const maxGeneration = 1 << 53
 
 var (
-	volumeRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-	hostRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$`)
-	snapshotRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-	nonceRE    = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	hostRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$`)
+	nonceRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
 )
-
-// CheckVolume reports whether name is a valid volume name.
-func CheckVolume(name string) error {
-	if !volumeRE.MatchString(name) {
-		return fmt.Errorf("invalid volume name %q: use 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit", name)
-	}
-	return nil
-}
 
 // CheckHost reports whether id is a valid host id.
 func CheckHost(id string) error {
@@ -87,8 +79,10 @@ func CheckHost(id string) error {
 }
 
 // CheckSnapshotID reports whether id can be published as a head snapshot.
+// Snapshot IDs are opaque here; the record only needs them to be safe as
+// one key segment, which is the rule for volume names.
 func CheckSnapshotID(id string) error {
-	if !snapshotRE.MatchString(id) {
+	if !volname.Valid(id) {
 		return fmt.Errorf("invalid snapshot id %q: use 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit", id)
 	}
 	return nil
@@ -105,7 +99,7 @@ func (r *Record) validate() error {
 	switch {
 	case r.Version != RecordVersion:
 		return fmt.Errorf("version %d, want %d", r.Version, RecordVersion)
-	case CheckVolume(r.Volume) != nil:
+	case !volname.Valid(r.Volume):
 		return fmt.Errorf("bad volume name %q", r.Volume)
 	case r.State != Held && r.State != Released && r.State != Removed:
 		return fmt.Errorf("unknown state %q (want held, released or removed)", r.State)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/portvol/portvol/internal/volname"
 )
 
 // Remove marks a volume removed with a tombstone, so that no host can
@@ -55,7 +57,7 @@ func (m *Manager) Revive(ctx context.Context, volume string) error {
 // rewrite applies decide to the current record until its conditional
 // write wins; decide returns nil to stop without writing.
 func (m *Manager) rewrite(ctx context.Context, volume string, decide func(Observation) (*Record, error)) error {
-	if err := CheckVolume(volume); err != nil {
+	if err := volname.Check(volume); err != nil {
 		return err
 	}
 	for range maxRounds {

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
 
@@ -99,8 +101,8 @@ func (p *packer) flush(ctx context.Context) error {
 // of files, split per block over r.workers goroutines, with pack uploads
 // overlapping. It fills each file's Blocks with registry indexes (holeRef
 // for blocks found to be all zero).
-func (r *Repo) readBlocks(ctx context.Context, root int, files []*readFile, reg *registry, ixPrefix string, prog *progress, stats *Stats) error {
-	g, ctx := newGroup(ctx)
+func (r *Repo) readBlocks(parent context.Context, root int, files []*readFile, reg *registry, ixPrefix string, prog *progress, stats *Stats) error {
+	g, ctx := errgroup.WithContext(parent)
 	jobs := make(chan blockJob, 4*r.workers)
 	uploaders := max(1, min(r.transfers/2, 4)) // packs in memory: uploaders + 1
 	pk := &packer{
@@ -152,7 +154,7 @@ func (r *Repo) readBlocks(ctx context.Context, root int, files []*readFile, reg 
 		workers.Add(1)
 		g.Go(func() error {
 			defer workers.Done()
-			return r.blockWorker(ctx, g, jobs, reg, pk, prog, &newChunks, &newBytes)
+			return r.blockWorker(ctx, jobs, reg, pk, prog, &newChunks, &newBytes)
 		})
 	}
 
@@ -187,7 +189,14 @@ func (r *Repo) readBlocks(ctx context.Context, root int, files []*readFile, reg 
 		close(pk.out)
 		return err
 	})
-	err := g.Wait()
+	err := cmp.Or(g.Wait(), context.Cause(parent))
+	// A failed worker stopped reading jobs: close the files of the blocks
+	// still queued (the dispatcher closed jobs before Wait returned).
+	for job := range jobs {
+		if job.f.pending.Add(-1) == 0 {
+			unix.Close(job.f.fd)
+		}
+	}
 	stats.FilesRead, stats.BytesRead = filesRead.Load(), bytesRead.Load()
 	stats.NewChunks, stats.NewBytes, stats.UploadedBytes = newChunks.Load(), newBytes.Load(), uploaded.Load()
 	return err
@@ -237,7 +246,7 @@ func (r *Repo) prefetch(f *readFile, i int) {
 	}
 }
 
-func (r *Repo) blockWorker(ctx context.Context, g *group, jobs <-chan blockJob, reg *registry, pk *packer, prog *progress, newChunks, newBytes *atomic.Uint64) error {
+func (r *Repo) blockWorker(ctx context.Context, jobs <-chan blockJob, reg *registry, pk *packer, prog *progress, newChunks, newBytes *atomic.Uint64) error {
 	bs := r.blockSize
 	buf := make([]byte, bs)
 	zbuf := make([]byte, 0, bs+bs/8+1024)
@@ -252,16 +261,20 @@ func (r *Repo) blockWorker(ctx context.Context, g *group, jobs <-chan blockJob, 
 		return err
 	}
 	defer zw.Close()
-	// After a failure keep draining, so every file gets closed.
+	// After another worker failed, keep draining so every file gets
+	// closed; a worker that fails returns at once (cancelling ctx) and
+	// readBlocks closes what is left in jobs.
 	for job := range jobs {
+		var err error
 		if ctx.Err() == nil {
-			if err := r.doBlock(ctx, job, buf, zbuf, sbuf, h, zw, reg, pk, newChunks, newBytes); err != nil {
-				g.cancel(err)
-			}
+			err = r.doBlock(ctx, job, buf, zbuf, sbuf, h, zw, reg, pk, newChunks, newBytes)
 			prog.done.Add(blockLen(job.f.st.Size, job.f.node.Blocks[job.i].Index, bs))
 		}
 		if job.f.pending.Add(-1) == 0 {
 			unix.Close(job.f.fd)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil

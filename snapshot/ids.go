@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/portvol/portvol/internal/volname"
 )
 
 // ID is a 32-byte content identifier (a chunk or a pack).
@@ -26,21 +28,16 @@ func parseID(s string) (ID, error) {
 }
 
 var (
-	volumeRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 	snapshotRE = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{16}$`)
 )
-
-// ValidVolume reports whether name is a valid volume name
-// (^[A-Za-z0-9][A-Za-z0-9_.-]*$, at most 128 characters).
-func ValidVolume(name string) bool { return volumeRE.MatchString(name) }
 
 // ValidSnapshotID reports whether id has the form of a snapshot ID
 // (20060102T150405Z-0123456789abcdef).
 func ValidSnapshotID(id string) bool { return snapshotRE.MatchString(id) }
 
 func checkVolume(name string) error {
-	if !ValidVolume(name) {
-		return fmt.Errorf("volume name %q: must match ^[A-Za-z0-9][A-Za-z0-9_.-]*$ and be at most 128 characters: %w", name, ErrInvalid)
+	if err := volname.Check(name); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil
 }

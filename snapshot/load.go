@@ -1,15 +1,16 @@
 package snapshot
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/portvol/portvol/transfer"
+	"golang.org/x/sync/errgroup"
 )
 
 // Load reads and verifies the manifest of snapshot id of volume. A
@@ -59,18 +60,17 @@ func (r *Repo) List(ctx context.Context, volume string) ([]Info, error) {
 	}
 	infos := make([]Info, len(ids))
 	errs := make([]error, len(ids))
-	sem := make(chan struct{}, r.transfers)
-	var wg sync.WaitGroup
+	// Every manifest is read, so that the error names each bad one: the
+	// functions put their errors in errs rather than stopping the group.
+	var g errgroup.Group
+	g.SetLimit(r.transfers)
 	for i, id := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			infos[i], errs[i] = r.loadInfo(ctx, volume, id)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := cmp.Or(g.Wait(), errors.Join(errs...)); err != nil {
 		return nil, err
 	}
 	slices.SortFunc(infos, func(a, b Info) int {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
+
+	"github.com/portvol/portvol/internal/volname"
 )
 
 // Limits on what a manifest may contain, so that a hostile or damaged
@@ -84,7 +86,7 @@ func decodeInfo(d *dec) (Info, int) {
 		switch {
 		case !ValidSnapshotID(in.ID):
 			d.fail("snapshot id %q", in.ID)
-		case !ValidVolume(in.Volume):
+		case !volname.Valid(in.Volume):
 			d.fail("volume name %q", in.Volume)
 		case in.Parent != "" && !ValidSnapshotID(in.Parent):
 			d.fail("parent id %q", in.Parent)

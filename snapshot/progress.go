@@ -1,42 +1,9 @@
 package snapshot
 
 import (
-	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 )
-
-// group runs goroutines; the first error cancels the context of all.
-type group struct {
-	wg     sync.WaitGroup
-	cancel context.CancelCauseFunc
-	ctx    context.Context
-}
-
-func newGroup(ctx context.Context) (*group, context.Context) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	return &group{cancel: cancel, ctx: ctx}, ctx
-}
-
-func (g *group) Go(f func() error) {
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		if err := f(); err != nil {
-			g.cancel(err)
-		}
-	}()
-}
-
-// Wait waits for all goroutines and returns the first error, or the
-// reason the parent context ended.
-func (g *group) Wait() error {
-	g.wg.Wait()
-	err := context.Cause(g.ctx)
-	g.cancel(nil)
-	return err
-}
 
 // Progress reports how far a Create, Restore or Verify has come.
 type Progress struct {

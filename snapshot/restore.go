@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/portvol/portvol/internal/durable"
 )
 
 // RestoreOptions configures Restore.
@@ -169,7 +171,7 @@ func swapDirs(stage, dir string, exists bool) error {
 		}
 		return fmt.Errorf("swapping the restored tree into %s: %w", dir, err)
 	}
-	if err := syncDir(filepath.Dir(dir)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(dir)); err != nil {
 		if exists { // put the old tree back rather than leave an unsynced swap
 			unix.Renameat2(unix.AT_FDCWD, stage, unix.AT_FDCWD, dir, unix.RENAME_EXCHANGE)
 		} else {

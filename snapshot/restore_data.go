@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/portvol/portvol/transfer"
 	"github.com/zeebo/blake3"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
 
@@ -239,7 +241,7 @@ func (rs *restorer) copyLocal(ctx context.Context, w *chunkWriter, chunks []uint
 	jobs := make(chan uint32)
 	var mu sync.Mutex
 	var missed []uint32
-	g, ctx := newGroup(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	for range rs.r.workers {
 		g.Go(func() error {
 			buf := alignedBuf(int(m.BlockSize))
@@ -285,13 +287,13 @@ func (rs *restorer) copyLocal(ctx context.Context, w *chunkWriter, chunks []uint
 		for _, c := range chunks {
 			select {
 			case jobs <- c:
-			case <-ctx.Done():
+			case <-gctx.Done():
 				return nil
 			}
 		}
 		return nil
 	})
-	if err := g.Wait(); err != nil {
+	if err := cmp.Or(g.Wait(), context.Cause(ctx)); err != nil {
 		return nil, err
 	}
 	return missed, nil
@@ -326,7 +328,7 @@ func planRanges(m *Manifest, chunks []uint32) []fetchRange {
 func (rs *restorer) fetchRemote(ctx context.Context, w *chunkWriter, chunks []uint32) error {
 	ranges := planRanges(rs.m, chunks)
 	jobs := make(chan *fetchRange)
-	g, ctx := newGroup(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	for range rs.r.transfers {
 		g.Go(func() error {
 			cd, err := rs.r.newChunkDecoder()
@@ -335,14 +337,11 @@ func (rs *restorer) fetchRemote(ctx context.Context, w *chunkWriter, chunks []ui
 			}
 			defer cd.close()
 			for fr := range jobs {
-				if ctx.Err() != nil {
-					continue
-				}
-				err := rs.r.readRange(ctx, rs.m, fr, cd, nil, func(c uint32, data []byte) error {
+				err := rs.r.readRange(gctx, rs.m, fr, cd, nil, func(c uint32, data []byte) error {
 					return w.write(c, data)
 				}, rs.prog)
 				if err != nil {
-					g.cancel(err)
+					return err // cancels gctx: the dispatcher stops
 				}
 			}
 			return nil
@@ -353,13 +352,13 @@ func (rs *restorer) fetchRemote(ctx context.Context, w *chunkWriter, chunks []ui
 		for i := range ranges {
 			select {
 			case jobs <- &ranges[i]:
-			case <-ctx.Done():
+			case <-gctx.Done():
 				return nil
 			}
 		}
 		return nil
 	})
-	return g.Wait()
+	return cmp.Or(g.Wait(), context.Cause(ctx))
 }
 
 // chunkDecoder turns records into verified plaintext; one per goroutine.

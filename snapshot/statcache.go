@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
+
+	"github.com/portvol/portvol/internal/durable"
 )
 
 // The stat cache is a local file (never in the store) that says: at time
@@ -164,43 +165,8 @@ func loadStatCache(path string) *statCache {
 	return c
 }
 
-// writeFileDurable replaces path with data: temporary file, fsync,
-// rename, fsync of the directory.
-func writeFileDurable(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 func writeStatCache(path string, c *statCache) error {
-	if err := writeFileDurable(path, encodeStatCache(c)); err != nil {
+	if err := durable.WriteFile(path, encodeStatCache(c), 0o600); err != nil {
 		return fmt.Errorf("writing stat cache %s: %w", path, err)
 	}
 	return nil

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/zeebo/blake3"
+	"golang.org/x/sync/errgroup"
 )
 
 // maxReported bounds how many damaged objects one Verify error lists.
@@ -38,7 +40,7 @@ func (r *Repo) Verify(ctx context.Context, volume, id string) error {
 		mu.Unlock()
 	}
 	jobs := make(chan uint32)
-	g, gctx := newGroup(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	for range r.transfers {
 		g.Go(func() error {
 			cd, err := r.newChunkDecoder()
@@ -69,7 +71,7 @@ func (r *Repo) Verify(ctx context.Context, volume, id string) error {
 		}
 		return nil
 	})
-	if err := g.Wait(); err != nil {
+	if err := cmp.Or(g.Wait(), context.Cause(ctx)); err != nil {
 		return fmt.Errorf("volume %q: verifying snapshot %s: %w", volume, id, err)
 	}
 	if len(errs) > 0 {

@@ -4,22 +4,9 @@
 //
 // It owns: the interface, the error vocabulary (ErrNotExist,
 // ErrPrecondition, ErrPermanent, Retryable), the key rules (CheckKey,
-// CheckPrefix), the redacting Secret type, and helpers that work over any
-// store: Group runs many Puts and Gets with a concurrency limit, progress
-// reporting and an optional bandwidth cap (Limiter); ContextReader makes a
-// local body honour cancellation.
-//
-//	g := transfer.NewGroup(ctx, store, transfer.GroupOptions{
-//		Concurrency: 4,
-//		Limiter:     transfer.NewLimiter(100 << 20), // 100 MiB/s, shareable
-//		Progress:    func(p transfer.Progress) { log(p.Done, p.Total) },
-//	})
-//	for _, pack := range packs {
-//		if err := g.PutBytes(pack.Key, pack.Data); err != nil {
-//			break // the group failed; Wait returns why
-//		}
-//	}
-//	err := g.Wait()
+// CheckPrefix), the redacting Secret type, and ContextReader, which makes
+// a local body honour cancellation. Callers that move many objects at once
+// bound their concurrency themselves (snapshot uses errgroup with a limit).
 //
 // It must not know: any concrete store, any client library, the snapshot
 // format or Docker. It imports the standard library only. Concrete stores

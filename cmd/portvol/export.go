@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/portvol/portvol/snapshot"
@@ -124,7 +125,7 @@ func runExport(ctx context.Context, o *exportOptions, volume, dstArg string, std
 		return writeJSON(stdout, res)
 	}
 	_, err = fmt.Fprintf(stdout, "snapshot %s of volume %q restored into %s\n%d files, %s; fetched %s, reused %s locally, in %s\n",
-		id, volume, dst, p.Files, fmtBytes(p.Bytes), fmtBytes(p.Transferred), fmtBytes(p.Reused), fmtDuration(time.Since(start)))
+		id, volume, dst, p.Files, humanize.IBytes(p.Bytes), humanize.IBytes(p.Transferred), humanize.IBytes(p.Reused), fmtDuration(time.Since(start)))
 	return err
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/portvol/portvol/catalog"
@@ -183,8 +184,8 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 	}
 	_, err = fmt.Fprintf(stdout, "snapshot %s of volume %q published (generation %d)\n"+
 		"%d files, %s (%s data); read %d files (%s), uploaded %s in %s\n",
-		m.ID, volume, m.Generation, m.Stats.Files, fmtBytes(m.Stats.Bytes), fmtBytes(m.Stats.DataBytes),
-		m.Stats.FilesRead, fmtBytes(m.Stats.BytesRead), fmtBytes(m.Stats.UploadedBytes), fmtDuration(time.Since(start)))
+		m.ID, volume, m.Generation, m.Stats.Files, humanize.IBytes(m.Stats.Bytes), humanize.IBytes(m.Stats.DataBytes),
+		m.Stats.FilesRead, humanize.IBytes(m.Stats.BytesRead), humanize.IBytes(m.Stats.UploadedBytes), fmtDuration(time.Since(start)))
 	return err
 }
 
@@ -251,7 +252,7 @@ func (s *session) initRepo(ctx context.Context, blockSize int) (*snapshot.Repo, 
 		return nil, s.repoError(err)
 	}
 	if blockSize != 0 && r.BlockSize() != blockSize {
-		return nil, usageError{fmt.Errorf("--block-size %s: store %s already uses blocks of %s; drop --block-size", fmtBytes(uint64(blockSize)), s.flags.where(), fmtBytes(uint64(r.BlockSize())))}
+		return nil, usageError{fmt.Errorf("--block-size %s: store %s already uses blocks of %s; drop --block-size", humanize.IBytes(uint64(blockSize)), s.flags.where(), humanize.IBytes(uint64(r.BlockSize())))}
 	}
 	return r, nil
 }

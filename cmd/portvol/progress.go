@@ -9,7 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/dustin/go-humanize"
+	"golang.org/x/term"
 
 	"github.com/portvol/portvol/snapshot"
 )
@@ -35,8 +36,7 @@ func isTerminal(w io.Writer) bool {
 	if !ok {
 		return false
 	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	return term.IsTerminal(int(f.Fd()))
 }
 
 // reporter turns snapshot.Progress callbacks into progress output. It
@@ -155,12 +155,12 @@ func (r *reporter) line(p snapshot.Progress, now time.Time) string {
 		return b.String()
 	}
 	pct := 100 * float64(p.BytesDone) / float64(p.Bytes)
-	fmt.Fprintf(&b, " %3.0f%% %s of %s", pct, fmtBytes(p.BytesDone), fmtBytes(p.Bytes))
+	fmt.Fprintf(&b, " %3.0f%% %s of %s", pct, humanize.IBytes(p.BytesDone), humanize.IBytes(p.Bytes))
 	if perSec, eta, ok := r.rate(p, now); ok {
-		fmt.Fprintf(&b, ", %s/s, ETA %s", fmtBytes(uint64(perSec)), fmtDuration(eta))
+		fmt.Fprintf(&b, ", %s/s, ETA %s", humanize.IBytes(uint64(perSec)), fmtDuration(eta))
 	}
 	if p.Reused > 0 {
-		fmt.Fprintf(&b, ", %s reused", fmtBytes(p.Reused))
+		fmt.Fprintf(&b, ", %s reused", humanize.IBytes(p.Reused))
 	}
 	return b.String()
 }
@@ -195,21 +195,6 @@ func (r *reporter) writeJSON(p snapshot.Progress, now time.Time) {
 }
 
 func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
-
-// fmtBytes prints n in binary units: 512 B, 1.5 KiB, 20.0 GiB.
-func fmtBytes(n uint64) string {
-	if n < 1024 {
-		return fmt.Sprintf("%d B", n)
-	}
-	v := float64(n)
-	for _, u := range []string{"KiB", "MiB", "GiB", "TiB"} {
-		v /= 1024
-		if v < 1024 || u == "TiB" {
-			return fmt.Sprintf("%.1f %s", v, u)
-		}
-	}
-	panic("unreachable")
-}
 
 // fmtDuration prints d for people: 850ms, 12s, 3m05s, 1h02m.
 func fmtDuration(d time.Duration) string {

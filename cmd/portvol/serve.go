@@ -44,6 +44,10 @@ type serveOptions struct {
 	mountWait      time.Duration
 	trashRetention time.Duration
 	keyFile        string
+
+	volumeFS      string
+	poolSize      string
+	poolSizeBytes int64
 }
 
 func newServeCmd(stdout io.Writer) *cobra.Command {
@@ -73,6 +77,8 @@ is the driver name, so /run/docker/plugins/portvol.sock gives -d portvol.`,
 	f.DurationVar(&o.mountWait, "mount-wait", lease.DefaultMountWait, "how long a Mount waits for another host to release the volume (below 28s: dockerd allows a call 30s)")
 	f.DurationVar(&o.trashRetention, "trash-retention", driver.DefaultTrashRetention, "how long removed volumes stay in the store's trash (portvol undelete)")
 	f.StringVar(&o.keyFile, "encryption-key-file", "", "file holding the snapshot encryption key (32 bytes: raw, hex or base64); a new store is encrypted iff it is given")
+	f.StringVar(&o.volumeFS, "volume-fs", volumeFSAuto, "where volume data lives: auto (btrfs when the kernel has it), btrfs (subvolumes in the state directory if it is btrfs, else in a pool image under it) or directory")
+	f.StringVar(&o.poolSize, "pool-size", "", "size of the btrfs pool image (sparse) when the state directory is not on btrfs, such as 200G; raising it grows the pool at the next start (default: the free space of the state directory's disk when the pool is made)")
 	return c
 }
 
@@ -118,6 +124,9 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 		return err
 	}
 	log = log.WithField("host", hostID)
+	if err := prepareVolumeFS(ctx, o, log); err != nil {
+		return err
+	}
 
 	d, err := driver.New(driver.Config{
 		StateDir:       o.stateDir,
@@ -186,6 +195,9 @@ func (o *serveOptions) complete() error {
 		return err
 	}
 	if err := o.checkOwnershipFlags(); err != nil {
+		return err
+	}
+	if err := o.checkVolumeFSFlags(); err != nil {
 		return err
 	}
 	if o.hostID != "" && !hostIDRE.MatchString(o.hostID) {

@@ -326,7 +326,7 @@ func TestImportBlockSize(t *testing.T) {
 		t.Fatalf("store block size %v, %v; want 256 KiB", r, err)
 	}
 	cli(t, "import", "--store", ts.url, "--block-size", "1MiB", src, "v").
-		fails(t, exitUsage, "already uses blocks of 256.0 KiB; drop --block-size")
+		fails(t, exitUsage, "already uses blocks of 256 KiB; drop --block-size")
 	cli(t, "import", "--store", ts.url, "--block-size", "256KiB", src, "v").ok(t)
 	cli(t, "import", "--store", ts.url, src, "v").ok(t)
 }

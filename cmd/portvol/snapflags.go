@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/portvol/portvol/catalog"
+	"github.com/portvol/portvol/internal/volname"
 	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/snapshot"
 	"github.com/portvol/portvol/transfer"
@@ -198,7 +199,7 @@ func (s *session) checkVolume(ctx context.Context, volume string) error {
 
 // checkVolumeArg validates a VOLUME argument.
 func checkVolumeArg(name string) error {
-	if err := catalog.CheckName(name); err != nil {
+	if err := volname.Check(name); err != nil {
 		return usageError{err}
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/portvol/portvol/snapshot"
@@ -107,7 +108,7 @@ func printSnapshotTable(w io.Writer, infos []snapshot.Info, head string) error {
 			mark = "*"
 		}
 		rows = append(rows, []string{mark, in.ID, in.Started.Local().Format("2006-01-02 15:04:05"),
-			fmtBytes(in.Stats.Bytes), fmtBytes(in.Stats.DataBytes), fmtBytes(in.Stats.UploadedBytes),
+			humanize.IBytes(in.Stats.Bytes), humanize.IBytes(in.Stats.DataBytes), humanize.IBytes(in.Stats.UploadedBytes),
 			strconv.FormatUint(in.Stats.Files, 10), in.Host, strconv.FormatUint(in.Generation, 10)})
 	}
 	// Text columns align left, numbers right.

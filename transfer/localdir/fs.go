@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/portvol/portvol/internal/durable"
 	"github.com/portvol/portvol/transfer"
 )
 
@@ -41,7 +42,7 @@ func (s *Store) writeTemp(ctx context.Context, r io.Reader, size int64) (string,
 		return "", fmt.Errorf("negative size %d: %w", size, transfer.ErrPermanent)
 	}
 	buf := make([]byte, max(min(size, copyBuf), 512))
-	n, err := io.CopyBuffer(writerOnly{f}, io.LimitReader(ctxReader{ctx, r}, size), buf)
+	n, err := io.CopyBuffer(writerOnly{f}, io.LimitReader(transfer.ContextReader(ctx, io.NopCloser(r)), size), buf)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return "", cerr
@@ -88,7 +89,7 @@ func (s *Store) publish(tmp, p string) error {
 	dir := filepath.Dir(p)
 	var err error
 	for range 10 {
-		if err = mkdirAll(dir); err != nil {
+		if err = durable.MkdirAll(dir, 0o755); err != nil {
 			if isNotDir(err) {
 				return fmt.Errorf("a parent of the key is an object, not a prefix: %w", transfer.ErrPermanent)
 			}
@@ -105,48 +106,7 @@ func (s *Store) publish(tmp, p string) error {
 		}
 		return fsError(err)
 	}
-	return fsError(syncDir(dir))
-}
-
-// mkdirAll creates dir and its missing parents, syncing each parent after
-// it gains an entry, so that a published object cannot vanish in a crash
-// with its directory.
-func mkdirAll(dir string) error {
-	fi, err := os.Stat(dir)
-	if err == nil {
-		if !fi.IsDir() {
-			return &os.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
-		}
-		return nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	parent := filepath.Dir(dir)
-	if parent != dir {
-		if err := mkdirAll(parent); err != nil {
-			return err
-		}
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return mkdirAll(dir) // raced with another creator; check it is a directory
-		}
-		return err
-	}
-	return syncDir(parent)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return err
-	}
-	return nil
+	return fsError(durable.SyncDir(dir))
 }
 
 // openObject opens the regular file p without following a final symlink.
@@ -217,18 +177,6 @@ func fsError(err error) error {
 }
 
 func isNotDir(err error) bool { return errors.Is(err, syscall.ENOTDIR) }
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
 
 // writerOnly hides *os.File's ReadFrom, so io.CopyBuffer uses our buffer
 // and checks the context between chunks.

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portvol/portvol/internal/durable"
 	"github.com/portvol/portvol/transfer"
 )
 
@@ -47,7 +48,7 @@ func New(root string) (*Store, error) {
 	root = filepath.Clean(root)
 	s := &Store{root: root, locks: make(map[string]*keyLock)}
 	for _, d := range []string{root, s.tmpDir(), s.lockDir()} {
-		if err := mkdirAll(d); err != nil {
+		if err := durable.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("local store %s: %w", root, fsError(err))
 		}
 	}
@@ -169,7 +170,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) && !isNotDir(err) {
 		return fmt.Errorf("delete %q: %w", key, fsError(err))
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil && !errors.Is(err, os.ErrNotExist) && !isNotDir(err) {
+	if err := durable.SyncDir(filepath.Dir(p)); err != nil && !errors.Is(err, os.ErrNotExist) && !isNotDir(err) {
 		return fmt.Errorf("delete %q: %w", key, fsError(err))
 	}
 	s.removeEmptyParents(filepath.Dir(p))

@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/portvol/portvol/transfer"
 )
@@ -21,11 +24,10 @@ func testList(t *testing.T, s transfer.ObjectStore) {
 	keys = append(keys, tricky...)
 	keys = append(keys, "lt/outside", "l/outside")
 
-	g := transfer.NewGroup(ctx, s, transfer.GroupOptions{Concurrency: 8})
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
 	for _, k := range keys {
-		if err := g.PutBytes(k, []byte(k)); err != nil {
-			break
-		}
+		g.Go(func() error { return s.Put(gctx, k, strings.NewReader(k), int64(len(k))) })
 	}
 	if err := g.Wait(); err != nil {
 		t.Fatalf("writing %d keys: %v", len(keys), err)
