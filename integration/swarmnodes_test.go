@@ -113,15 +113,16 @@ func (s *swarm) cliMust(t *testing.T, args ...string) string {
 	return strings.TrimSpace(out)
 }
 
-// allow sets the service's label on the named hosts only.
+// allow lets the service run on the named hosts only (the label is yes
+// there, no elsewhere).
 func (s *swarm) allow(t *testing.T, names ...string) {
 	t.Helper()
 	for _, h := range s.hosts {
+		v := "no"
 		if slices.Contains(names, h.name) {
-			s.cliMust(t, "node", "update", "--label-add", swarmLabel+"=yes", s.ids[h.name])
-		} else {
-			s.cliMust(t, "node", "update", "--label-rm", swarmLabel, s.ids[h.name])
+			v = "yes"
 		}
+		s.cliMust(t, "node", "update", "--label-add", swarmLabel+"="+v, s.ids[h.name])
 	}
 }
 
