@@ -237,6 +237,24 @@ func handover(acks []pgAck, since time.Time) (before, after pgAck, ok bool) {
 	return pgAck{}, pgAck{}, false
 }
 
+// commitLog summarises acks after since: runs of commits by one node,
+// with their ids and times.
+func commitLog(acks []pgAck, since time.Time) string {
+	var b strings.Builder
+	for i := 0; i < len(acks); {
+		j := i
+		for j+1 < len(acks) && acks[j+1].node == acks[i].node {
+			j++
+		}
+		if acks[j].at.After(since) {
+			fmt.Fprintf(&b, "%s: rows %d-%d, %s-%s\n", acks[i].node, acks[i].id, acks[j].id,
+				acks[i].at.Format("15:04:05.000"), acks[j].at.Format("15:04:05.000"))
+		}
+		i = j + 1
+	}
+	return b.String()
+}
+
 // idRanges prints ids compactly: "3-7, 9".
 func idRanges(ids []int) string {
 	var parts []string

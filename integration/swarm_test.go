@@ -93,8 +93,9 @@ func (db *swarmDB) current(t *testing.T) swarmTask {
 
 // checkRows fails t if a row the client saw committed is missing (except
 // those a takeover cut off).
-func (db *swarmDB) checkRows(t *testing.T) {
+func (db *swarmDB) checkRows(t *testing.T, since time.Time) {
 	t.Helper()
+	t.Logf("commits:\n%s", commitLog(db.w.acked(), since))
 	rows := db.w.rows(t)
 	var want []pgAck
 	for _, a := range db.w.acked() {
@@ -146,7 +147,7 @@ func (db *swarmDB) testDrain(t *testing.T) {
 	t.Logf("drain %s → %s: downtime %v (last commit on %s %s, first on %s %s)", from.Node, to.Node,
 		after.at.Sub(before.at).Round(time.Millisecond), before.node, before.at.Format("15:04:05.000"), after.node, after.at.Format("15:04:05.000"))
 	t.Logf("plugin events:\n%s", timeline(t0, db.vol, s.host(from.Node), s.host(to.Node)))
-	db.checkRows(t)
+	db.checkRows(t, t0)
 	db.checkMounts(t, to.Node)
 	db.watch.check(t)
 	s.cliMust(t, "node", "update", "--availability", "active", s.ids[from.Node])
@@ -168,7 +169,7 @@ func (db *swarmDB) testRestartInPlace(t *testing.T) {
 	db.w.waitAcks(t, time.Minute, cur.Node, 10)
 	t.Logf("forced update on %s: longest pause between commits %v", cur.Node, longestGap(db.w.acked(), t0))
 	t.Logf("plugin events:\n%s", timeline(t0, db.vol, h))
-	db.checkRows(t)
+	db.checkRows(t, t0)
 	db.checkMounts(t, cur.Node)
 
 	t0 = time.Now()
@@ -179,7 +180,7 @@ func (db *swarmDB) testRestartInPlace(t *testing.T) {
 	db.w.waitAcks(t, time.Minute, cur.Node, 10)
 	t.Logf("engine restart on %s: longest pause between commits %v", cur.Node, longestGap(db.w.acked(), t0))
 	t.Logf("plugin events:\n%s", timeline(t0, db.vol, h))
-	db.checkRows(t)
+	db.checkRows(t, t0)
 	db.checkMounts(t, cur.Node)
 	db.watch.check(t)
 }
@@ -246,7 +247,7 @@ func (db *swarmDB) testStartFirst(t *testing.T) {
 	db.w.waitAcks(t, time.Minute, now.Node, 10)
 	t.Logf("start-first update: longest pause between commits %v", longestGap(db.w.acked(), t0))
 	t.Logf("plugin events:\n%s", timeline(t0, db.vol, s.host(cur.Node), s.host(other)))
-	db.checkRows(t)
+	db.checkRows(t, t0)
 	db.checkMounts(t, now.Node)
 	db.watch.check(t)
 }
@@ -377,7 +378,7 @@ func (db *swarmDB) testNodeLoss(t *testing.T) {
 	} else {
 		t.Logf("node loss: nothing lost; snapshot %s started %v before the power-off", head.ID, crash.Sub(head.Started).Round(time.Millisecond))
 	}
-	db.checkRows(t)
+	db.checkRows(t, crash)
 	db.checkMounts(t, to.Node, victim.name)
 
 	// The victim comes back: fenced, its copy aside with every row, and
@@ -489,7 +490,7 @@ func (db *swarmDB) testSlowRestore(t *testing.T) {
 	if float64(down1-down0) > 1.5*fetched {
 		t.Errorf("%s fetched %d bytes for a restore of %.0f: the restore started over", target.name, down1-down0, fetched)
 	}
-	db.checkRows(t)
+	db.checkRows(t, t0)
 	db.checkMounts(t, target.name)
 	db.watch.check(t)
 }
@@ -550,7 +551,7 @@ func (db *swarmDB) testPluginDisabled(t *testing.T) {
 	s.waitRunning(t, db.service, 2*time.Minute, func(n string) bool { return n == z.name })
 	db.w.waitAcks(t, time.Minute, z.name, 10)
 	t.Logf("%s runs the task %v after its plugin was enabled", z.name, time.Since(t0).Round(100*time.Millisecond))
-	db.checkRows(t)
+	db.checkRows(t, t0)
 	db.checkMounts(t, z.name)
 	db.watch.check(t)
 }

@@ -37,7 +37,7 @@ func newSwarm(t *testing.T, opts clusterOptions) *swarm {
 	s := &swarm{cluster: c, ids: map[string]string{}, down: map[string]bool{}}
 	first := c.hosts[0]
 	first.docker(t, "swarm", "init", "--advertise-addr", first.pe.addr, "--listen-addr", first.pe.addr+":2377",
-		"--dispatcher-heartbeat", "1s")
+		"--dispatcher-heartbeat", "1s", "--task-history-limit", "100")
 	token := first.docker(t, "swarm", "join-token", "-q", "manager")
 	for _, h := range c.hosts[1:] {
 		h.docker(t, "swarm", "join", "--token", token, "--advertise-addr", h.pe.addr, "--listen-addr", h.pe.addr+":2377",
@@ -55,10 +55,13 @@ func newSwarm(t *testing.T, opts clusterOptions) *swarm {
 				s.cli("service", "rm", id)
 			}
 		}
+		if t.Failed() {
+			out, _ := s.cli("service", "ps", "--no-trunc", "--format", "{{.Name}} {{.ID}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}", "db-"+runID)
+			t.Logf("tasks:\n%s", out)
+			out, _ = s.cli("service", "logs", "--timestamps", "db-"+runID)
+			t.Logf("service logs (tail):\n%s", tail(out, 20000))
+		}
 		for _, h := range c.hosts {
-			if t.Failed() {
-				t.Logf("%s plugin log (tail):\n%s", h.name, tail(h.pluginLog(), 6000))
-			}
 			h.pe.powerOff()
 		}
 	})
