@@ -100,6 +100,7 @@ func newCluster(t *testing.T, opts clusterOptions) *cluster {
 	if out, err := buildOnce(); err != nil {
 		t.Fatalf("make build plugin-rootfs: %v\n%s", err, out)
 	}
+	start := time.Now()
 	// The plugin's documented defaults, until installPlugin sets others.
 	c := &cluster{t: t, prefix: "e2e-" + runID + "-" + randomHex(2), leaseTTL: 30 * time.Second, mountWait: 20 * time.Second}
 	c.net = newLAN(t)
@@ -120,7 +121,9 @@ func newCluster(t *testing.T, opts clusterOptions) *cluster {
 	}
 	c.s3 = startS3Server(t, c.ip)
 
+	t.Logf("hosts up after %v", time.Since(start).Round(100*time.Millisecond))
 	c.importImage(buildPostgresImage(t))
+	t.Logf("images after %v", time.Since(start).Round(100*time.Millisecond))
 	for _, h := range c.hosts {
 		if opts.relays {
 			h.relay = startRelay(t, c.ip, c.s3.Addr())
@@ -135,7 +138,7 @@ func newCluster(t *testing.T, opts clusterOptions) *cluster {
 			where = append(where, h.name+" (the machine's engine)")
 		}
 	}
-	t.Logf("cluster: store %s on %s; %s; lease TTL %v, mount wait %v",
+	t.Logf("cluster (set up in %v): store %s on %s; %s; lease TTL %v, mount wait %v", time.Since(start).Round(100*time.Millisecond),
 		c.prefix, c.s3.Addr(), strings.Join(where, ", "), c.leaseTTL, c.mountWait)
 	return c
 }
