@@ -61,8 +61,20 @@ func (c *cluster) importImage(tarPath string) {
 	if len(c.hosts) > 1 {
 		first.docker(t, "save", "-o", saved, pgImage)
 	}
+	errs := make(chan error, len(c.hosts))
 	for _, h := range c.hosts[1:] {
-		h.docker(t, "load", "-q", "-i", saved)
+		go func() {
+			out, err := h.eng.cli("load", "-q", "-i", saved)
+			if err != nil {
+				err = fmt.Errorf("%s: docker load: %w\n%s", h.name, err, out)
+			}
+			errs <- err
+		}()
+	}
+	for range c.hosts[1:] {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, h := range c.hosts {
 		if h.pe == nil {

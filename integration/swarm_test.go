@@ -33,13 +33,23 @@ func TestSwarm(t *testing.T) {
 		leaseTTL: 5 * time.Second, mountWait: 8 * time.Second,
 	})
 	db := s.startDB(t, 5*time.Second)
-	t.Run("Drain", db.testDrain)
-	t.Run("RestartInPlace", db.testRestartInPlace)
-	t.Run("StartFirstUpdate", db.testStartFirst)
-	t.Run("NodeLoss", db.testNodeLoss)
-	t.Run("SlowRestore", db.testSlowRestore)
-	t.Run("PluginDisabled", db.testPluginDisabled)
-	t.Run("ScaleToZero", db.testScaleToZero)
+	for _, step := range []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"Drain", db.testDrain},
+		{"RestartInPlace", db.testRestartInPlace},
+		{"StartFirstUpdate", db.testStartFirst},
+		{"NodeLoss", db.testNodeLoss},
+		{"SlowRestore", db.testSlowRestore},
+		{"PluginDisabled", db.testPluginDisabled},
+		{"ScaleToZero", db.testScaleToZero},
+	} {
+		// Each step starts where the previous one left the service.
+		if !t.Run(step.name, step.run) {
+			t.Fatalf("%s failed: the steps after it would start from a broken state", step.name)
+		}
+	}
 }
 
 // swarmDB is the PostgreSQL service, its volume and its client.
@@ -99,10 +109,11 @@ func (db *swarmDB) current(t *testing.T) swarmTask {
 // those a takeover cut off).
 func (db *swarmDB) checkRows(t *testing.T, since time.Time) {
 	t.Helper()
-	t.Logf("commits:\n%s", commitLog(db.w.acked(), since))
+	acks := db.w.acked() // before the read: the client goes on committing
+	t.Logf("commits:\n%s", commitLog(acks, since))
 	rows := db.w.rows(t)
 	var want []pgAck
-	for _, a := range db.w.acked() {
+	for _, a := range acks {
 		if !db.lost[a.id] {
 			want = append(want, a)
 		}

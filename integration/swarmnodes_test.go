@@ -88,8 +88,23 @@ func (s *swarm) setDown(h *host, down bool) {
 	s.down[h.name] = down
 }
 
-// cli runs a docker command against a manager whose engine is on.
+// cli runs a docker command against a manager whose engine is on. While
+// the managers elect a new leader (the old one was lost), it tries again
+// for up to a minute.
 func (s *swarm) cli(args ...string) (string, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := s.cliOnce(args...)
+		transient := strings.Contains(out, "DeadlineExceeded") || strings.Contains(out, "does not have a leader") ||
+			strings.Contains(out, "Unavailable")
+		if err == nil || !transient || time.Now().After(deadline) {
+			return out, err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func (s *swarm) cliOnce(args ...string) (string, error) {
 	var out string
 	err := fmt.Errorf("no manager is up")
 	for _, h := range s.hosts {
