@@ -463,7 +463,7 @@ func (db *swarmDB) keptCopyRows(t *testing.T, h *host, st map[string]any) map[in
 
 // A restore longer than one Mount: the node the task moves to fetches
 // the volume (grown by some 18 MB it cannot compress) through a link of
-// 640 KiB/s. Its first Mount fails with "restoring ... try again shortly";
+// 1.2 MiB/s (a restore of about 30 s). Its first Mount fails with "restoring ... try again shortly";
 // Swarm's retries succeed once the restore is done, and the restore ran
 // once: it resumed, it did not start over.
 func (db *swarmDB) testSlowRestore(t *testing.T) {
@@ -479,7 +479,7 @@ func (db *swarmDB) testSlowRestore(t *testing.T) {
 		t.Fatal("no node to move to")
 	}
 	db.grow(t, 18000)
-	target.relay.setRate(640 << 10)
+	target.relay.setRate(1200 << 10)
 	t.Cleanup(func() { target.relay.setRate(0) })
 	_, down0 := target.relay.counters()
 	t0 := time.Now()
