@@ -36,14 +36,19 @@ type privateEngine struct {
 	holder  *exec.Cmd // keeps the namespaces alive
 	dockerd *exec.Cmd
 	exited  chan error
+	// args are extra dockerd flags (--insecure-registry ...), kept for
+	// restarts.
+	args []string
 }
 
 // engineOptions shape a private engine.
 type engineOptions struct {
-	name string // host name; default "pvit"
-	net  *lan   // plug it into this network (eth0); nil: loopback only
+	name string   // host name; default "pvit"
+	net  *lan     // plug it into this network (eth0); nil: loopback only
+	args []string // extra dockerd flags (--insecure-registry ...)
 }
 
+// startPrivateEngine starts a private dockerd; it goes away when t ends.
 func startPrivateEngine(t *testing.T, opts engineOptions) *privateEngine {
 	t.Helper()
 	if opts.name == "" {
@@ -54,7 +59,7 @@ func startPrivateEngine(t *testing.T, opts engineOptions) *privateEngine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pe := &privateEngine{engine: engine{host: "unix://" + filepath.Join(dir, "d.sock")}, t: t, name: opts.name, net: opts.net, dir: dir}
+	pe := &privateEngine{engine: engine{host: "unix://" + filepath.Join(dir, "d.sock")}, t: t, name: opts.name, net: opts.net, dir: dir, args: opts.args}
 	t.Cleanup(pe.stop)
 	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte("{}\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -99,12 +104,12 @@ func (pe *privateEngine) startDockerd() {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	pe.dockerd = pe.command("dockerd",
+	pe.dockerd = pe.command("dockerd", append([]string{
 		"-H", pe.host, "-p", filepath.Join(pe.dir, "d.pid"),
 		"--config-file", filepath.Join(pe.dir, "daemon.json"),
-		"--data-root", filepath.Join(pe.dir, "data"), "--exec-root", filepath.Join(pe.dir, "x"),
+		"--data-root", pe.dataRoot(), "--exec-root", filepath.Join(pe.dir, "x"),
 		"--bridge=none", "--iptables=false", "--ip6tables=false", "--storage-driver", "vfs",
-		"--containerd-namespace", "pvit-"+pe.name, "--containerd-plugins-namespace", "pvitp-"+pe.name)
+		"--containerd-namespace", "pvit-" + pe.name, "--containerd-plugins-namespace", "pvitp-" + pe.name}, pe.args...)...)
 	pe.dockerd.Stdout, pe.dockerd.Stderr = logf, logf
 	if err := pe.dockerd.Start(); err != nil {
 		t.Fatalf("start dockerd: %v", err)
@@ -128,6 +133,9 @@ func (pe *privateEngine) startDockerd() {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// dataRoot is the engine's --data-root.
+func (pe *privateEngine) dataRoot() string { return filepath.Join(pe.dir, "data") }
 
 // stopDockerd stops dockerd the way an administrator does (SIGTERM).
 func (pe *privateEngine) stopDockerd() {

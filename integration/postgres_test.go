@@ -55,14 +55,14 @@ func buildPostgresImage(t *testing.T) string {
 func (c *cluster) importImage(tarPath string) {
 	t := c.t
 	t.Helper()
-	first := c.hosts[0]
+	first := c.hosts()[0]
 	first.docker(t, "import", "--change", "ENV PATH="+pgBin+":/bin", "--change", `CMD ["/bin/pg-entry"]`, tarPath, pgImage)
 	saved := filepath.Join(t.TempDir(), "pg-image.tar")
-	if len(c.hosts) > 1 {
+	if len(c.hosts()) > 1 {
 		first.docker(t, "save", "-o", saved, pgImage)
 	}
-	errs := make(chan error, len(c.hosts))
-	for _, h := range c.hosts[1:] {
+	errs := make(chan error, len(c.hosts()))
+	for _, h := range c.hosts()[1:] {
 		go func() {
 			out, err := h.eng.cli("load", "-q", "-i", saved)
 			if err != nil {
@@ -71,12 +71,12 @@ func (c *cluster) importImage(tarPath string) {
 			errs <- err
 		}()
 	}
-	for range c.hosts[1:] {
+	for range c.hosts()[1:] {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, h := range c.hosts {
+	for _, h := range c.hosts() {
 		if h.pe == nil {
 			t.Cleanup(func() { h.eng.cli("rmi", "-f", pgImage) })
 		}

@@ -77,14 +77,14 @@ func (s *swarm) startDB(t *testing.T, interval time.Duration) *swarmDB {
 	db := &swarmDB{s: s, service: "db-" + runID, vol: randomName("db"), interval: interval,
 		nodes: map[string]string{}, lost: map[int]bool{}}
 	var all []string
-	for _, h := range s.hosts {
+	for _, h := range s.hosts() {
 		db.nodes[h.pe.addr+":5432"] = h.name
 		all = append(all, h.name)
 	}
 	s.allow(t, all...)
 	// By id: every node has the same image (loaded from one), and an id
 	// sends no node to a registry.
-	img := s.hosts[0].docker(t, "image", "inspect", "-f", "{{.Id}}", pgImage)
+	img := s.hosts()[0].docker(t, "image", "inspect", "-f", "{{.Id}}", pgImage)
 	mount := fmt.Sprintf("type=volume,source=%s,target=/var/lib/postgresql/data,volume-driver=%s,volume-nocopy=true,"+
 		"volume-opt=takeover=auto,volume-opt=snapshot_interval=%s", db.vol, e2ePlugin, interval)
 	s.cliMust(t, "service", "create", "-d", "--name", db.service, "--replicas", "1", "--network", "host",
@@ -129,7 +129,7 @@ func (db *swarmDB) checkRows(t *testing.T, since time.Time) {
 // other node (whose engine is up) has it mounted.
 func (db *swarmDB) checkMounts(t *testing.T, node string, skip ...string) {
 	t.Helper()
-	for _, h := range db.s.hosts {
+	for _, h := range db.s.hosts() {
 		if slices.Contains(skip, h.name) || h == db.disabled {
 			continue
 		}
@@ -225,7 +225,7 @@ func (db *swarmDB) testStartFirst(t *testing.T) {
 	s := db.s
 	cur := db.current(t)
 	var other string
-	for _, h := range s.hosts {
+	for _, h := range s.hosts() {
 		if h.name != cur.Node && h != db.disabled {
 			other = h.name
 			break
@@ -323,11 +323,11 @@ func (db *swarmDB) testNodeLoss(t *testing.T) {
 	cur := db.current(t)
 	victim := s.host(cur.Node)
 	var all []string
-	for _, h := range s.hosts {
+	for _, h := range s.hosts() {
 		all = append(all, h.name)
 	}
 	s.allow(t, all...)
-	for _, h := range s.hosts {
+	for _, h := range s.hosts() {
 		if h != victim && db.disabled == nil {
 			db.disabled = h
 			h.docker(t, "plugin", "disable", "-f", e2ePlugin)
@@ -470,7 +470,7 @@ func (db *swarmDB) testSlowRestore(t *testing.T) {
 	s := db.s
 	cur := db.current(t)
 	var target *host
-	for _, h := range s.hosts {
+	for _, h := range s.hosts() {
 		if h.name != cur.Node && h != db.disabled {
 			target = h
 		}
@@ -595,7 +595,7 @@ func (db *swarmDB) testScaleToZero(t *testing.T) {
 	db.w.stop()
 	s.cliMust(t, "service", "scale", "-d", db.service+"=0")
 	s.waitReleased(t, h, db.vol)
-	for _, o := range s.hosts {
+	for _, o := range s.hosts() {
 		if n, _ := o.status(t, db.vol)["mounts"].(float64); n != 0 {
 			t.Errorf("%s still counts %v mounts of the volume after the service scaled to zero", o.name, n)
 		}

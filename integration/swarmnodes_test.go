@@ -35,15 +35,15 @@ func newSwarm(t *testing.T, opts clusterOptions) *swarm {
 	t.Helper()
 	c := newCluster(t, opts)
 	s := &swarm{cluster: c, ids: map[string]string{}, down: map[string]bool{}}
-	first := c.hosts[0]
+	first := c.hosts()[0]
 	first.docker(t, "swarm", "init", "--advertise-addr", first.pe.addr, "--listen-addr", first.pe.addr+":2377",
 		"--dispatcher-heartbeat", "1s", "--task-history-limit", "100")
 	token := first.docker(t, "swarm", "join-token", "-q", "manager")
-	for _, h := range c.hosts[1:] {
+	for _, h := range c.hosts()[1:] {
 		h.docker(t, "swarm", "join", "--token", token, "--advertise-addr", h.pe.addr, "--listen-addr", h.pe.addr+":2377",
 			first.pe.addr+":2377")
 	}
-	for _, h := range c.hosts {
+	for _, h := range c.hosts() {
 		s.ids[h.name] = h.docker(t, "info", "-f", "{{.Swarm.NodeID}}")
 	}
 	// Before the engines stop (cleanups run last-in first-out): no
@@ -61,7 +61,7 @@ func newSwarm(t *testing.T, opts clusterOptions) *swarm {
 			out, _ = s.cli("service", "logs", "--timestamps", "db-"+runID)
 			t.Logf("service logs (tail):\n%s", tail(out, 20000))
 		}
-		for _, h := range c.hosts {
+		for _, h := range c.hosts() {
 			h.pe.powerOff()
 		}
 	})
@@ -71,7 +71,7 @@ func newSwarm(t *testing.T, opts clusterOptions) *swarm {
 
 // host returns the host named name.
 func (s *swarm) host(name string) *host {
-	for _, h := range s.hosts {
+	for _, h := range s.hosts() {
 		if h.name == name {
 			return h
 		}
@@ -107,7 +107,7 @@ func (s *swarm) cli(args ...string) (string, error) {
 func (s *swarm) cliOnce(args ...string) (string, error) {
 	var out string
 	err := fmt.Errorf("no manager is up")
-	for _, h := range s.hosts {
+	for _, h := range s.hosts() {
 		s.mu.Lock()
 		down := s.down[h.name]
 		s.mu.Unlock()
@@ -135,7 +135,7 @@ func (s *swarm) cliMust(t *testing.T, args ...string) string {
 // there, no elsewhere).
 func (s *swarm) allow(t *testing.T, names ...string) {
 	t.Helper()
-	for _, h := range s.hosts {
+	for _, h := range s.hosts() {
 		v := "no"
 		if slices.Contains(names, h.name) {
 			v = "yes"

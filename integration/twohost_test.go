@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +29,12 @@ var (
 // diskTempDir holds what must live on a disk, not a tmpfs: the store's
 // objects and the volumes' data.
 const diskTempDir = "/var/tmp"
+
+// vethRange holds the lans that join the private engines' network
+// namespaces to the machine's (10.231.X.0/24). Private engines treat
+// registries in it as insecure (plain HTTP), as the machine's engine does
+// 127.0.0.0/8 by default.
+const vethRange = "10.231.0.0/16"
 
 // cluster is Docker hosts on one machine sharing one S3 store. By
 // default two, A and B:
@@ -57,8 +62,11 @@ type cluster struct {
 	prefix string // of the store inside the bucket
 	net    *lan
 	ip     string // the machine's address on the lan
-	hosts  []*host
+	all    []*host
 	a, b   *host // the first two hosts
+	// image is the image for plain containers (sh, cat) on the hosts:
+	// pgImage, or with clusterOptions.busybox a busybox image.
+	image string
 	// leaseTTL and mountWait are the plugins' settings (their defaults
 	// when the plugin does not declare the setting).
 	leaseTTL, mountWait time.Duration
@@ -72,6 +80,10 @@ type clusterOptions struct {
 	relays    bool          // route each host's S3 traffic through a relay
 	leaseTTL  time.Duration // PORTVOL_LEASE_TTL; 0: the plugin's default
 	mountWait time.Duration // PORTVOL_MOUNT_WAIT; 0: the plugin's default
+	// busybox gives the hosts a small busybox image (cluster.image)
+	// instead of the PostgreSQL one, for tests that need no database:
+	// quicker to set up, and no PostgreSQL needed on the machine.
+	busybox bool
 }
 
 // host is one Docker host of a cluster.
@@ -85,53 +97,18 @@ type host struct {
 	pluginID string
 }
 
-// buildOnce builds the plugin's rootfs and the CLI once per test process:
-// clusters of parallel tests share them.
-var buildOnce = sync.OnceValues(func() (string, error) {
-	return run(context.Background(), "", "make", "-C", repoRoot, "build", "plugin-rootfs")
-})
-
-// newCluster sets up the hosts and the store; they go away when t ends.
+// newCluster sets up the hosts and the store, with the plugin built from
+// this checkout installed on each (make plugin-rootfs, docker plugin
+// create); they go away when t ends.
 func newCluster(t *testing.T, opts clusterOptions) *cluster {
 	t.Helper()
-	requireDocker(t)
-	requirePostgres(t)
-	s3test.Binary(t) // skip or fail early, before the slow parts
-	if out, err := buildOnce(); err != nil {
-		t.Fatalf("make build plugin-rootfs: %v\n%s", err, out)
-	}
 	start := time.Now()
-	// The plugin's documented defaults, until installPlugin sets others.
-	c := &cluster{t: t, prefix: "e2e-" + runID + "-" + randomHex(2), leaseTTL: 30 * time.Second, mountWait: 20 * time.Second}
-	c.net = newLAN(t)
-	c.ip = c.net.gw
-	names := opts.engines
-	if names == nil {
-		a := &host{c: c, name: "hostA", eng: mainEngine}
-		a.removeLeftovers()
-		c.hosts = append(c.hosts, a)
-		names = []string{"hostB"}
-	}
-	for _, name := range names {
-		pe := startPrivateEngine(t, engineOptions{name: name, net: c.net})
-		c.hosts = append(c.hosts, &host{c: c, name: name, eng: &pe.engine, pe: pe})
-	}
-	if len(c.hosts) > 1 {
-		c.a, c.b = c.hosts[0], c.hosts[1]
-	}
-	c.s3 = startS3Server(t, c.ip)
-
-	t.Logf("hosts up after %v", time.Since(start).Round(100*time.Millisecond))
-	c.importImage(buildPostgresImage(t))
-	t.Logf("images after %v", time.Since(start).Round(100*time.Millisecond))
-	for _, h := range c.hosts {
-		if opts.relays {
-			h.relay = startRelay(t, c.ip, c.s3.Addr())
-		}
+	c := startHosts(t, opts, "plugin-rootfs")
+	for _, h := range c.hosts() {
 		h.installPlugin(opts)
 	}
 	var where []string
-	for _, h := range c.hosts {
+	for _, h := range c.hosts() {
 		if h.pe != nil {
 			where = append(where, fmt.Sprintf("%s (private dockerd in %s, %s)", h.name, h.pe.dir, h.pe.addr))
 		} else {
@@ -142,6 +119,69 @@ func newCluster(t *testing.T, opts clusterOptions) *cluster {
 		c.prefix, c.s3.Addr(), strings.Join(where, ", "), c.leaseTTL, c.mountWait)
 	return c
 }
+
+// startHosts sets up the hosts, the network between them, the store and
+// the test image, with no plugin installed: newCluster installs the one
+// built from this checkout; a test that installs its own (from a registry,
+// say) gives each host h.newStateDir and h.settings(). It makes
+// build/portvol (the CLI) and makeTargets first.
+func startHosts(t *testing.T, opts clusterOptions, makeTargets ...string) *cluster {
+	t.Helper()
+	requireDocker(t)
+	if !opts.busybox {
+		requirePostgres(t)
+	}
+	s3test.Binary(t) // skip or fail early, before the slow parts
+	ctx := context.Background()
+	targets := append([]string{"build"}, makeTargets...)
+	if out, err := run(ctx, "", "make", append([]string{"-C", repoRoot}, targets...)...); err != nil {
+		t.Fatalf("make %s: %v\n%s", strings.Join(targets, " "), err, out)
+	}
+	// The plugin's documented defaults, until installPlugin sets others.
+	c := &cluster{t: t, prefix: "e2e-" + runID + "-" + randomHex(2), leaseTTL: 30 * time.Second, mountWait: 20 * time.Second}
+	c.net = newLAN(t)
+	c.ip = c.net.gw
+	names := opts.engines
+	if names == nil {
+		a := &host{c: c, name: "hostA", eng: mainEngine}
+		a.removeLeftovers()
+		c.all = append(c.all, a)
+		names = []string{"hostB"}
+	}
+	for _, name := range names {
+		pe := startPrivateEngine(t, engineOptions{name: name, net: c.net, args: []string{"--insecure-registry=" + vethRange}})
+		c.all = append(c.all, &host{c: c, name: name, eng: &pe.engine, pe: pe})
+	}
+	if len(c.all) > 1 {
+		c.a, c.b = c.all[0], c.all[1]
+	}
+	c.s3 = startS3Server(t, c.ip)
+
+	if opts.busybox {
+		c.image = "portvol-e2e-busybox:" + runID
+		for _, h := range c.hosts() {
+			if err := h.eng.buildImageAs(ctx, c.image); err != nil {
+				t.Fatalf("%s: %v", h.name, err)
+			}
+			if h.pe == nil {
+				t.Cleanup(func() { h.eng.cli("rmi", "-f", c.image) })
+			}
+		}
+	} else {
+		c.image = pgImage
+		c.importImage(buildPostgresImage(t))
+	}
+	if opts.relays {
+		for _, h := range c.hosts() {
+			h.relay = startRelay(t, c.ip, c.s3.Addr())
+		}
+	}
+	return c
+}
+
+// hosts are the cluster's hosts: A and B, or the private engines named in
+// clusterOptions.engines.
+func (c *cluster) hosts() []*host { return c.all }
 
 // removeLeftovers removes this run's containers, volumes and plugin from
 // the host. (What a killed test binary left under another run's names
@@ -159,10 +199,11 @@ func (h *host) removeLeftovers() {
 	h.eng.cli("plugin", "rm", "-f", e2ePlugin)
 }
 
-// installPlugin installs the plugin built by make plugin-rootfs under
-// e2ePlugin, configured for the shared store, and enables it.
-func (h *host) installPlugin(opts clusterOptions) {
-	c, t := h.c, h.c.t
+// newStateDir makes the host's plugin state directory (h.state) on disk
+// with the S3 credentials file in it. When the test ends, this run's
+// containers, volumes and plugin go from the host, then the directory.
+func (h *host) newStateDir() {
+	t := h.c.t
 	t.Helper()
 	dir, err := os.MkdirTemp(diskTempDir, "portvol-e2e-"+h.name+"-")
 	if err != nil {
@@ -182,22 +223,37 @@ func (h *host) installPlugin(opts clusterOptions) {
 	})
 	// Credentials in a file under the state mount: plugin settings show
 	// in docker plugin inspect.
-	if err := os.WriteFile(filepath.Join(dir, "s3-credentials"), []byte(c.s3.credentialsFile()), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "s3-credentials"), []byte(h.c.s3.credentialsFile()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h.eng.docker(t, "plugin", "create", e2ePlugin, filepath.Join(repoRoot, "build", "plugin"))
-	endpoint := c.s3.Addr()
+}
+
+// settings are the plugin settings that make the host a member of the
+// cluster (its state directory, the store, its host id), for docker
+// plugin set or the install line.
+func (h *host) settings() []string {
+	endpoint := h.c.s3.Addr()
 	if h.relay != nil {
 		endpoint = h.relay.Addr
 	}
-	declared := h.declaredEnv()
-	settings := []string{
-		"state.source=" + dir,
-		"PORTVOL_STORE=" + c.s3.storeURL(c.prefix, endpoint),
+	return []string{
+		"state.source=" + h.state,
+		"PORTVOL_STORE=" + h.c.s3.storeURL(h.c.prefix, endpoint),
 		"PORTVOL_HOST_ID=" + h.name,
 		"AWS_SHARED_CREDENTIALS_FILE=/var/lib/portvol/s3-credentials",
 		"PORTVOL_LOG_LEVEL=debug",
 	}
+}
+
+// installPlugin installs the plugin built by make plugin-rootfs under
+// e2ePlugin, configured for the shared store, and enables it.
+func (h *host) installPlugin(opts clusterOptions) {
+	c, t := h.c, h.c.t
+	t.Helper()
+	h.newStateDir()
+	h.eng.docker(t, "plugin", "create", e2ePlugin, filepath.Join(repoRoot, "build", "plugin"))
+	declared := h.declaredEnv()
+	settings := h.settings()
 	optional := []struct {
 		name string
 		v    time.Duration

@@ -64,11 +64,14 @@ hosts. Every flag can also be set through an environment variable: --state-dir
 is PORTVOL_STATE_DIR, --store is PORTVOL_STORE, and so on.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       currentVersion().short(),
 	}
+	root.SetVersionTemplate("portvol {{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		newVersionCmd(stdout),
 		newServeCmd(stdout),
+		newInitCmd(stdout),
 		newStatusCmd(stdout),
 		newTakeoverCmd(stdout, stderr),
 		newPullCmd(stdout, stderr),
@@ -77,24 +80,11 @@ is PORTVOL_STATE_DIR, --store is PORTVOL_STORE, and so on.`,
 		newExportCmd(stdout, stderr),
 		newSnapshotsCmd(stdout),
 		newVerifyCmd(stdout, stderr),
+		newForgetCmd(stdout, stderr),
+		newPruneCmd(stdout, stderr),
 	)
 	for _, c := range root.Commands() {
 		bindEnv(c)
 	}
 	return root
-}
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
-func newVersionCmd(stdout io.Writer) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the portvol version",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			_, err := fmt.Fprintln(stdout, version)
-			return err
-		},
-	}
 }

@@ -30,10 +30,17 @@ type object struct {
 type Store struct {
 	mu      sync.Mutex
 	objects map[string]object
+	now     func() time.Time
 }
 
 // New returns an empty store.
-func New() *Store { return &Store{objects: make(map[string]object)} }
+func New() *Store { return &Store{objects: make(map[string]object), now: time.Now} }
+
+// NewWithClock returns an empty store that stamps objects' ModTime with
+// now, for simulations on a fake clock.
+func NewWithClock(now func() time.Time) *Store {
+	return &Store{objects: make(map[string]object), now: now}
+}
 
 func etagOf(b []byte) string {
 	sum := md5.Sum(b)
@@ -41,7 +48,7 @@ func etagOf(b []byte) string {
 }
 
 func (s *Store) put(key string, data []byte) string {
-	o := object{data: data, etag: etagOf(data), modTime: time.Now()}
+	o := object{data: data, etag: etagOf(data), modTime: s.now()}
 	s.objects[key] = o
 	return o.etag
 }
@@ -152,7 +159,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 }
 
 // Load implements transfer.ObjectStore.
-func (s *Store) Load(ctx context.Context, key string) ([]byte, string, error) {
+func (s *Store) Load(ctx context.Context, key string, limit int64) ([]byte, string, error) {
 	if err := transfer.CheckKey(key); err != nil {
 		return nil, "", err
 	}
@@ -164,6 +171,9 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, string, error) {
 	o, ok := s.objects[key]
 	if !ok {
 		return nil, "", fmt.Errorf("load %q: %w", key, transfer.ErrNotExist)
+	}
+	if int64(len(o.data)) > limit {
+		return nil, "", transfer.TooLarge("load", key, int64(len(o.data)), limit)
 	}
 	return bytes.Clone(o.data), o.etag, nil
 }
