@@ -19,7 +19,7 @@ import (
 // switch), one veth pair from the switch to each engine, and one to the
 // machine, whose end (gw) is where the tests' servers (S3, relays)
 // listen. Engines reach each other and the machine through it, and only
-// through it: cutting an engine's cable is setting its switch port down.
+// through it.
 //
 // The bridge lives in its own namespace, not the machine's: with
 // br_netfilter loaded, frames bridged in the machine's namespace go
@@ -120,11 +120,6 @@ func (l *lan) attach(pe *privateEngine) string {
 	}
 	return addr
 }
-
-// cut unplugs pe's cable (its switch port goes down; pe sees no carrier);
-// mend plugs it back.
-func (l *lan) cut(pe *privateEngine)  { l.inSwitch("ip", "link", "set", l.ports[pe.name], "down") }
-func (l *lan) mend(pe *privateEngine) { l.inSwitch("ip", "link", "set", l.ports[pe.name], "up") }
 
 // waitReady starts cmd and waits for its first line of output to be
 // "ready".
