@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 
+	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/snapshot"
 )
 
@@ -21,7 +23,8 @@ import (
 // {"Volume": "...", "Force": bool}. Quick calls answer 200 with a JSON
 // object, or 500 with {"Err": "..."}. Long calls (Takeover, Pull) answer
 // 200 with newline-delimited JSON: {"Progress": "..."} lines while they
-// work, then one {"Result": {...}} or {"Err": "..."} line.
+// work, then one {"Result": {...}} or {"Err": "...", "Kind": "..."} line
+// (see adminError).
 const (
 	// AdminStatus answers {"Volumes": [VolumeStatus...]}; Volume "" means all.
 	AdminStatus = "/Portvol.Status"
@@ -66,6 +69,30 @@ func (h *handler) adminRoutes(mux *http.ServeMux) {
 	})
 }
 
+// adminError is the answer to a failed call: the message, and its kind
+// for the command line's exit code ("held": another host holds the
+// volume; "key": the encryption key is missing or wrong; "not_found",
+// "invalid", "unavailable", "busy"; "" otherwise).
+func adminError(err error) map[string]string {
+	kind := ""
+	switch {
+	case errors.Is(err, lease.ErrHeld):
+		kind = "held"
+	case errors.Is(err, snapshot.ErrKeyRequired), errors.Is(err, snapshot.ErrWrongKey),
+		errors.Is(err, snapshot.ErrNotEncrypted), errors.Is(err, snapshot.ErrBadKey):
+		kind = "key"
+	case errors.Is(err, ErrNotFound):
+		kind = "not_found"
+	case errors.Is(err, ErrInvalid):
+		kind = "invalid"
+	case errors.Is(err, ErrUnavailable):
+		kind = "unavailable"
+	case errors.Is(err, ErrBusy):
+		kind = "busy"
+	}
+	return map[string]string{"Err": err.Error(), "Kind": kind}
+}
+
 func decodeAdmin(r *http.Request) (AdminRequest, error) {
 	var req AdminRequest
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
@@ -90,7 +117,7 @@ func (h *handler) adminCall(mux *http.ServeMux, path string, timeout time.Durati
 		resp, err := call(ctx, req)
 		if err != nil {
 			h.log.WithField("call", path).WithField("volume", req.Volume).WithError(err).Info("command refused")
-			reply(w, http.StatusInternalServerError, map[string]string{"Err": err.Error()})
+			reply(w, http.StatusInternalServerError, adminError(err))
 			return
 		}
 		reply(w, http.StatusOK, resp)
@@ -121,7 +148,7 @@ func (h *handler) adminStream(mux *http.ServeMux, path string, call func(context
 		res, err := call(ctx, req, func(s string) { send(map[string]string{"Progress": s}) })
 		if err != nil {
 			h.log.WithField("call", path).WithField("volume", req.Volume).WithError(err).Info("command failed")
-			send(map[string]string{"Err": err.Error()})
+			send(adminError(err))
 			return
 		}
 		h.log.WithField("call", path).WithField("volume", req.Volume).Info("command done")
