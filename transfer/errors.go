@@ -19,6 +19,10 @@ var (
 	// ErrPermanent: retrying cannot help (bad credentials, access denied,
 	// no such bucket, invalid request). The wrapped message says what to fix.
 	ErrPermanent = errors.New("permanent store error")
+
+	// ErrStoreMissing: the store itself does not exist (an S3 bucket that
+	// is not there). Errors matching it also match ErrPermanent.
+	ErrStoreMissing = errors.New("store does not exist")
 )
 
 // Retryable reports whether err may go away if the operation is repeated:

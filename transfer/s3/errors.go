@@ -49,6 +49,9 @@ func (s *Store) translate(op, key string, err error) error {
 		return fmt.Errorf("%s: S3 %s (HTTP %d): %s", what, code, er.StatusCode, er.Message)
 	}
 	hint := s.hint(code)
+	if code == "NoSuchBucket" {
+		return fmt.Errorf("%s: S3 %s (HTTP %d): %s%s: %w: %w", what, code, er.StatusCode, er.Message, hint, transfer.ErrStoreMissing, transfer.ErrPermanent)
+	}
 	return fmt.Errorf("%s: S3 %s (HTTP %d): %s%s: %w", what, code, er.StatusCode, er.Message, hint, transfer.ErrPermanent)
 }
 
