@@ -92,9 +92,19 @@ func decodeAnswer(dec *json.Decoder, status int, out any) error {
 		return fmt.Errorf("portvol answered with status %d and unreadable JSON: %w", status, err)
 	}
 	if e, ok := raw["Err"]; ok {
-		var msg string
-		_ = json.Unmarshal(e, &msg)
-		return errors.New(msg)
+		pe := &pluginError{}
+		if err := json.Unmarshal(e, &pe.msg); err != nil {
+			return fmt.Errorf("portvol answered with an unreadable error: %w", err)
+		}
+		if k, ok := raw["Kind"]; ok {
+			if err := json.Unmarshal(k, &pe.kind); err != nil {
+				return fmt.Errorf("portvol answered with an unreadable error kind: %w", err)
+			}
+		}
+		if pe.kind == "not_found" {
+			pe.msg += ": check the name (portvol status lists this host's volumes, portvol volumes --store URL a store's)"
+		}
+		return pe
 	}
 	if status != http.StatusOK {
 		return fmt.Errorf("portvol answered with status %d", status)

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/portvol/portvol/driver"
+	"github.com/portvol/portvol/internal/metrics"
 	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/snapshot"
+	"github.com/portvol/portvol/transfer"
 )
 
 // maxMountWait keeps a Mount's wait for another host inside the 25 s
@@ -40,7 +43,7 @@ func readKeyFile(path string) ([]byte, error) {
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("--encryption-key-file: %w", err)
+		return nil, keyFileError(path, err)
 	}
 	key, err := snapshot.ParseKey(data)
 	if err != nil {
@@ -52,13 +55,17 @@ func readKeyFile(path string) ([]byte, error) {
 // backendOpener returns the driver's Connect function: open the store,
 // initialize it for snapshots if it is new (encrypted if a key is given),
 // check the key against it, and start leasing as hostID.
-func backendOpener(o serveOptions, hostID string, key []byte) func(context.Context) (*driver.Backend, error) {
+// The store's reports go to m, and opened is set to each store opened,
+// for the reachability probe.
+func backendOpener(o serveOptions, hostID string, key []byte, m *metrics.Metrics, opened *atomic.Pointer[transfer.ObjectStore]) func(context.Context) (*driver.Backend, error) {
 	shown := redactURL(o.store)
 	return func(ctx context.Context) (*driver.Backend, error) {
-		st, err := openStore(ctx, o.store, nil)
+		st, err := openMeteredStore(ctx, o.store, nil, m.StoreReports())
 		if err != nil {
+			m.StoreAnswered(false)
 			return nil, err
 		}
+		opened.Store(&st)
 		if err := snapshot.Init(ctx, st, snapshot.InitOptions{Key: key}); err != nil {
 			return nil, keyError(shown, err)
 		}

@@ -9,19 +9,21 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"github.com/portvol/portvol/driver"
+	"github.com/portvol/portvol/internal/metrics"
 	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/metadata"
+	"github.com/portvol/portvol/transfer"
 )
 
 const (
@@ -44,6 +46,7 @@ type serveOptions struct {
 	mountWait      time.Duration
 	trashRetention time.Duration
 	keyFile        string
+	metricsAddr    string
 }
 
 func newServeCmd(stdout io.Writer) *cobra.Command {
@@ -56,7 +59,7 @@ func newServeCmd(stdout io.Writer) *cobra.Command {
 In the managed plugin this is the entrypoint. On a host without the managed
 plugin, run it as a service (contrib/systemd/portvol.service): the socket name
 is the driver name, so /run/docker/plugins/portvol.sock gives -d portvol.`,
-		Args: cobra.NoArgs,
+		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return serve(cmd.Context(), o, stdout)
 		},
@@ -73,6 +76,7 @@ is the driver name, so /run/docker/plugins/portvol.sock gives -d portvol.`,
 	f.DurationVar(&o.mountWait, "mount-wait", lease.DefaultMountWait, "how long a Mount waits for another host to release the volume (below 28s: dockerd allows a call 30s)")
 	f.DurationVar(&o.trashRetention, "trash-retention", driver.DefaultTrashRetention, "how long removed volumes stay in the store's trash (portvol undelete)")
 	f.StringVar(&o.keyFile, "encryption-key-file", "", "file holding the snapshot encryption key (32 bytes: raw, hex or base64); a new store is encrypted iff it is given")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics (/metrics) and health (/healthz) over HTTP on this HOST:PORT, e.g. 127.0.0.1:9326 (default: off)")
 	return c
 }
 
@@ -87,7 +91,7 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 	}
 	key, err := readKeyFile(o.keyFile)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 
 	// Listen first: a managed plugin must answer dockerd's dial within a
@@ -118,6 +122,8 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 		return err
 	}
 	log = log.WithField("host", hostID)
+	m := metrics.New(buildInfo(), nil)
+	var opened atomic.Pointer[transfer.ObjectStore]
 
 	d, err := driver.New(driver.Config{
 		StateDir:       o.stateDir,
@@ -125,9 +131,10 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 		HostID:         hostID,
 		DB:             db,
 		Logger:         log,
-		Connect:        backendOpener(o, hostID, key),
+		Connect:        backendOpener(o, hostID, key, m, &opened),
 		MountWait:      o.mountWait,
 		TrashRetention: o.trashRetention,
+		Observer:       m,
 	})
 	if err != nil {
 		return err
@@ -145,9 +152,17 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
-	storeURL, _ := url.Parse(o.store)
-	log.WithField("socket", o.socket).WithField("state_dir", o.stateDir).
-		WithField("mount_root", o.mountRoot).WithField("store_scheme", storeURL.Scheme).
+	mctx, stopMetrics := context.WithCancel(ctx)
+	defer stopMetrics()
+	serveMetrics(mctx, o.metricsAddr, m, func(ctx context.Context) error {
+		_, err := db.HostID(ctx) // the state database answers
+		return err
+	}, log)
+	go probeStore(mctx, &opened, m)
+	bi := buildInfo()
+	log.WithField("version", bi.Version).WithField("revision", bi.Revision).
+		WithField("socket", o.socket).WithField("state_dir", o.stateDir).
+		WithField("mount_root", o.mountRoot).WithField("store", redactURL(o.store)).
 		Info("portvol serving")
 
 	select {

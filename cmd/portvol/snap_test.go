@@ -136,7 +136,7 @@ func importRefusedWhileHeld(t *testing.T, ts testStore) {
 		t.Fatal(err)
 	}
 	r := cli(t, "import", "--store", ts.url, src, "web")
-	r.fails(t, exitError, "import refused", `held by host "plugin-host"`, "portvol takeover web")
+	r.fails(t, exitHeld, "import refused", `held by host "plugin-host"`, "portvol takeover web")
 	if o := head(t, ts.store, "web"); o.Record.Owner != "plugin-host" || o.Record.Head != before.Head {
 		t.Errorf("refused import changed the head record: %+v", o.Record)
 	}
@@ -202,7 +202,7 @@ func keyErrors(t *testing.T, ts testStore) {
 		"missing key":      {nil, []string{"is encrypted", "--encryption-key-file"}},
 		"wrong key":        {[]string{"--encryption-key-file", wrong}, []string{"is not this store's encryption key", wrong}},
 		"short key file":   {[]string{"--encryption-key-file", keyFileWith(t, []byte("tooshort"))}, []string{"must be 32 bytes"}},
-		"absent key file":  {[]string{"--encryption-key-file", "/nonexistent/key"}, []string{"reading the encryption key", "/nonexistent/key"}},
+		"absent key file":  {[]string{"--encryption-key-file", "/nonexistent/key"}, []string{"encryption key file /nonexistent/key does not exist", "head -c 32 /dev/urandom"}},
 		"import wrong key": {[]string{"--encryption-key-file", wrong}, []string{"is not this store's encryption key"}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -211,7 +211,7 @@ func keyErrors(t *testing.T, ts testStore) {
 				cmd = []string{"import", "--store", ts.url, src, "k"}
 			}
 			r := cli(t, append(cmd, c.args...)...)
-			r.fails(t, exitError, c.want...)
+			r.fails(t, exitKey, c.want...)
 			for _, secret := range [][]byte{key, other, key[:16], other[:16]} {
 				if strings.Contains(r.stderr+r.stdout, string(secret)) {
 					t.Errorf("output shows key material:\n%s", r.stderr)
@@ -229,7 +229,7 @@ func keyErrors(t *testing.T, ts testStore) {
 	plain := t.TempDir() + "/plainstore"
 	cli(t, "import", "--store", "file://"+plain, src, "p").ok(t)
 	cli(t, "snapshots", "--store", "file://"+plain, "--encryption-key-file", good, "p").
-		fails(t, exitError, "not encrypted", "drop --encryption-key-file")
+		fails(t, exitKey, "not encrypted", "drop --encryption-key-file")
 }
 
 func TestKeyErrors(t *testing.T)   { keyErrors(t, localStore(t)) }
@@ -261,7 +261,7 @@ func TestSnapshotsOfMissingVolume(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	makeTree(t, src)
 	// A store with no snapshots at all.
-	cli(t, "snapshots", "--store", ts.url, "nope").fails(t, exitError, "holds no snapshots yet")
+	cli(t, "snapshots", "--store", ts.url, "nope").fails(t, exitNoStore, "holds no snapshots yet")
 	cli(t, "import", "--store", ts.url, src, "yes").ok(t)
 	for _, args := range [][]string{
 		{"snapshots", "nope"},
@@ -289,7 +289,7 @@ func TestSnapshotCommandsEnvironment(t *testing.T) {
 		t.Errorf("snapshots via the environment:\n%s", out)
 	}
 	t.Setenv("PORTVOL_ENCRYPTION_KEY_FILE", "")
-	cli(t, "snapshots", "e").fails(t, exitError, "is encrypted")
+	cli(t, "snapshots", "e").fails(t, exitKey, "is encrypted")
 }
 
 // Commands that only read never create a store: a mistyped path or
@@ -299,7 +299,7 @@ func TestReadCommandsDoNotCreateStores(t *testing.T) {
 	for _, args := range [][]string{
 		{"snapshots", "v"}, {"verify", "v"}, {"export", "v", filepath.Join(t.TempDir(), "d")},
 	} {
-		cli(t, append(args, "--store", "file://"+missing)...).fails(t, exitError, "directory "+missing+" does not exist")
+		cli(t, append(args, "--store", "file://"+missing)...).fails(t, exitNoStore, "no portvol store at", "directory "+missing+" does not exist")
 	}
 	if _, err := os.Stat(missing); !os.IsNotExist(err) {
 		t.Errorf("a read command created %s (%v)", missing, err)

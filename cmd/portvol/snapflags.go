@@ -56,11 +56,11 @@ func (f *snapFlags) readKey() ([]byte, error) {
 	}
 	data, err := os.ReadFile(f.keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("reading the encryption key: %w", err)
+		return nil, keyFileError(f.keyFile, err)
 	}
 	key, err := snapshot.ParseKey(data)
 	if err != nil {
-		return nil, fmt.Errorf("encryption key file %s: %w", f.keyFile, err)
+		return nil, fmt.Errorf("encryption key file %s: %w: a key is 32 bytes, raw, as 64 hex digits or in base64", f.keyFile, err)
 	}
 	return key, nil
 }
@@ -102,7 +102,7 @@ func readOnlyStoreURL(raw string) (string, error) {
 	}
 	if !cfg.isS3 {
 		if fi, err := os.Stat(cfg.dir); err != nil || !fi.IsDir() {
-			return "", fmt.Errorf("store %s: directory %s does not exist: check --store", redactURL(raw), cfg.dir)
+			return "", codedError{code: exitNoStore, err: fmt.Errorf("no portvol store at %s: directory %s does not exist: check --store (or PORTVOL_STORE)", redactURL(raw), cfg.dir)}
 		}
 		return raw, nil
 	}
@@ -110,15 +110,22 @@ func readOnlyStoreURL(raw string) (string, error) {
 	if err != nil {
 		return "", usageError{err}
 	}
-	q := u.Query()
-	if q.Get("create_bucket") == "" {
-		q.Set("create_bucket", "false")
-		u.RawQuery = q.Encode()
+	if u.Query().Get("create_bucket") != "" {
+		return raw, nil
 	}
-	return u.String(), nil
+	// Appended, not re-encoded: messages show the URL as the user wrote it.
+	sep := "?"
+	if u.RawQuery != "" {
+		sep = "&"
+	}
+	return raw + sep + "create_bucket=false", nil
 }
 
-// repo opens the snapshot repository of an initialized store.
+// storeError names the store in an error of reading it.
+func (s *session) storeError(err error) error {
+	return fmt.Errorf("store %s: %w", s.flags.where(), err)
+}
+
 // openRepo opens the store for reading and its snapshot repository.
 func (f *snapFlags) openRepo(ctx context.Context) (*session, *snapshot.Repo, error) {
 	s, err := f.openSession(ctx, false)
@@ -137,11 +144,11 @@ func (s *session) repoError(err error) error {
 	where := s.flags.where()
 	switch {
 	case errors.Is(err, snapshot.ErrNotInitialized):
-		return fmt.Errorf("store %s holds no snapshots yet (it has no snapshot configuration); check --store, or create a snapshot with portvol import", where)
+		return codedError{code: exitNoStore, err: fmt.Errorf("store %s holds no snapshots yet (it has no snapshot configuration); check --store, or create a snapshot with portvol import", where)}
 	case errors.Is(err, snapshot.ErrKeyRequired):
-		return fmt.Errorf("store %s is encrypted: pass its key with --encryption-key-file (or PORTVOL_ENCRYPTION_KEY_FILE)", where)
+		return codedError{code: exitKey, err: fmt.Errorf("store %s is encrypted: pass its key with --encryption-key-file (or PORTVOL_ENCRYPTION_KEY_FILE)", where)}
 	case errors.Is(err, snapshot.ErrWrongKey):
-		return fmt.Errorf("store %s: the key in %s is not this store's encryption key; use the key the store was created with", where, s.flags.keyFile)
+		return codedError{code: exitKey, err: fmt.Errorf("store %s: the key in %s is not this store's encryption key; use the key the store was created with", where, s.flags.keyFile)}
 	}
 	return fmt.Errorf("store %s: %w", where, err)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/portvol/portvol/transfer"
 	"github.com/portvol/portvol/transfer/localdir"
+	"github.com/portvol/portvol/transfer/meter"
 	"github.com/portvol/portvol/transfer/retry"
 	"github.com/portvol/portvol/transfer/s3"
 )
@@ -137,6 +138,12 @@ func parseS3URL(u *url.URL, bad func(string, ...any) (storeConfig, error)) (stor
 // profile= or AWS_PROFILE), then the IAM role of the host. Bad URLs give a
 // usageError.
 func openStore(ctx context.Context, rawURL string, getenv func(string) string) (transfer.ObjectStore, error) {
+	return openMeteredStore(ctx, rawURL, getenv, meter.Reports{})
+}
+
+// openMeteredStore is openStore with the meter decorator under the
+// retries, so that reports see every attempt.
+func openMeteredStore(ctx context.Context, rawURL string, getenv func(string) string, reports meter.Reports) (transfer.ObjectStore, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
@@ -150,7 +157,7 @@ func openStore(ctx context.Context, rawURL string, getenv func(string) string) (
 		if err != nil {
 			return nil, fmt.Errorf("opening store %s: %w", rawURL, err)
 		}
-		return retry.New(st, retry.Options{}), nil
+		return retry.New(meter.New(st, reports), retry.Options{}), nil
 	}
 	opts := cfg.s3
 	opts.AccessKey = getenv("AWS_ACCESS_KEY_ID")
@@ -169,7 +176,7 @@ func openStore(ctx context.Context, rawURL string, getenv func(string) string) (
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", rawURL, err)
 	}
-	return retry.New(s, retry.Options{}), nil
+	return retry.New(meter.New(s, reports), retry.Options{}), nil
 }
 
 // redactURL hides a user:password part of a URL so that an error message
