@@ -23,7 +23,7 @@ import (
 // {"Volume": "...", "Force": bool}. Quick calls answer 200 with a JSON
 // object, or 500 with {"Err": "..."}. Long calls (Takeover, Pull) answer
 // 200 with newline-delimited JSON: {"Progress": "..."} lines while they
-// work, then one {"Result": {...}} or {"Err": "...", "Kind": "..."} line
+// work (a pull's also carry "Restore": snapshot.Progress), then one {"Result": {...}} or {"Err": "...", "Kind": "..."} line
 // (see adminError).
 const (
 	// AdminStatus answers {"Volumes": [VolumeStatus...]}; Volume "" means all.
@@ -55,15 +55,15 @@ func (h *handler) adminRoutes(mux *http.ServeMux) {
 		res, err := d.Undelete(ctx, r.Volume)
 		return map[string]any{"Result": res}, err
 	})
-	h.adminStream(mux, AdminTakeover, func(ctx context.Context, r AdminRequest, progress func(string)) (any, error) {
-		return d.Takeover(ctx, r.Volume, r.Force, progress)
+	h.adminStream(mux, AdminTakeover, func(ctx context.Context, r AdminRequest, progress func(string, *snapshot.Progress)) (any, error) {
+		return d.Takeover(ctx, r.Volume, r.Force, func(s string) { progress(s, nil) })
 	})
-	h.adminStream(mux, AdminPull, func(ctx context.Context, r AdminRequest, progress func(string)) (any, error) {
+	h.adminStream(mux, AdminPull, func(ctx context.Context, r AdminRequest, progress func(string, *snapshot.Progress)) (any, error) {
 		return d.Pull(ctx, r.Volume, func(p snapshot.Progress) {
 			if p.Bytes > 0 {
-				progress(fmt.Sprintf("restoring: %s, %s fetched, %s reused", progressText(p), humanize.IBytes(p.Transferred), humanize.IBytes(p.Reused)))
+				progress(fmt.Sprintf("restoring: %s, %s fetched, %s reused", progressText(p), humanize.IBytes(p.Transferred), humanize.IBytes(p.Reused)), &p)
 			} else {
-				progress("restoring: reading the snapshot")
+				progress("restoring: reading the snapshot", &p)
 			}
 		})
 	})
@@ -124,7 +124,7 @@ func (h *handler) adminCall(mux *http.ServeMux, path string, timeout time.Durati
 	})
 }
 
-func (h *handler) adminStream(mux *http.ServeMux, path string, call func(context.Context, AdminRequest, func(string)) (any, error)) {
+func (h *handler) adminStream(mux *http.ServeMux, path string, call func(context.Context, AdminRequest, func(string, *snapshot.Progress)) (any, error)) {
 	mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
 		req, err := decodeAdmin(r)
 		if err != nil {
@@ -145,7 +145,13 @@ func (h *handler) adminStream(mux *http.ServeMux, path string, call func(context
 				f.Flush()
 			}
 		}
-		res, err := call(ctx, req, func(s string) { send(map[string]string{"Progress": s}) })
+		res, err := call(ctx, req, func(s string, p *snapshot.Progress) {
+			if p == nil {
+				send(map[string]string{"Progress": s})
+				return
+			}
+			send(map[string]any{"Progress": s, "Restore": p})
+		})
 		if err != nil {
 			h.log.WithField("call", path).WithField("volume", req.Volume).WithError(err).Info("command failed")
 			send(adminError(err))
