@@ -43,7 +43,8 @@ func newStatusCmd(stdout io.Writer) *cobra.Command {
 (holds its lease) or last owned it, the lease generation, the head snapshot and
 its age, the state of this host's copy (absent, restoring N%, ready, mounted,
 releasing, diverged) and the last error. --json prints a JSON array.`,
-		Args: adminArgs(0, 1),
+		Args:              adminArgs(0, 1),
+		ValidArgsFunction: volumeArgFromPlugin,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := newPluginClient(socket)
 			if err != nil {
@@ -172,7 +173,8 @@ never publish again, and the lease is released: the next Mount (here or on any
 host) restores the last published snapshot. Whatever the old host wrote after
 that snapshot is lost. --force takes a live lease at once: only for a host you
 know is dead.`,
-		Args: adminArgs(1, 1),
+		Args:              adminArgs(1, 1),
+		ValidArgsFunction: volumeArgFromPlugin,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runAdmin(cmd.Context(), socket, driver.AdminTakeover, "takeover", driver.AdminRequest{Volume: args[0], Force: force}, asJSON, stdout, stderr)
 		},
@@ -193,7 +195,8 @@ func newPullCmd(stdout, stderr io.Writer) *cobra.Command {
 ownership, so that a later Mount here fetches only what changed since. A host
 that keeps an older copy fetches only the chunks it lacks. Refused while the
 volume is mounted here. Interrupting the command leaves the pull running.`,
-		Args: adminArgs(1, 1),
+		Args:              adminArgs(1, 1),
+		ValidArgsFunction: volumeArgFromPlugin,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runAdmin(cmd.Context(), socket, driver.AdminPull, "pull", driver.AdminRequest{Volume: args[0]}, asJSON, stdout, stderr)
 		},
@@ -212,7 +215,8 @@ func newUndeleteCmd(stdout io.Writer) *cobra.Command {
 		Long: `Bring back the most recently removed volume of this name, with its snapshots,
 from the store's trash (volumes stay there for --trash-retention). Refused if a
 volume of that name exists.`,
-		Args: adminArgs(1, 1),
+		Args:              adminArgs(1, 1),
+		ValidArgsFunction: volumeArgFromPlugin,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runAdmin(cmd.Context(), socket, driver.AdminUndelete, "undelete", driver.AdminRequest{Volume: args[0]}, asJSON, stdout, nil)
 		},

@@ -40,7 +40,8 @@ With --stat-cache (and --force), exporting again into a directory that holds
 an earlier export fetches only what changed.`,
 		Example: `  portvol export --store s3://backups/portvol pg /srv/pgdata-copy
   portvol export --store s3://backups/portvol pg /srv/pgdata-copy --snapshot 20260102T150405Z-0123456789abcdef`,
-		Args: exactArgs("VOLUME", "DST_DIR"),
+		Args:              exactArgs("VOLUME", "DST_DIR"),
+		ValidArgsFunction: volumeArgFromStore(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runExport(cmd.Context(), &o, args[0], args[1], stdout, stderr)
 		},

@@ -51,7 +51,8 @@ given, unencrypted otherwise. The key cannot be added or changed later.`,
 		Example: `  portvol import --store s3://backups/portvol /srv/pgdata pg
   head -c 32 /dev/urandom > /etc/portvol/key && chmod 600 /etc/portvol/key
   portvol import --store file:///mnt/nfs/portvol --encryption-key-file /etc/portvol/key ./data web -o snapshot_interval=1m`,
-		Args: exactArgs("SRC_DIR", "VOLUME"),
+		Args:              exactArgs("SRC_DIR", "VOLUME"),
+		ValidArgsFunction: volumeArgFromStore(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runImport(cmd.Context(), &o, args[0], args[1], stdout, stderr)
 		},

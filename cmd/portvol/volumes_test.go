@@ -85,3 +85,27 @@ func TestVolumesEncryptedWithoutKey(t *testing.T) {
 	cli(t, "volumes", "--store", ts.url, "--encryption-key-file", keyFileWith(t, []byte(strings.Repeat("fedcba9876543210", 4)))).
 		fails(t, exitKey, "is not this store's encryption key")
 }
+
+// Shell completion offers the store's volume names for VOLUME arguments,
+// and cobra's completion scripts exist for bash and zsh.
+func TestCompletion(t *testing.T) {
+	ts := localStore(t)
+	src := filepath.Join(t.TempDir(), "src")
+	makeTree(t, src)
+	for _, v := range []string{"pg-main", "pg-test", "web"} {
+		cli(t, "import", "--store", ts.url, src, v).ok(t)
+	}
+	code, out, errOut := runCLI("__complete", "snapshots", "--store", ts.url, "pg")
+	if code != 0 || !strings.Contains(out, "pg-main\npg-test\n") || strings.Contains(out, "web") {
+		t.Errorf("completing snapshots pg: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Setenv("PORTVOL_STORE", ts.url)
+	if _, out, _ = runCLI("__complete", "import", src, "w"); !strings.Contains(out, "web\n") {
+		t.Errorf("completing import's VOLUME from PORTVOL_STORE:\n%s", out)
+	}
+	for _, shell := range []string{"bash", "zsh"} {
+		if code, out, _ := runCLI("completion", shell); code != 0 || !strings.Contains(out, "portvol") || len(out) < 1000 {
+			t.Errorf("portvol completion %s: exit %d, %d bytes", shell, code, len(out))
+		}
+	}
+}
