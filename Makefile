@@ -55,8 +55,10 @@ test: lint unit integration
 clean:
 	rm -rf $(BUILD)
 
-# The plugin's rootfs is the static binary plus the directories it mounts on
-# and a CA bundle for S3 over TLS: no base image, no registry.
+# The plugin's rootfs is the static binary plus the directories it mounts on,
+# a CA bundle for S3 over TLS, and mkfs.btrfs with the libraries ldd lists
+# (to format the volume pool): no base image, no registry.
+MKFS_BTRFS ?= $(shell command -v mkfs.btrfs 2>/dev/null || echo /usr/sbin/mkfs.btrfs)
 plugin-rootfs:
 	rm -rf $(PLUGIN_DIR)
 	mkdir -p $(PLUGIN_DIR)/rootfs/run/docker/plugins $(PLUGIN_DIR)/rootfs/mnt/volumes \
@@ -65,6 +67,11 @@ plugin-rootfs:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags nosystemd -o $(PLUGIN_DIR)/rootfs/portvol ./cmd/portvol
 	if [ -f $(CA_BUNDLE) ]; then cp $(CA_BUNDLE) $(PLUGIN_DIR)/rootfs/etc/ssl/certs/ca-certificates.crt; \
 	  else echo "warning: no CA bundle at $(CA_BUNDLE): S3 over TLS will fail" >&2; fi
+	if [ -x $(MKFS_BTRFS) ]; then \
+	  mkdir -p $(PLUGIN_DIR)/rootfs/usr/sbin && cp $(MKFS_BTRFS) $(PLUGIN_DIR)/rootfs/usr/sbin/mkfs.btrfs && \
+	  for lib in $$(ldd $(MKFS_BTRFS) | grep -o '/[^ ]*' | sort -u); do \
+	    mkdir -p $(PLUGIN_DIR)/rootfs$$(dirname $$lib) && cp -L $$lib $(PLUGIN_DIR)/rootfs$$lib || exit 1; done; \
+	  else echo "warning: no mkfs.btrfs at $(MKFS_BTRFS) (apt-get install btrfs-progs): the plugin cannot make a btrfs pool" >&2; fi
 	cp plugin/config.json $(PLUGIN_DIR)/config.json
 
 # plugin replaces any plugin of the same name (disable -f keeps running
@@ -113,4 +120,13 @@ bench-handoff: tools
 	$(GO) test -tags handoffbench -count=1 -run '^TestHandoffBenchmark$$' -v -timeout 90m ./integration/
 
 # Every long benchmark: snapshots against restic and tar, then the Docker handoff.
-bench: bench-snapshots bench-handoff
+bench: bench-snapshots bench-handoff bench-volfs
+
+# PostgreSQL (pgbench -s 20 -c 4) on btrfs subvolumes in portvol's pool vs
+# an ext4 directory on the same disk, and the pause a read-only snapshot
+# every 2 s imposes; writes the bench:volfs section of docs/benchmarks.md.
+# Needs root, postgresql-15, btrfs-progs and loop devices; ~7 minutes a round.
+BENCH_VOLFS_FLAGS ?=
+.PHONY: bench-volfs
+bench-volfs:
+	$(GO) run ./bench/volfs -work bench/work/volfs -out docs/benchmarks.md $(BENCH_VOLFS_FLAGS)

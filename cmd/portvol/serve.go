@@ -47,6 +47,10 @@ type serveOptions struct {
 	trashRetention time.Duration
 	keyFile        string
 	metricsAddr    string
+
+	volumeFS      string
+	poolSize      string
+	poolSizeBytes int64
 }
 
 func newServeCmd(stdout io.Writer) *cobra.Command {
@@ -77,6 +81,8 @@ is the driver name, so /run/docker/plugins/portvol.sock gives -d portvol.`,
 	f.DurationVar(&o.trashRetention, "trash-retention", driver.DefaultTrashRetention, "how long removed volumes stay in the store's trash (portvol undelete)")
 	f.StringVar(&o.keyFile, "encryption-key-file", "", "file holding the snapshot encryption key (32 bytes: raw, hex or base64); a new store is encrypted iff it is given")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics (/metrics) and health (/healthz) over HTTP on this HOST:PORT, e.g. 127.0.0.1:9326 (default: off)")
+	f.StringVar(&o.volumeFS, "volume-fs", volumeFSAuto, "where volume data lives: auto (btrfs when the kernel has it), btrfs (subvolumes in the state directory if it is btrfs, else in a pool image under it) or directory")
+	f.StringVar(&o.poolSize, "pool-size", "", "size of the btrfs pool image (sparse) when the state directory is not on btrfs, such as 200G; raising it grows the pool at the next start (default: the free space of the state directory's disk when the pool is made)")
 	return c
 }
 
@@ -122,6 +128,9 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 		return err
 	}
 	log = log.WithField("host", hostID)
+	if err := prepareVolumeFS(ctx, o, log); err != nil {
+		return err
+	}
 	m := metrics.New(buildInfo(), nil)
 	var opened atomic.Pointer[transfer.ObjectStore]
 
@@ -201,6 +210,9 @@ func (o *serveOptions) complete() error {
 		return err
 	}
 	if err := o.checkOwnershipFlags(); err != nil {
+		return err
+	}
+	if err := o.checkVolumeFSFlags(); err != nil {
 		return err
 	}
 	if o.hostID != "" && !hostIDRE.MatchString(o.hostID) {
