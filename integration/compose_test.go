@@ -51,42 +51,38 @@ func (c *cluster) testCompose(t *testing.T) {
 			h.eng.cli("volume", "rm", "-f", vol)
 		}
 	})
-	psql := func(h *host, query string) string {
+	// The database is reached with docker exec in the container compose
+	// made: each docker-compose call costs a second of Python start-up.
+	start := time.Now()
+	up := func(h *host) *pgContainer {
 		t.Helper()
-		return compose(h, "exec", "-T", "db", "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-			"-h", "/run/postgresql", "-U", "postgres", "-c", query)
-	}
-	ready := func(h *host) {
-		t.Helper()
-		waitFor(t, 2*time.Minute, h.name+": PostgreSQL under docker-compose accepting connections", func() bool {
-			// Not ready yet is an error; the timeout reports it.
-			_, err := runEnv(context.Background(), append(h.eng.env(), env...), "", "docker-compose",
-				append(files, "exec", "-T", "db", "pg_isready", "-q", "-h", "/run/postgresql", "-U", "postgres")...)
-			return err == nil
-		})
+		compose(h, "up", "-d")
+		p := &pgContainer{h: h, name: compose(h, "ps", "-q", "db"), vol: vol}
+		p.waitReady(t)
+		t.Logf("%s: docker-compose up, PostgreSQL ready after %v", h.name, time.Since(start).Round(time.Millisecond))
+		return p
 	}
 
 	// A: up creates the volume with the file's options, then the database.
-	compose(c.a, "up", "-d")
-	ready(c.a)
+	pa := up(c.a)
 	if st := c.a.status(t, vol); st["snapshot_interval"] != "5m0s" || st["takeover"] != "manual" {
 		t.Errorf("the volume's options on A: %v, want the file's driver_opts", st)
 	}
-	psql(c.a, createMoves)
-	psql(c.a, insertMoves(1, 500, "compose-a"))
+	pa.sql(t, createMoves)
+	pa.sql(t, insertMoves(1, 500, "compose-a"))
 	want := expectMoves(rowSpan{1, 500, "compose-a"})
 	compose(c.a, "down")
 	waitFor(t, time.Minute, "A's final snapshot published and the volume released", func() bool {
 		st := c.a.status(t, vol)
 		return st["lease"] == "released" && st["local"] == "ready"
 	})
+	t.Logf("A: down and released after %v", time.Since(start).Round(time.Millisecond))
 
 	// B: the same options first (the volume exists in the store; dockerd on
 	// B only learns them this way), then the same file.
 	c.b.docker(t, "volume", "create", "-d", e2ePlugin, "-o", "snapshot_interval=5m", "-o", "takeover=manual", vol)
-	compose(c.b, "up", "-d")
-	ready(c.b)
-	if got := psql(c.b, readMoves); got != want {
+	pb := up(c.b)
+	if got := pb.sql(t, readMoves); got != want {
 		t.Errorf("B reads %q after the move, want %q (A's 500 rows)", got, want)
 	}
 	if st := c.b.status(t, vol); st["owner"] != "hostB" || st["lease"] != "held" {
