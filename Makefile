@@ -1,6 +1,8 @@
 # portvol — build, install, test.
 #
 #   make install   build the managed plugin and enable it in the local Docker engine
+#   make push REGISTRY=host[:port]/name [TAG=...]
+#                  build the plugin and push it to a registry (docker plugin install by name)
 #   make test      lint + unit tests + integration tests (real Docker engine, real S3 server)
 #   make bench     long benchmarks against restic and tar|zstd (writes docs/benchmarks.md)
 
@@ -12,11 +14,31 @@ BUILD       := $(CURDIR)/build
 
 STATICCHECK_VERSION := v0.8.2
 VERSITYGW_VERSION   := v1.8.0
+REGISTRY_VERSION    := v3.1.2
 
-# Tests find the S3 server binary here; they start it themselves.
+# The version stamped into the binary (portvol version, the plugin's start
+# log, the default tag of make push): git describe of this checkout, or
+# VERSION=... to name a build yourself. The go command records the commit
+# itself in a clone (-buildvcs=auto overrides a GOFLAGS=-buildvcs=false),
+# but not in a git worktree (.git is a file there): the revision stamps
+# stand in.
+ifeq ($(origin VERSION),undefined)
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null)
+endif
+VCS_REVISION := $(shell git rev-parse HEAD 2>/dev/null)
+VCS_MODIFIED := $(if $(shell git status --porcelain --untracked-files=no 2>/dev/null),true,false)
+ifneq ($(shell printf '%s' '$(VERSION)' | tr -d 'A-Za-z0-9._+-'),)
+$(error VERSION=$(VERSION): use letters, digits, '.', '_', '+' and '-' only)
+endif
+LDFLAGS  := $(if $(VERSION),-X main.version=$(VERSION)) \
+            $(if $(VCS_REVISION),-X main.vcsRevision=$(VCS_REVISION) -X main.vcsModified=$(VCS_MODIFIED))
+GO_BUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto -tags nosystemd -ldflags '$(strip $(LDFLAGS))'
+
+# Tests find the S3 server and registry binaries here; they start them themselves.
 export PORTVOL_VERSITYGW ?= $(TOOLS_BIN)/versitygw
+export PORTVOL_REGISTRY  ?= $(TOOLS_BIN)/registry
 
-.PHONY: all build test lint unit integration tools bench clean plugin-rootfs plugin install uninstall
+.PHONY: all build test lint unit integration tools bench clean plugin-rootfs plugin install uninstall push push-check version
 
 # The managed plugin: its name is the driver name (docker volume create -d portvol),
 # and its state (database and volume data) lives in PLUGIN_STATE_DIR on the host.
@@ -28,15 +50,20 @@ CA_BUNDLE        ?= /etc/ssl/certs/ca-certificates.crt
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -tags nosystemd -o $(BUILD)/portvol ./cmd/portvol
+	$(GO_BUILD) -o $(BUILD)/portvol ./cmd/portvol
 
-tools: $(TOOLS_BIN)/staticcheck $(TOOLS_BIN)/versitygw
+tools: $(TOOLS_BIN)/staticcheck $(TOOLS_BIN)/versitygw $(TOOLS_BIN)/registry
 
 $(TOOLS_BIN)/staticcheck:
 	GOBIN=$(TOOLS_BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 $(TOOLS_BIN)/versitygw:
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+# The CNCF distribution registry: the install-by-name test pushes the
+# plugin to it and installs it from there.
+$(TOOLS_BIN)/registry:
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/distribution/distribution/v3/cmd/registry@$(REGISTRY_VERSION)
 
 lint: $(TOOLS_BIN)/staticcheck
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
@@ -64,7 +91,7 @@ plugin-rootfs:
 	mkdir -p $(PLUGIN_DIR)/rootfs/run/docker/plugins $(PLUGIN_DIR)/rootfs/mnt/volumes \
 	  $(PLUGIN_DIR)/rootfs/var/lib/portvol $(PLUGIN_DIR)/rootfs/etc/ssl/certs $(PLUGIN_DIR)/rootfs/tmp
 	chmod 1777 $(PLUGIN_DIR)/rootfs/tmp
-	CGO_ENABLED=0 $(GO) build -trimpath -tags nosystemd -o $(PLUGIN_DIR)/rootfs/portvol ./cmd/portvol
+	$(GO_BUILD) -o $(PLUGIN_DIR)/rootfs/portvol ./cmd/portvol
 	if [ -f $(CA_BUNDLE) ]; then cp $(CA_BUNDLE) $(PLUGIN_DIR)/rootfs/etc/ssl/certs/ca-certificates.crt; \
 	  else echo "warning: no CA bundle at $(CA_BUNDLE): S3 over TLS will fail" >&2; fi
 	if [ -x $(MKFS_BTRFS) ]; then \
@@ -93,6 +120,32 @@ uninstall:
 	docker plugin disable -f $(PLUGIN_NAME) >/dev/null 2>&1 || true
 	docker plugin rm -f $(PLUGIN_NAME)
 	@echo "volume data is kept in $(PLUGIN_STATE_DIR)"
+
+version:
+	@echo $(or $(VERSION),unknown)
+
+# make push REGISTRY=host[:port]/name [TAG=...]: the plugin built from this
+# checkout, stamped with VERSION, pushed as REGISTRY:TAG (TAG defaults to
+# VERSION, with '+' made '-': tags allow no '+'). The engine needs push
+# access to the registry (docker login; an http registry must be in the
+# engine's insecure-registries, 127.0.0.0/8 is by default). The local copy
+# that docker plugin push needs is removed afterwards, so that this engine
+# can install the same name from the registry.
+TAG ?= $(subst +,-,$(VERSION))
+PUSH_REF = $(REGISTRY):$(TAG)
+push: push-check plugin-rootfs
+	docker plugin create $(PUSH_REF) $(PLUGIN_DIR)
+	docker plugin push $(PUSH_REF) || { docker plugin rm $(PUSH_REF) >/dev/null; exit 1; }
+	docker plugin rm $(PUSH_REF) >/dev/null
+	@echo "pushed $(PUSH_REF) (portvol $(VERSION)); install it with:"
+	@echo "  docker plugin install --grant-all-permissions --alias portvol $(PUSH_REF) state.source=/var/lib/portvol"
+
+push-check:
+	@[ -n "$(REGISTRY)" ] || { echo "make push: set REGISTRY=host[:port]/name, e.g. REGISTRY=registry.example.com/portvol" >&2; exit 2; }
+	@[[ "$(REGISTRY)" != */*:* ]] || { echo "make push: REGISTRY=$(REGISTRY) has a tag: give the tag as TAG=..." >&2; exit 2; }
+	@[[ "$(TAG)" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$$ ]] || { echo "make push: TAG='$(TAG)' is no valid tag (letters, digits, '_', '.', '-'; at most 128): set TAG=... (no git checkout to take the version from?)" >&2; exit 2; }
+	@if docker plugin inspect $(PUSH_REF) >/dev/null 2>&1; then \
+	  echo "make push: this engine already has a plugin named $(PUSH_REF) (installed from the registry?): push another TAG, or remove it first (docker plugin disable -f $(PUSH_REF); docker plugin rm $(PUSH_REF))" >&2; exit 1; fi
 
 # S3 tests start versitygw themselves; under make they fail, not skip, if it is missing.
 unit integration: export PORTVOL_REQUIRE_S3 = 1

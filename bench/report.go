@@ -228,7 +228,7 @@ func (b *bench) markdown(ctx context.Context) string {
 		"Cold restore: empty target and no local state (restic gets an empty cache directory). Restore onto the previous " +
 		"copy: the target holds the pre-pgbench snapshot, restored by the same tool; portvol reuses it through the stat " +
 		"cache its earlier export wrote, restic 0.14 and tar rewrite every file.\n")
-	p("- portvol runs the CLI (`portvol import` / `export` against `s3://…`), with a `--stat-cache` file as the plugin keeps one; " +
+	p("- portvol runs the CLI (`portvol init` once, then `portvol import` / `export` against `s3://…`), with a `--stat-cache` file as the plugin keeps one; " +
 		"each import also creates the volume record and takes, publishes and releases the lease. " +
 		"restic: `restic init --repository-version 2` (compression auto), `restic backup .`, `restic restore ID --target`. " +
 		"tar: `tar -c . | zstd -1 -T0 | PUT` (minio-go streaming multipart, 16 MiB parts, 4 in flight) and " +

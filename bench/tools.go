@@ -77,7 +77,7 @@ func (t *portvolTool) Name() string {
 	return "portvol (plain)"
 }
 
-func (t *portvolTool) Setup(_ context.Context, bucket, prefix string) error {
+func (t *portvolTool) Setup(ctx context.Context, bucket, prefix string) error {
 	t.bucket, t.prefix = bucket, prefix
 	d, err := t.scratch("portvol-" + prefix)
 	if err != nil {
@@ -86,9 +86,13 @@ func (t *portvolTool) Setup(_ context.Context, bucket, prefix string) error {
 	t.tmp = d
 	if t.encrypted {
 		t.keyFile = filepath.Join(d, "key")
-		return os.WriteFile(t.keyFile, []byte(randomHex(32)+"\n"), 0o600)
+		if err := os.WriteFile(t.keyFile, []byte(randomHex(32)+"\n"), 0o600); err != nil {
+			return err
+		}
 	}
-	return nil
+	// As restic init: the store exists before the first import.
+	_, err = t.r.must(ctx, "/", t.srv.env(), t.args("init")...)
+	return err
 }
 
 func (t *portvolTool) args(cmd string) []string {

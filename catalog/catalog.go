@@ -126,9 +126,12 @@ func Get(ctx context.Context, store transfer.ObjectStore, name string) (Volume, 
 	if err := volname.Check(name); err != nil {
 		return Volume{}, err
 	}
-	data, _, err := store.Load(ctx, Key(name))
+	data, _, err := store.Load(ctx, Key(name), maxRecord)
 	if errors.Is(err, transfer.ErrNotExist) {
 		return Volume{}, fmt.Errorf("volume %q: %w", name, ErrNotFound)
+	}
+	if errors.Is(err, transfer.ErrTooLarge) {
+		return Volume{}, fmt.Errorf("volume %q: %w: %w", name, ErrCorrupt, err)
 	}
 	if err != nil {
 		return Volume{}, fmt.Errorf("volume %q: read record: %w", name, err)

@@ -161,7 +161,7 @@ func RestoreFromTrash(ctx context.Context, store transfer.ObjectStore, name, id 
 			return fmt.Errorf("volume %q: undelete: %w", name, err)
 		}
 	}
-	data, _, err := store.Load(ctx, dir+record)
+	data, _, err := store.Load(ctx, dir+record, maxRecord)
 	switch {
 	case errors.Is(err, transfer.ErrNotExist):
 		// Restored by an earlier, interrupted call (it deletes the record last)?
@@ -172,7 +172,7 @@ func RestoreFromTrash(ctx context.Context, store transfer.ObjectStore, name, id 
 		return fmt.Errorf("volume %q: undelete: %w", name, err)
 	default:
 		if _, err := store.PutIfAbsent(ctx, record, data); errors.Is(err, transfer.ErrPrecondition) {
-			have, _, lerr := store.Load(ctx, record)
+			have, _, lerr := store.Load(ctx, record, maxRecord)
 			if lerr != nil || !bytes.Equal(have, data) {
 				return fmt.Errorf("volume %q exists again (created after it was removed): remove it first to undelete the old one", name)
 			}

@@ -90,7 +90,8 @@ func (d *Driver) Connect() {
 // isConfigError reports errors that retrying will not fix.
 func isConfigError(err error) bool {
 	for _, e := range []error{snapshot.ErrWrongKey, snapshot.ErrKeyRequired, snapshot.ErrNotEncrypted,
-		snapshot.ErrBadKey, snapshot.ErrConfigMismatch, snapshot.ErrUnsupportedVersion, transfer.ErrPermanent} {
+		snapshot.ErrBadKey, snapshot.ErrConfigMismatch, snapshot.ErrUnsupportedVersion, transfer.ErrPermanent,
+		transfer.ErrWrongStore} {
 		if errors.Is(err, e) {
 			return true
 		}

@@ -14,7 +14,10 @@
 // the store through a 3 s cache with bounded reads, and when the store
 // cannot be reached they answer from this host's bbolt records — a volume
 // this host knows is never reported missing because of an outage (dockerd
-// forgets volumes reported missing). A bbolt record is created for every
+// forgets volumes reported missing). A store that is missing, empty or
+// another one answers as an outage too: cmd/portvol hands the driver a
+// store guarded by its identity (transfer/guard), whose "does not exist"
+// is checked against the store's config first. A bbolt record is created for every
 // volume dockerd asks about, and carries the store record's incarnation
 // (creation time and host), so a copy of a removed volume is never taken
 // for a new volume of the same name.

@@ -96,11 +96,11 @@ func (f *faultStore) List(ctx context.Context, prefix string, fn func(transfer.O
 	return f.ObjectStore.List(ctx, prefix, fn)
 }
 
-func (f *faultStore) Load(ctx context.Context, key string) ([]byte, string, error) {
+func (f *faultStore) Load(ctx context.Context, key string, limit int64) ([]byte, string, error) {
 	if f.down.Load() {
 		return nil, "", errDown
 	}
-	return f.ObjectStore.Load(ctx, key)
+	return f.ObjectStore.Load(ctx, key, limit)
 }
 
 func (f *faultStore) PutIfAbsent(ctx context.Context, key string, data []byte) (string, error) {

@@ -48,7 +48,7 @@ func (d *Driver) Undelete(ctx context.Context, name string) (UndeleteResult, err
 	e := entries[len(entries)-1]
 	var head string
 	var headGen uint64
-	data, _, err := b.Store.Load(ctx, catalog.TrashCopyKey(name, e.ID, lease.HeadKey(name)))
+	data, _, err := b.Store.Load(ctx, catalog.TrashCopyKey(name, e.ID, lease.HeadKey(name)), lease.MaxRecordSize)
 	if err == nil {
 		r, derr := lease.Decode(data)
 		if derr != nil {

@@ -123,6 +123,14 @@ func (h *host) start() {
 		_, _, err := h.call("VolumeDriver.Capabilities", map[string]any{})
 		return err == nil
 	})
+	// Connecting (opening the store, proving its conditional writes)
+	// happens after the plugin listens; the tests' calls expect a
+	// connected host, so wait until a Get can tell that a name is unknown.
+	eventually(h.t, h.name+" to connect to the store", func() bool {
+		_, out, err := h.call("VolumeDriver.Get", map[string]any{"Name": "hosttest-not-a-volume"})
+		msg, _ := out["Err"].(string)
+		return err == nil && strings.Contains(msg, "does not exist")
+	})
 }
 
 // kill is the host dying: SIGKILL, nothing cleaned up, mounts stay.

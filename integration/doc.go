@@ -20,4 +20,10 @@
 // need PostgreSQL 15 (the test image is built from its Debian binaries)
 // and versitygw (make tools), and remove all of it at the end, also on
 // failure.
+//
+// TestInstallByName sets up the same two hosts with a busybox image instead
+// of PostgreSQL's, and the CNCF distribution registry (make tools) on
+// 127.0.0.1 and on the machine's end of the veth pair; host B's dockerd
+// treats that range as insecure registries. It pushes the plugin there with
+// make push under the repository portvol-e2e-RUNID and installs it by name.
 package integration

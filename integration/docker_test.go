@@ -124,10 +124,15 @@ func cleanupAll() {
 	}
 }
 
-// buildImage makes a tiny image from Debian's static busybox with
-// docker import: there is no registry to pull from.
+// buildImage makes testImage, a tiny image from Debian's static busybox,
+// with docker import: there is no registry to pull from.
 func (e *engine) buildImage(ctx context.Context) error {
-	if _, err := e.cli("image", "inspect", testImage); err == nil {
+	return e.buildImageAs(ctx, testImage)
+}
+
+// buildImageAs makes the busybox image under name, unless it exists.
+func (e *engine) buildImageAs(ctx context.Context, name string) error {
+	if _, err := e.cli("image", "inspect", name); err == nil {
 		return nil
 	}
 	bb := ""
@@ -165,7 +170,7 @@ func (e *engine) buildImage(ctx context.Context) error {
 	for _, d := range []string{"tmp", "etc", "data"} {
 		os.MkdirAll(filepath.Join(dir, d), 0o755)
 	}
-	if out, err := runEnv(ctx, e.env(), "", "sh", "-c", fmt.Sprintf("tar -C %s -c . | docker import - %s", dir, testImage)); err != nil {
+	if out, err := runEnv(ctx, e.env(), "", "sh", "-c", fmt.Sprintf("tar -C %s -c . | docker import - %s", dir, name)); err != nil {
 		return fmt.Errorf("docker import: %v %s", err, out)
 	}
 	return nil

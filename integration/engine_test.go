@@ -34,16 +34,21 @@ type privateEngine struct {
 	holder  *exec.Cmd // keeps the mount namespace alive
 	dockerd *exec.Cmd
 	exited  chan error
+	// args are extra dockerd flags (--insecure-registry ...), kept for
+	// restarts.
+	args []string
 }
 
-func startPrivateEngine(t *testing.T) *privateEngine {
+// startPrivateEngine starts a private dockerd with the extra dockerd
+// flags args; it goes away when t ends.
+func startPrivateEngine(t *testing.T, args ...string) *privateEngine {
 	t.Helper()
 	// Short path: unix socket paths under the exec root are limited.
 	dir, err := os.MkdirTemp("/tmp", "pvit-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	pe := &privateEngine{engine: engine{host: "unix://" + filepath.Join(dir, "d.sock")}, t: t, dir: dir}
+	pe := &privateEngine{engine: engine{host: "unix://" + filepath.Join(dir, "d.sock")}, t: t, dir: dir, args: args}
 	t.Cleanup(pe.stop)
 	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte("{}\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -87,12 +92,12 @@ func (pe *privateEngine) startDockerd() {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	pe.dockerd = pe.command("dockerd",
+	pe.dockerd = pe.command("dockerd", append([]string{
 		"-H", pe.host, "-p", filepath.Join(pe.dir, "d.pid"),
 		"--config-file", filepath.Join(pe.dir, "daemon.json"),
-		"--data-root", filepath.Join(pe.dir, "data"), "--exec-root", filepath.Join(pe.dir, "x"),
+		"--data-root", pe.dataRoot(), "--exec-root", filepath.Join(pe.dir, "x"),
 		"--bridge=none", "--iptables=false", "--ip6tables=false", "--storage-driver", "vfs",
-		"--containerd-namespace", "pvit", "--containerd-plugins-namespace", "pvitp")
+		"--containerd-namespace", "pvit", "--containerd-plugins-namespace", "pvitp"}, pe.args...)...)
 	pe.dockerd.Stdout, pe.dockerd.Stderr = logf, logf
 	if err := pe.dockerd.Start(); err != nil {
 		t.Fatalf("start dockerd: %v", err)
@@ -116,6 +121,9 @@ func (pe *privateEngine) startDockerd() {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// dataRoot is the engine's --data-root.
+func (pe *privateEngine) dataRoot() string { return filepath.Join(pe.dir, "data") }
 
 // stopDockerd stops dockerd the way an administrator does (SIGTERM).
 func (pe *privateEngine) stopDockerd() {

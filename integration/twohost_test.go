@@ -32,6 +32,11 @@ var (
 // objects and the volumes' data.
 const diskTempDir = "/var/tmp"
 
+// vethRange holds the /30s that join host B's network namespace to the
+// machine's. Host B's dockerd treats registries in it as insecure (plain
+// HTTP), as the machine's engine does 127.0.0.0/8 by default.
+const vethRange = "10.231.0.0/16"
+
 // cluster is two Docker hosts on one machine sharing one S3 store:
 //
 //   - host A is the machine's own engine; its plugin runs in the machine's
@@ -53,6 +58,9 @@ type cluster struct {
 	prefix string // of the store inside the bucket
 	ip     string // the machine's side of the veth pair
 	a, b   *host
+	// image is the image for plain containers (sh, cat) on both hosts:
+	// pgImage, or with clusterOptions.busybox a busybox image.
+	image string
 	// leaseTTL and mountWait are the plugins' settings (their defaults
 	// when the plugin does not declare the setting).
 	leaseTTL, mountWait time.Duration
@@ -63,6 +71,10 @@ type clusterOptions struct {
 	relays    bool          // route each host's S3 traffic through a relay
 	leaseTTL  time.Duration // PORTVOL_LEASE_TTL; 0: the plugin's default
 	mountWait time.Duration // PORTVOL_MOUNT_WAIT; 0: the plugin's default
+	// busybox gives the hosts a small busybox image (cluster.image)
+	// instead of the PostgreSQL one, for tests that need no database:
+	// quicker to set up, and no PostgreSQL needed on the machine.
+	busybox bool
 }
 
 // host is one Docker host of a cluster.
@@ -76,38 +88,74 @@ type host struct {
 	pluginID string
 }
 
-// newCluster sets up two hosts and the store; they go away when t ends.
+// newCluster sets up two hosts and the store, with the plugin built from
+// this checkout installed on both (make plugin-rootfs, docker plugin
+// create); they go away when t ends.
 func newCluster(t *testing.T, opts clusterOptions) *cluster {
 	t.Helper()
+	c := startHosts(t, opts, "plugin-rootfs")
+	for _, h := range c.hosts() {
+		h.installPlugin(opts)
+	}
+	t.Logf("cluster: store %s on %s, hostA and hostB (private dockerd in %s), lease TTL %v, mount wait %v",
+		c.prefix, c.s3.Addr(), c.b.pe.dir, c.leaseTTL, c.mountWait)
+	return c
+}
+
+// startHosts sets up the two hosts, the network between them, the store
+// and the test image, with no plugin installed: newCluster installs the one
+// built from this checkout; a test that installs its own (from a registry,
+// say) gives each host h.newStateDir and h.settings(). It makes
+// build/portvol (the CLI) and makeTargets first.
+func startHosts(t *testing.T, opts clusterOptions, makeTargets ...string) *cluster {
+	t.Helper()
 	requireDocker(t)
-	requirePostgres(t)
+	if !opts.busybox {
+		requirePostgres(t)
+	}
 	s3test.Binary(t) // skip or fail early, before the slow parts
 	ctx := context.Background()
-	if out, err := run(ctx, "", "make", "-C", repoRoot, "build", "plugin-rootfs"); err != nil {
-		t.Fatalf("make build plugin-rootfs: %v\n%s", err, out)
+	targets := append([]string{"build"}, makeTargets...)
+	if out, err := run(ctx, "", "make", append([]string{"-C", repoRoot}, targets...)...); err != nil {
+		t.Fatalf("make %s: %v\n%s", strings.Join(targets, " "), err, out)
 	}
 	// The plugin's documented defaults, until installPlugin sets others.
 	c := &cluster{t: t, prefix: "e2e-" + runID + "-" + randomHex(2), leaseTTL: 30 * time.Second, mountWait: 20 * time.Second}
 	c.a = &host{c: c, name: "hostA", eng: mainEngine}
 	c.a.removeLeftovers()
 
-	pe := startPrivateEngine(t)
+	pe := startPrivateEngine(t, "--insecure-registry="+vethRange)
 	c.b = &host{c: c, name: "hostB", eng: &pe.engine, pe: pe}
 	c.ip = c.connect(pe)
 	c.s3 = startS3Server(t, c.ip)
 
-	img := buildPostgresImage(t)
-	for _, h := range []*host{c.a, c.b} {
-		h.importImage(img)
-		if opts.relays {
+	if opts.busybox {
+		c.image = "portvol-e2e-busybox:" + runID
+		for _, h := range c.hosts() {
+			if err := h.eng.buildImageAs(ctx, c.image); err != nil {
+				t.Fatalf("%s: %v", h.name, err)
+			}
+			if h.pe == nil {
+				t.Cleanup(func() { h.eng.cli("rmi", "-f", c.image) })
+			}
+		}
+	} else {
+		c.image = pgImage
+		img := buildPostgresImage(t)
+		for _, h := range c.hosts() {
+			h.importImage(img)
+		}
+	}
+	if opts.relays {
+		for _, h := range c.hosts() {
 			h.relay = startRelay(t, c.ip, c.s3.Addr())
 		}
-		h.installPlugin(opts)
 	}
-	t.Logf("cluster: store %s on %s, hostA and hostB (private dockerd in %s), lease TTL %v, mount wait %v",
-		c.prefix, c.s3.Addr(), pe.dir, c.leaseTTL, c.mountWait)
 	return c
 }
+
+// hosts are A and B.
+func (c *cluster) hosts() []*host { return []*host{c.a, c.b} }
 
 // connect joins B's network namespace to the machine's with a veth pair
 // and returns the machine's address on it.
@@ -117,7 +165,7 @@ func (c *cluster) connect(pe *privateEngine) string {
 	out, _ := run(context.Background(), "", "ip", "-4", "-o", "addr", "show")
 	var subnet int
 	for {
-		subnet = rand.IntN(64 * 255) // 10.231.0.0 - 10.231.254.255 in /30s
+		subnet = rand.IntN(64 * 255) // 10.231.0.0 - 10.231.254.255 in /30s of vethRange
 		if !strings.Contains(out, fmt.Sprintf(" 10.231.%d.%d/", subnet/64, subnet%64*4+1)) {
 			break
 		}
@@ -169,10 +217,11 @@ func (h *host) removeLeftovers() {
 	h.eng.cli("plugin", "rm", "-f", e2ePlugin)
 }
 
-// installPlugin installs the plugin built by make plugin-rootfs under
-// e2ePlugin, configured for the shared store, and enables it.
-func (h *host) installPlugin(opts clusterOptions) {
-	c, t := h.c, h.c.t
+// newStateDir makes the host's plugin state directory (h.state) on disk
+// with the S3 credentials file in it. When the test ends, this run's
+// containers, volumes and plugin go from the host, then the directory.
+func (h *host) newStateDir() {
+	t := h.c.t
 	t.Helper()
 	dir, err := os.MkdirTemp(diskTempDir, "portvol-e2e-"+h.name+"-")
 	if err != nil {
@@ -192,22 +241,37 @@ func (h *host) installPlugin(opts clusterOptions) {
 	})
 	// Credentials in a file under the state mount: plugin settings show
 	// in docker plugin inspect.
-	if err := os.WriteFile(filepath.Join(dir, "s3-credentials"), []byte(c.s3.credentialsFile()), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "s3-credentials"), []byte(h.c.s3.credentialsFile()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h.eng.docker(t, "plugin", "create", e2ePlugin, filepath.Join(repoRoot, "build", "plugin"))
-	endpoint := c.s3.Addr()
+}
+
+// settings are the plugin settings that make the host a member of the
+// cluster (its state directory, the store, its host id), for docker
+// plugin set or the install line.
+func (h *host) settings() []string {
+	endpoint := h.c.s3.Addr()
 	if h.relay != nil {
 		endpoint = h.relay.Addr
 	}
-	declared := h.declaredEnv()
-	settings := []string{
-		"state.source=" + dir,
-		"PORTVOL_STORE=" + c.s3.storeURL(c.prefix, endpoint),
+	return []string{
+		"state.source=" + h.state,
+		"PORTVOL_STORE=" + h.c.s3.storeURL(h.c.prefix, endpoint),
 		"PORTVOL_HOST_ID=" + h.name,
 		"AWS_SHARED_CREDENTIALS_FILE=/var/lib/portvol/s3-credentials",
 		"PORTVOL_LOG_LEVEL=debug",
 	}
+}
+
+// installPlugin installs the plugin built by make plugin-rootfs under
+// e2ePlugin, configured for the shared store, and enables it.
+func (h *host) installPlugin(opts clusterOptions) {
+	c, t := h.c, h.c.t
+	t.Helper()
+	h.newStateDir()
+	h.eng.docker(t, "plugin", "create", e2ePlugin, filepath.Join(repoRoot, "build", "plugin"))
+	declared := h.declaredEnv()
+	settings := h.settings()
 	optional := []struct {
 		name string
 		v    time.Duration

@@ -25,7 +25,7 @@ func manager(t *testing.T, store transfer.ObjectStore, host string, clock lease.
 
 func seq(t *testing.T, store transfer.ObjectStore, volume string) uint64 {
 	t.Helper()
-	data, _, err := store.Load(t.Context(), lease.HeadKey(volume))
+	data, _, err := store.Load(t.Context(), lease.HeadKey(volume), lease.MaxRecordSize)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -128,7 +128,7 @@ func (m *Manager) load(ctx context.Context, volume string) (Observation, error) 
 	var etag string
 	err := m.retry(ctx, func() error {
 		var err error
-		data, etag, err = m.store.Load(ctx, key)
+		data, etag, err = m.store.Load(ctx, key, MaxRecordSize)
 		return err
 	})
 	now := m.clock.Now()
@@ -138,6 +138,9 @@ func (m *Manager) load(ctx context.Context, volume string) (Observation, error) 
 		delete(m.seen, volume)
 		m.mu.Unlock()
 		return o, nil
+	}
+	if errors.Is(err, transfer.ErrTooLarge) {
+		return o, fmt.Errorf("volume %q: %s: %w: %w; inspect or restore that object in the store", volume, key, ErrCorrupt, err)
 	}
 	if err != nil {
 		return o, fmt.Errorf("volume %q: reading %s: %w", volume, key, err)

@@ -241,3 +241,37 @@ func TestMigrationFieldsRoundTrip(t *testing.T) {
 		t.Fatalf("after reopen: %+v, %v", got, err)
 	}
 }
+
+// A host remembers the store it joined; the permission to create one lasts
+// from the first start until it joins, and survives a restart.
+func TestJoinedStore(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "portvol.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := db.JoinedStore(ctx); err != nil || s != (Store{}) {
+		t.Fatalf("new database: %+v, %v; want nothing joined and no permission", s, err)
+	}
+	if err := db.AllowStoreCreation(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if db, err = Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if s, _ := db.JoinedStore(ctx); !s.MayCreate || s.ID != "" {
+		t.Fatalf("after a restart: %+v; want the permission kept", s)
+	}
+	if err := db.JoinStore(ctx, "0123456789abcdef0123456789abcdef"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AllowStoreCreation(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := db.JoinedStore(ctx); s.MayCreate || s.ID != "0123456789abcdef0123456789abcdef" {
+		t.Fatalf("after joining: %+v; want the id and no permission to create", s)
+	}
+}

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portvol/portvol/transfer"
+	"github.com/portvol/portvol/transfer/memstore"
 )
 
 func TestListAndProgress(t *testing.T) {
@@ -122,5 +126,36 @@ func TestVolumePrefixesAndIDTime(t *testing.T) {
 	}
 	if _, ok := IDTime("s1"); ok {
 		t.Error("IDTime accepted a malformed ID")
+	}
+}
+
+// A store of a newer format is neither read nor written by this build: the
+// error names both versions and says to upgrade.
+func TestNewerStoreFormat(t *testing.T) {
+	ctx := context.Background()
+	for name, config := range map[string]string{
+		"newer version": `{"format":"portvol-snapshot-store","version":2,"store_id":"00112233445566778899aabbccddeeff","chunking":"fixed","block_size":1048576,"compression":"zstd","encryption":"none"}`,
+		"newer fields":  `{"format":"portvol-snapshot-store","version":3,"store_id":"00112233445566778899aabbccddeeff","chunking":"cdc","chunk_sizes":[1,2,3]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := memstore.New()
+			if _, err := st.PutIfAbsent(ctx, configKey, []byte(config)); err != nil {
+				t.Fatal(err)
+			}
+			for op, err := range map[string]error{
+				"Open": func() error { _, err := Open(ctx, st, Options{}); return err }(),
+				"Init": Init(ctx, st, InitOptions{}),
+			} {
+				if !errors.Is(err, ErrUnsupportedVersion) || !strings.Contains(err.Error(), "this portvol knows format version 1") ||
+					!strings.Contains(err.Error(), "upgrade portvol") || !regexp.MustCompile(`format version [23],`).MatchString(err.Error()) {
+					t.Errorf("%s of a newer store: %v; want ErrUnsupportedVersion naming both versions", op, err)
+				}
+			}
+			n := 0
+			_ = st.List(ctx, "", func(transfer.ObjectInfo) error { n++; return nil })
+			if n != 1 {
+				t.Errorf("%d objects in the store after refusing it; want only its config", n)
+			}
+		})
 	}
 }

@@ -45,7 +45,7 @@ func (c *storeConfig) validate() error {
 		return fmt.Errorf("object %q is not a portvol snapshot store config: %w", configKey, ErrCorrupt)
 	}
 	if c.Version > FormatVersion {
-		return fmt.Errorf("store format version %d (this portvol reads up to %d): %w", c.Version, FormatVersion, ErrUnsupportedVersion)
+		return newerFormat(c.Version)
 	}
 	if c.Version < 1 {
 		return fmt.Errorf("store config %q: version %d: %w", configKey, c.Version, ErrCorrupt)
@@ -88,7 +88,7 @@ func parseConfig(data []byte) (*storeConfig, error) {
 			Version int `json:"version"`
 		}
 		if json.Unmarshal(data, &probe) == nil && probe.Version > FormatVersion {
-			return nil, fmt.Errorf("store format version %d (this portvol reads up to %d): %w", probe.Version, FormatVersion, ErrUnsupportedVersion)
+			return nil, newerFormat(probe.Version)
 		}
 		return nil, fmt.Errorf("store config %q: %w", configKey, errors.Join(ErrCorrupt, err))
 	}
@@ -96,6 +96,13 @@ func parseConfig(data []byte) (*storeConfig, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// newerFormat is the error for a store written by a newer portvol: this
+// build neither reads nor writes it, since it cannot know what the newer
+// format's invariants are.
+func newerFormat(v int) error {
+	return fmt.Errorf("the store has format version %d, this portvol knows format version %d only and neither reads nor writes it: %w", v, FormatVersion, ErrUnsupportedVersion)
 }
 
 func (c *storeConfig) storeID() []byte {
@@ -166,9 +173,12 @@ func Init(ctx context.Context, store transfer.ObjectStore, opts InitOptions) err
 }
 
 func loadConfig(ctx context.Context, store transfer.ObjectStore) (*storeConfig, error) {
-	data, _, err := store.Load(ctx, configKey)
+	data, _, err := store.Load(ctx, configKey, maxConfigSize)
 	if errors.Is(err, transfer.ErrNotExist) {
 		return nil, ErrNotInitialized
+	}
+	if errors.Is(err, transfer.ErrTooLarge) {
+		return nil, fmt.Errorf("store config: %w: %w", ErrCorrupt, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading store config: %w", err)
@@ -201,6 +211,13 @@ type Options struct {
 	// Create uploads Transfers/2 packs at a time (at most 4), each held
 	// in memory (~17 MiB).
 	Transfers int
+	// RestorePrivileged lets Restore from an unencrypted store create
+	// device nodes, setuid and setgid files and files with capabilities
+	// (security.capability). Without it such a snapshot fails with
+	// ErrPrivileged: whoever can write to an unencrypted store can forge
+	// its manifests. Encrypted stores authenticate every manifest, so their
+	// snapshots restore in full either way.
+	RestorePrivileged bool
 }
 
 // Repo reads and writes snapshots in one store. It is safe for
@@ -212,8 +229,10 @@ type Repo struct {
 	crypt     *cryptor
 	workers   int
 	transfers int
-	blockSize int
-	packSize  int // target pack size; tests lower it
+	// restorePrivileged: see Options.RestorePrivileged.
+	restorePrivileged bool
+	blockSize         int
+	packSize          int // target pack size; tests lower it
 
 	racyWindow time.Duration // see defaultRacyWindow; tests lower it
 }
@@ -235,7 +254,7 @@ func Open(ctx context.Context, store transfer.ObjectStore, opts Options) (*Repo,
 	}
 	r := &Repo{
 		store: store, cfg: cfg, crypt: c,
-		workers: opts.Workers, transfers: opts.Transfers,
+		workers: opts.Workers, transfers: opts.Transfers, restorePrivileged: opts.RestorePrivileged,
 		blockSize: cfg.BlockSize, packSize: defaultPackSize, racyWindow: defaultRacyWindow,
 	}
 	if r.workers <= 0 {
@@ -245,6 +264,22 @@ func Open(ctx context.Context, store transfer.ObjectStore, opts Options) (*Repo,
 		r.transfers = 4
 	}
 	return r, nil
+}
+
+// StoreID returns the store's identity: the store_id of its configuration
+// (32 hex digits), fixed when the store was initialized. A host remembers
+// the store it joined by it.
+func (r *Repo) StoreID() string { return r.cfg.StoreID }
+
+// ReadStoreID reads the store_id of store's configuration now. A store
+// without one (missing, emptied, never initialized) fails with
+// ErrNotInitialized.
+func ReadStoreID(ctx context.Context, store transfer.ObjectStore) (string, error) {
+	cfg, err := loadConfig(ctx, store)
+	if err != nil {
+		return "", err
+	}
+	return cfg.StoreID, nil
 }
 
 // Encrypted reports whether the store encrypts its contents.

@@ -128,6 +128,11 @@
 // which are exactly the packs of earlier attempts from the same parent —
 // so a re-run after an interruption uploads only what is missing, and a
 // host without any local cache still deduplicates against the parent.
+// A leftover index is used only if its pack exists with the size the
+// index records (one Stat per pack): an interrupted run's packs may have
+// been cleaned up by hand, and a snapshot must never refer to a pack that
+// is not there. The parent's packs are trusted: they belong to a published
+// snapshot, which nothing in portvol deletes (portvol verify checks them).
 // Chunks held only by other volumes or older snapshots are uploaded again
 // (harmless duplicates, reclaimable by a future prune).
 //
@@ -184,6 +189,19 @@
 // target 4095 bytes, 1024 xattrs per node of at most 64 KiB each. Every
 // count is checked against the bytes that remain before anything is
 // allocated, so memory follows the real input, never a claim in it.
+//
+// The real input is the stored object, not the decompressed body, so the
+// body is bounded by what is stored too: it may decompress at most 32
+// times (plus 1 MiB), and hold at most one node per stored byte (plus
+// 64 Ki), one chunk and one pack per 16 stored bytes (plus 1024: their
+// IDs are random and do not compress) and 8 block references per stored
+// byte (plus 1 Mi). Real manifests take 11-16 stored bytes per node and
+// decompress 3-5 times (at least 2.7 bytes per node and 16 times for
+// sequentially named empty files with coarse timestamps), so the bounds
+// only ever meet forged ones; decoding costs at most about 200 bytes of
+// memory per stored byte (a real manifest about 15), where a 1 MB forged
+// manifest of 4 Mi FIFOs once cost 2.9 GB. Create checks the manifest it
+// writes against the same bounds, so it never publishes one it cannot read.
 //
 // # Create
 //
@@ -247,9 +265,30 @@
 // with identical content and metadata in the new snapshot, are hardlinked
 // into the staging directory whole. Only the missing chunks are fetched.
 //
+// # What an unencrypted store may plant
+//
+// Whoever can write to an unencrypted store can forge its manifests (the
+// seal of a plain store is a checksum, not a signature). Restore therefore
+// refuses, with ErrPrivileged naming the entries, a snapshot of a plain
+// store that holds device nodes (character or block), files with the
+// setuid or setgid bit or files with capabilities (the security.capability
+// xattr): each would hand whoever runs in the container privileges on the
+// host's devices or beyond its own user. A setgid directory only passes its
+// group on and the sticky bit restricts, so both are restored; so are
+// FIFOs, symlinks (restore never follows them) and every other xattr. The
+// host lifts the rule with Options.RestorePrivileged (portvol serve
+// --restore-privileged, portvol export --restore-privileged) when it trusts
+// everyone who can write to the store. Volume options cannot lift it: they
+// live in the same store. Encrypted stores authenticate every manifest
+// with the key, so their snapshots restore in full.
+//
 // # Versions
 //
 // FormatVersion (1) is in the config, every manifest, index and stat
 // cache. A reader refuses versions it does not know. Changing any encoding
 // above means a new version; the golden files in testdata/ pin version 1.
+// A store whose config has a newer version is neither read nor written
+// (Open and Init fail with ErrUnsupportedVersion, naming both versions):
+// an older portvol cannot know the newer format's invariants, so it must
+// not add to such a store.
 package snapshot

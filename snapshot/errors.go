@@ -24,8 +24,9 @@ var (
 	// ErrBadKey: the key material is not a 32-byte key.
 	ErrBadKey = errors.New("encryption key must be 32 bytes (raw, 64 hex digits or base64)")
 
-	// ErrUnsupportedVersion: an object was written by a newer format version.
-	ErrUnsupportedVersion = errors.New("unsupported snapshot format version: upgrade portvol")
+	// ErrUnsupportedVersion: an object was written by a newer format
+	// version. The wrapping error names both versions.
+	ErrUnsupportedVersion = errors.New("unsupported snapshot format version: upgrade portvol to use this store")
 
 	// ErrNotFound: the snapshot does not exist.
 	ErrNotFound = errors.New("snapshot not found")
@@ -37,6 +38,11 @@ var (
 	// ErrInvalid: a caller-supplied argument (volume name, snapshot ID,
 	// directory) is unusable.
 	ErrInvalid = errors.New("invalid argument")
+
+	// ErrPrivileged: a snapshot in an unencrypted store would plant device
+	// nodes, setuid or setgid files or file capabilities, and the caller
+	// did not allow it (Options.RestorePrivileged).
+	ErrPrivileged = errors.New("an unencrypted store may not plant device nodes, setuid/setgid files or file capabilities")
 
 	// ErrChanged: a file changed in a way that makes the snapshot
 	// inconsistent while it was being read (replaced by another file).

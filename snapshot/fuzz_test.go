@@ -65,7 +65,7 @@ func FuzzManifestBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m := &Manifest{Info: validManifest().Info}
 		d := dec{b: data}
-		decodeBody(&d, m)
+		decodeBody(&d, m, limitsFor(len(data)))
 		if d.done("body") == nil {
 			roundTrip(t, m)
 		}

@@ -117,6 +117,10 @@ func openTestRepo(t testing.TB, fs transfer.ObjectStore, key []byte) *Repo {
 		t.Fatal(err)
 	}
 	r.racyWindow = 10 * time.Millisecond // test trees are written just before they are snapshotted
+	// Test trees hold a setuid file (and device nodes, as root) that must
+	// round-trip: the tests trust the stores they write themselves.
+	// TestPlainStoreDoesNotPlantPrivileges turns this off.
+	r.restorePrivileged = true
 	return r
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -111,7 +112,7 @@ func TestManifestCountsCannotAllocate(t *testing.T) {
 	e.uvarint(0)         // packs
 	e.uvarint(maxChunks) // chunk count, with no chunks following
 	d := dec{b: e.b}
-	decodeBody(&d, m)
+	decodeBody(&d, m, limitsFor(1<<30))
 	if !errors.Is(d.err, ErrCorrupt) || len(m.Chunks) > 0 {
 		t.Errorf("lying chunk count: %v, %d chunks", d.err, len(m.Chunks))
 	}
@@ -142,5 +143,84 @@ func TestRestoreRejectsHostileManifest(t *testing.T) {
 	}
 	if _, err := os.Lstat(dst); err == nil {
 		t.Error("target created despite the error")
+	}
+}
+
+// A forged manifest in an unencrypted store cannot plant privileges: a
+// device node, a setuid or setgid file or file capabilities make Restore
+// fail, naming them and the way to allow it, before anything is written.
+// The host may allow them (RestorePrivileged), and an encrypted store's
+// authenticated snapshots restore in full.
+func TestPlainStoreDoesNotPlantPrivileges(t *testing.T) {
+	ctx := context.Background()
+	uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
+	forge := func(m *Manifest) {
+		m.Volume = "v"
+		m.Packs, m.Chunks = nil, nil
+		m.Nodes = []Node{
+			{Parent: -1, Type: TypeDir, Mode: 0o755, UID: uid, GID: gid},
+			{Parent: 0, Name: "su", Type: TypeFile, Mode: 0o4755, UID: uid, GID: gid},
+			{Parent: 0, Name: "sg", Type: TypeFile, Mode: 0o2755, UID: uid, GID: gid},
+			{Parent: 0, Name: "ping", Type: TypeFile, Mode: 0o755, UID: uid, GID: gid,
+				Xattrs: []Xattr{{capabilityXattr, []byte{0, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}}},
+			{Parent: 0, Name: "mem", Type: TypeCharDev, Mode: 0o666, UID: uid, GID: gid, Rdev: 1<<8 | 1},
+			{Parent: 0, Name: "shared", Type: TypeDir, Mode: 0o2775, UID: uid, GID: gid}, // setgid dir: fine
+			{Parent: 0, Name: "plain", Type: TypeFile, Mode: 0o1644, UID: uid, GID: gid},
+		}
+	}
+	put := func(r *Repo, fs *faultStore, m *Manifest) {
+		data, err := encodeManifest(m, manifestKey("v", m.ID), r.crypt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fs.PutIfAbsent(ctx, manifestKey("v", m.ID), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, fs := newTestRepo(t, nil)
+	r.restorePrivileged = false // what Open gives without the option
+	m := validManifest()
+	forge(m)
+	put(r, fs, m)
+	dst := filepath.Join(t.TempDir(), "data")
+	err := r.Restore(ctx, "v", m.ID, dst, RestoreOptions{})
+	for _, want := range []string{"su (setuid)", "sg (setgid)", "ping (file capabilities (security.capability))", "mem (chardev 1:1)", "--restore-privileged"} {
+		if !errors.Is(err, ErrPrivileged) || !strings.Contains(err.Error(), want) {
+			t.Errorf("Restore of a forged manifest: %v; want ErrPrivileged naming %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "shared") || strings.Contains(err.Error(), "plain") {
+		t.Errorf("a setgid directory or a sticky file counted as a privilege: %v", err)
+	}
+	if _, serr := os.Lstat(dst); serr == nil {
+		t.Error("the refused restore created the target")
+	}
+
+	// The host's explicit trust restores them as recorded (the setuid and
+	// setgid files: the others need root to create).
+	m.Nodes = m.Nodes[:3]
+	m.ID = "20260801T120000Z-0123456789abcdee"
+	put(r, fs, m)
+	trusting, err := Open(ctx, fs, Options{RestorePrivileged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := trusting.Restore(ctx, "v", m.ID, dst, RestoreOptions{}); err != nil {
+		t.Fatalf("Restore with RestorePrivileged: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dst, "su")); err != nil || fi.Mode()&os.ModeSetuid == 0 {
+		t.Errorf("the trusted restore lost the setuid bit: %v, %v", fi, err)
+	}
+
+	// An encrypted store's manifests are authenticated: they restore in full.
+	er, efs := newTestRepo(t, testKey)
+	er.restorePrivileged = false
+	em := validManifest()
+	forge(em)
+	em.Nodes = em.Nodes[:3]
+	put(er, efs, em)
+	edst := filepath.Join(t.TempDir(), "data")
+	if err := er.Restore(ctx, "v", em.ID, edst, RestoreOptions{}); err != nil {
+		t.Fatalf("Restore from an encrypted store: %v", err)
 	}
 }

@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/portvol/portvol/transfer"
 )
@@ -51,7 +52,7 @@ func decodeIndex(data []byte, key string, c *cryptor, blockSize int) (*packIndex
 		return nil, fmt.Errorf("not a pack index: %w", ErrCorrupt)
 	}
 	if data[4] != FormatVersion {
-		return nil, fmt.Errorf("pack index version %d: %w", data[4], ErrUnsupportedVersion)
+		return nil, fmt.Errorf("pack index version %d (this portvol knows version %d): %w", data[4], FormatVersion, ErrUnsupportedVersion)
 	}
 	plain, err := c.open(nil, data[5:], indexAD(key))
 	if err != nil {
@@ -122,42 +123,72 @@ func (r *Repo) listIndexes(ctx context.Context, prefix string) ([]indexObject, e
 }
 
 // readIndexes reads the listed indexes of packs not in skip and hands
-// each valid one to fn; damaged or vanished ones are ignored (their packs
-// are uploaded again).
+// each valid one whose pack is in the store, at the size the index
+// records, to fn, in the order listed. Damaged indexes, and indexes whose
+// pack vanished (an interrupted run's leftovers cleaned up by hand), are
+// ignored: their chunks are uploaded again, so a snapshot never refers to
+// a pack that is not there. Indexes are read and packs checked
+// r.transfers at a time.
 func (r *Repo) readIndexes(ctx context.Context, found []indexObject, skip map[ID]bool, fn func(*packIndex)) error {
+	var todo []indexObject
 	for _, f := range found {
-		if skip[f.pack] {
-			continue
+		if !skip[f.pack] {
+			todo = append(todo, f)
 		}
-		data, err := r.readSmall(ctx, f.key, maxIndexSize)
-		if errors.Is(err, ErrCorrupt) || errors.Is(err, transfer.ErrNotExist) {
-			continue
-		}
-		if err != nil {
+	}
+	got := make([]*packIndex, len(todo))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.transfers)
+	for i := range todo {
+		g.Go(func() error {
+			ix, err := r.readIndex(gctx, todo[i])
+			got[i] = ix
 			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, ix := range got {
+		if ix != nil {
+			fn(ix)
 		}
-		ix, err := decodeIndex(data, f.key, r.crypt, r.blockSize)
-		if err != nil || ix.Pack != f.pack {
-			continue
-		}
-		fn(ix)
 	}
 	return nil
 }
 
-// readSmall reads a whole object of at most limit bytes.
-func (r *Repo) readSmall(ctx context.Context, key string, limit int64) ([]byte, error) {
-	rc, err := r.store.Get(ctx, key, 0, limit+1)
+// readIndex reads one leftover index and checks that its pack exists with
+// the recorded size. It returns nil, nil for an index that cannot be used.
+func (r *Repo) readIndex(ctx context.Context, f indexObject) (*packIndex, error) {
+	data, err := r.readSmall(ctx, f.key, maxIndexSize)
+	if errors.Is(err, ErrCorrupt) || errors.Is(err, transfer.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %q: %w", key, err)
+	ix, err := decodeIndex(data, f.key, r.crypt, r.blockSize)
+	if err != nil || ix.Pack != f.pack {
+		return nil, nil
 	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("object %q exceeds %d bytes: %w", key, limit, ErrCorrupt)
+	oi, err := r.store.Stat(ctx, packKey(ix.Pack))
+	switch {
+	case errors.Is(err, transfer.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("checking pack %s of index %s: %w", packKey(ix.Pack), f.key, err)
+	case uint64(oi.Size) != ix.Size:
+		return nil, nil
 	}
-	return data, nil
+	return ix, nil
+}
+
+// readSmall reads a whole object of at most limit bytes; a larger one is
+// corrupt, and is not read beyond the bound.
+func (r *Repo) readSmall(ctx context.Context, key string, limit int64) ([]byte, error) {
+	data, err := transfer.ReadAll(ctx, r.store, key, limit)
+	if errors.Is(err, transfer.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return data, err
 }

@@ -2,10 +2,12 @@ package snapshot
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"io"
-	"strconv"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -31,6 +33,56 @@ const (
 	maxIDLen        = 64
 	maxHostLen      = 256
 )
+
+// Limits relative to the stored manifest, so that memory follows the bytes
+// in the store, never the counts a manifest claims: a tiny object that
+// decompresses into millions of identical nodes would otherwise cost
+// gigabytes. Real manifests take 11-16 stored bytes per node (measured on
+// /usr and a Go module cache) and at least 2.7 even for sequentially named
+// empty files with coarse timestamps, and decompress 3-16 times; every
+// chunk and pack has a 32-byte random ID, which does not compress.
+const (
+	maxBodyRatio   = 32      // decoded body per stored body byte
+	bodySlack      = 1 << 20 // decoded body always allowed
+	nodesSlack     = 64 << 10
+	chunkStoredMin = 16 // stored bytes per chunk or pack, at least
+	idSlack        = 1024
+	refsPerByte    = 8 // block references per stored byte
+	refsSlack      = 1 << 20
+)
+
+// bodyLimits bound a manifest body by the size of the stored manifest.
+type bodyLimits struct {
+	nodes, chunks, packs int
+	refs                 int // block references left to decode
+}
+
+func limitsFor(stored int) *bodyLimits {
+	return &bodyLimits{
+		nodes:  min(maxNodes, stored+nodesSlack),
+		chunks: min(maxChunks, stored/chunkStoredMin+idSlack),
+		packs:  min(maxPacks, stored/chunkStoredMin+idSlack),
+		refs:   refsPerByte*stored + refsSlack,
+	}
+}
+
+// check reports what of m exceeds the limits, for encodeManifest: a
+// manifest portvol writes must be one it can read.
+func (l *bodyLimits) check(m *Manifest) error {
+	refs := 0
+	for i := range m.Nodes {
+		refs += len(m.Nodes[i].Blocks)
+	}
+	switch {
+	case len(m.Nodes) > l.nodes:
+		return fmt.Errorf("%d entries", len(m.Nodes))
+	case len(m.Chunks) > l.chunks || len(m.Packs) > l.packs:
+		return fmt.Errorf("%d chunks in %d packs", len(m.Chunks), len(m.Packs))
+	case refs > l.refs:
+		return fmt.Errorf("%d block references", refs)
+	}
+	return nil
+}
 
 var manifestMagic = []byte("PVSM")
 
@@ -156,14 +208,17 @@ func encodeBody(e *enc, m *Manifest) {
 // something that exists, every name is one safe path component, every
 // parent is an earlier directory, no name appears twice in a directory,
 // every block lies inside its file and has the chunk length it must have.
-func decodeBody(d *dec, m *Manifest) {
+//
+// lim bounds the counts by the stored size (limitsFor), so a body that
+// claims more than its stored bytes can hold fails before it allocates.
+func decodeBody(d *dec, m *Manifest, lim *bodyLimits) {
 	bs := uint64(m.BlockSize)
-	np := d.count(maxPacks, 32, "pack count")
+	np := d.count(uint64(lim.packs), 32, "pack count")
 	m.Packs = make([]ID, np)
 	for i := range m.Packs {
 		copy(m.Packs[i][:], d.fixed(32))
 	}
-	nc := d.count(maxChunks, 32+5, "chunk count")
+	nc := d.count(uint64(lim.chunks), 32+5, "chunk count")
 	m.Chunks = make([]Chunk, nc)
 	seen := make(map[ID]struct{}, nc)
 	for i := range m.Chunks {
@@ -194,12 +249,12 @@ func decodeBody(d *dec, m *Manifest) {
 		seen[c.ID] = struct{}{}
 	}
 	clear(seen)
-	nn := d.count(maxNodes, 2, "node count")
+	nn := d.count(uint64(lim.nodes), 2, "node count")
 	if d.err == nil && nn == 0 {
 		d.fail("no root directory")
 	}
-	m.Nodes = make([]Node, 0, min(nn, 1<<16))
-	names := make(map[string]struct{})
+	// nn is bounded by the stored size: allocate once, never grow.
+	m.Nodes = make([]Node, 0, nn)
 	for i := 0; i < nn && d.err == nil; i++ {
 		n := Node{Parent: -1}
 		if i > 0 {
@@ -216,12 +271,6 @@ func decodeBody(d *dec, m *Manifest) {
 				d.fail("node %d: unsafe name %q", i, n.Name)
 				return
 			}
-			k := strconv.Itoa(int(n.Parent)) + "/" + n.Name
-			if _, dup := names[k]; dup {
-				d.fail("node %d: name %q appears twice in its directory", i, n.Name)
-				return
-			}
-			names[k] = struct{}{}
 		}
 		n.Type = NodeType(d.u8())
 		if d.err != nil {
@@ -248,7 +297,7 @@ func decodeBody(d *dec, m *Manifest) {
 		switch n.Type {
 		case TypeDir, TypeFIFO:
 		case TypeFile:
-			decodeBlocks(d, m, &n, i)
+			decodeBlocks(d, m, &n, i, lim)
 		case TypeSymlink:
 			n.Target = d.str(maxSymlinkLen, "symlink target")
 			if d.err == nil && (n.Target == "" || containsNUL(n.Target)) {
@@ -272,12 +321,40 @@ func decodeBody(d *dec, m *Manifest) {
 		}
 		m.Nodes = append(m.Nodes, n)
 	}
+	if d.err == nil {
+		checkUniqueNames(d, m.Nodes)
+	}
 }
 
-func decodeBlocks(d *dec, m *Manifest, n *Node, i int) {
+// checkUniqueNames fails if a name appears twice in one directory. It
+// sorts node indexes (4 bytes per node) rather than filling a map of
+// names, which would cost ten times as much.
+func checkUniqueNames(d *dec, nodes []Node) {
+	idx := make([]int32, 0, max(len(nodes)-1, 0))
+	for i := 1; i < len(nodes); i++ {
+		idx = append(idx, int32(i))
+	}
+	byDirName := func(a, b int32) int {
+		if c := cmp.Compare(nodes[a].Parent, nodes[b].Parent); c != 0 {
+			return c
+		}
+		return strings.Compare(nodes[a].Name, nodes[b].Name)
+	}
+	slices.SortFunc(idx, byDirName)
+	for j := 1; j < len(idx); j++ {
+		if byDirName(idx[j-1], idx[j]) == 0 {
+			i := max(idx[j-1], idx[j])
+			d.fail("node %d: name %q appears twice in its directory", i, nodes[i].Name)
+			return
+		}
+	}
+}
+
+func decodeBlocks(d *dec, m *Manifest, n *Node, i int, lim *bodyLimits) {
 	bs := m.BlockSize
 	n.Size = d.upTo(maxFileSize, "file size")
-	nb := d.count(numBlocks(n.Size, bs), 2, "block count")
+	nb := d.count(min(numBlocks(n.Size, bs), uint64(max(lim.refs, 0))), 2, "block count")
+	lim.refs -= nb
 	if nb > 0 {
 		n.Blocks = make([]BlockRef, nb)
 	}
@@ -310,29 +387,52 @@ func containsNUL(s string) bool {
 	return false
 }
 
-// encodeManifest returns the stored form of m under key (doc.go).
+// encodeManifest returns the stored form of m under key (doc.go). A
+// manifest portvol writes must be one it reads back, and what the decoder
+// allows depends on how well this one compressed: it is checked against
+// the limits after sealing.
 func encodeManifest(m *Manifest, key string, c *cryptor) ([]byte, error) {
-	var body enc
-	encodeBody(&body, m)
-	if len(body.b) > maxManifestSize {
-		return nil, fmt.Errorf("manifest of %d bytes exceeds the %d-byte limit: %w", len(body.b), maxManifestSize, ErrInvalid)
-	}
-	var head enc
-	encodeInfo(&head, &m.Info, len(body.b))
-	zw, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
+	out, bodyLen, zbodyLen, err := sealManifest(m, key, c)
 	if err != nil {
 		return nil, err
 	}
-	zbody := zw.EncodeAll(body.b, nil)
+	if err := limitsFor(len(out)).check(m); err != nil {
+		return nil, fmt.Errorf("manifest of %d stored bytes holds %s, more than portvol reads from that many stored bytes: %w", len(out), err, ErrInvalid)
+	}
+	if bodyLen > maxBodyRatio*zbodyLen+bodySlack {
+		return nil, fmt.Errorf("manifest body of %d bytes compresses to %d, more than %d times: %w", bodyLen, zbodyLen, maxBodyRatio, ErrInvalid)
+	}
+	return out, nil
+}
+
+// sealManifest encodes, compresses and seals m, unchecked.
+func sealManifest(m *Manifest, key string, c *cryptor) (out []byte, bodyLen, zbodyLen int, err error) {
+	var body enc
+	encodeBody(&body, m)
+	return sealBody(&m.Info, body.b, key, c)
+}
+
+// sealBody compresses and seals an encoded body under the header in.
+func sealBody(in *Info, body []byte, key string, c *cryptor) (out []byte, bodyLen, zbodyLen int, err error) {
+	if len(body) > maxManifestSize {
+		return nil, 0, 0, fmt.Errorf("manifest of %d bytes exceeds the %d-byte limit: %w", len(body), maxManifestSize, ErrInvalid)
+	}
+	var head enc
+	encodeInfo(&head, in, len(body))
+	zw, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	zbody := zw.EncodeAll(body, nil)
 	zw.Close()
 
-	out := append([]byte{}, manifestMagic...)
+	out = append([]byte{}, manifestMagic...)
 	out = append(out, FormatVersion, 0, 0, 0, 0)
 	out = c.seal(out, head.b, manifestAD('h', key, nil))
 	binary.LittleEndian.PutUint32(out[5:9], uint32(len(out)-manifestPrefixLen))
 	hsum := blake3.Sum256(head.b)
 	out = c.seal(out, zbody, manifestAD('b', key, hsum[:]))
-	return out, nil
+	return out, len(body), len(zbody), nil
 }
 
 // decodeManifestHeader reads the header from the first bytes of a stored
@@ -378,6 +478,9 @@ func decodeManifest(data []byte, key string, c *cryptor) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manifest body: %w", err)
 	}
+	if bodyLen > maxBodyRatio*len(zbody)+bodySlack {
+		return nil, fmt.Errorf("manifest body claims %d bytes from %d stored, more than %d times: %w", bodyLen, len(zbody), maxBodyRatio, ErrCorrupt)
+	}
 	// Stream, so memory follows what really decompresses, not the claim.
 	zr, err := zstd.NewReader(bytes.NewReader(zbody), zstd.WithDecoderConcurrency(1),
 		zstd.WithDecoderMaxMemory(maxManifestSize), zstd.WithDecoderLowmem(true))
@@ -385,13 +488,18 @@ func decodeManifest(data []byte, key string, c *cryptor) (*Manifest, error) {
 		return nil, fmt.Errorf("manifest body: %w", ErrCorrupt)
 	}
 	defer zr.Close()
-	body, err := io.ReadAll(io.LimitReader(zr, int64(bodyLen)+1))
-	if err != nil || len(body) != bodyLen {
+	// bodyLen is bounded by the stored size: read into a buffer of
+	// exactly that size, never one grown by doubling.
+	body := make([]byte, bodyLen)
+	if _, err := io.ReadFull(zr, body); err != nil {
 		return nil, fmt.Errorf("manifest body does not decompress to its %d bytes: %w", bodyLen, ErrCorrupt)
+	}
+	if n, _ := zr.Read(make([]byte, 1)); n != 0 {
+		return nil, fmt.Errorf("manifest body decompresses to more than its %d bytes: %w", bodyLen, ErrCorrupt)
 	}
 	m := &Manifest{Info: in}
 	d := dec{b: body}
-	decodeBody(&d, m)
+	decodeBody(&d, m, limitsFor(len(data)))
 	if err := d.done("manifest body"); err != nil {
 		return nil, fmt.Errorf("manifest body: %w", err)
 	}

@@ -59,6 +59,11 @@ func (r *Repo) Restore(ctx context.Context, volume, id, dir string, opts Restore
 	if err != nil {
 		return err
 	}
+	if !r.crypt.encrypted() && !r.restorePrivileged {
+		if err := checkUnprivileged(m); err != nil {
+			return fmt.Errorf("volume %q: snapshot %s: %w", volume, id, err)
+		}
+	}
 	parentDir, base := filepath.Dir(dir), filepath.Base(dir)
 	fi, err := os.Lstat(dir)
 	exists := err == nil

@@ -46,8 +46,11 @@ type ObjectStore interface {
 	Delete(ctx context.Context, key string) error
 
 	// Load reads a small object whole, together with the ETag of exactly
-	// the bytes returned, for a later PutIfMatch.
-	Load(ctx context.Context, key string) (data []byte, etag string, err error)
+	// the bytes returned, for a later PutIfMatch. An object of more than
+	// limit bytes is not read (memory follows the bound, not the object):
+	// Load fails with an error matching ErrTooLarge that names the key,
+	// the object's size and limit.
+	Load(ctx context.Context, key string, limit int64) (data []byte, etag string, err error)
 
 	// PutIfAbsent creates key with data only if no object exists under it,
 	// and returns the new ETag. If one exists it fails with ErrPrecondition.

@@ -4,13 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/portvol/portvol/driver"
 	"github.com/portvol/portvol/internal/metrics"
 	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/metadata"
 	"github.com/portvol/portvol/snapshot"
 	"github.com/portvol/portvol/transfer"
 )
@@ -36,12 +41,15 @@ func (o *serveOptions) checkOwnershipFlags() error {
 	return nil
 }
 
+// maxKeyFile bounds a key file: 32 bytes in base64 with a newline is 45.
+const maxKeyFile = 4 << 10
+
 // readKeyFile reads the snapshot encryption key; "" means no encryption.
 func readKeyFile(path string) ([]byte, error) {
 	if path == "" {
 		return nil, nil
 	}
-	data, err := os.ReadFile(path)
+	data, err := readBoundedFile(path, maxKeyFile)
 	if err != nil {
 		return nil, keyFileError(path, err)
 	}
@@ -52,42 +60,78 @@ func readKeyFile(path string) ([]byte, error) {
 	return key, nil
 }
 
-// backendOpener returns the driver's Connect function: open the store,
-// initialize it for snapshots if it is new (encrypted if a key is given),
-// check the key against it, and start leasing as hostID.
-// The store's reports go to m, and opened is set to each store opened,
-// for the reachability probe.
-func backendOpener(o serveOptions, hostID string, key []byte, m *metrics.Metrics, opened *atomic.Pointer[transfer.ObjectStore]) func(context.Context) (*driver.Backend, error) {
+// readBoundedFile reads a small local file whole, refusing one larger
+// than limit bytes (a key file option pointing at a disk image or a
+// device must not make the process read gigabytes).
+func readBoundedFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than the %d bytes a key file may have", path, limit)
+	}
+	return data, nil
+}
+
+// backendOpener returns the driver's Connect function: open the store —
+// creating it only if this host may (its very first start, with an empty
+// state directory, until it joins a store) —, check the key against it,
+// prove it honours conditional writes, check it is the store this host
+// joined (remembering it on the first connect), and start leasing as
+// hostID. The store the driver gets is guarded: a store that vanishes or
+// is replaced later answers "unavailable", never "does not exist".
+//
+// The store's requests are reported to m, and opened is set to each store
+// connected, for the reachability probe.
+func backendOpener(o serveOptions, hostID string, key []byte, db *metadata.DB, log logrus.FieldLogger, m *metrics.Metrics, opened *atomic.Pointer[transfer.ObjectStore]) func(context.Context) (*driver.Backend, error) {
 	shown := redactURL(o.store)
 	return func(ctx context.Context) (*driver.Backend, error) {
-		st, err := openMeteredStore(ctx, o.store, nil, m.StoreReports())
-		if err != nil {
-			m.StoreAnswered(false)
-			return nil, err
-		}
-		opened.Store(&st)
-		if err := snapshot.Init(ctx, st, snapshot.InitOptions{Key: key}); err != nil {
-			return nil, keyError(shown, err)
-		}
-		repo, err := snapshot.Open(ctx, st, snapshot.Options{Key: key})
-		if err != nil {
-			return nil, keyError(shown, err)
-		}
-		leases, err := lease.New(st, lease.Options{Host: hostID, TTL: o.leaseTTL})
+		joined, err := db.JoinedStore(ctx)
 		if err != nil {
 			return nil, err
 		}
-		return &driver.Backend{Store: st, Snapshots: repo, Leases: leases}, nil
+		c, err := connect(ctx, o.store, connectOptions{
+			create: joined.MayCreate, init: snapshot.InitOptions{Key: key}, write: true,
+			repo: snapshot.Options{Key: key, RestorePrivileged: o.restorePrivileged}, reports: m.StoreReports(),
+		})
+		if err != nil {
+			// Opening the store (a bucket check, a missing directory) is
+			// not metered: count what says the store cannot be used.
+			if !isKeyError(err) && (errors.Is(err, transfer.ErrStoreMissing) || transfer.Retryable(err)) {
+				m.StoreAnswered(false)
+			}
+			return nil, keyError(err)
+		}
+		opened.Store(&c.store)
+		if joined.ID != "" && joined.ID != c.id && o.joinStore != c.id {
+			return nil, fmt.Errorf("store %s is store %s, but this host joined store %s, where its volumes' records are: check --store (PORTVOL_STORE) and what is mounted or configured there; to move this host to store %s on purpose, start it with --join-store %s (PORTVOL_JOIN_STORE) — volumes the new store lacks are then forgotten here, and copies with unpublished changes kept under %s: %w",
+				shown, c.id, joined.ID, c.id, c.id, filepath.Join(o.stateDir, "kept"), transfer.ErrWrongStore)
+		}
+		if joined.ID != c.id {
+			if err := db.JoinStore(ctx, c.id); err != nil {
+				return nil, err
+			}
+			log.WithField("store_id", c.id).WithField("previous_store_id", joined.ID).Info("joined the store")
+		}
+		leases, err := lease.New(c.store, lease.Options{Host: hostID, TTL: o.leaseTTL})
+		if err != nil {
+			return nil, err
+		}
+		return &driver.Backend{Store: c.store, Snapshots: c.repo, Leases: leases}, nil
 	}
 }
 
-// keyError says which store and what to do about a key that does not fit.
-func keyError(store string, err error) error {
-	switch {
-	case errors.Is(err, snapshot.ErrWrongKey):
-		return fmt.Errorf("store %s: %w: give every host the key file the store was first used with (--encryption-key-file)", store, err)
-	case errors.Is(err, snapshot.ErrKeyRequired), errors.Is(err, snapshot.ErrNotEncrypted):
-		return fmt.Errorf("store %s: %w", store, err)
+// keyError adds what to do about a key that does not fit the store;
+// connect's errors already name the store.
+func keyError(err error) error {
+	if errors.Is(err, snapshot.ErrWrongKey) {
+		return fmt.Errorf("%w: give every host the key file the store was first used with (--encryption-key-file)", err)
 	}
-	return fmt.Errorf("store %s: %w", store, err)
+	return err
 }

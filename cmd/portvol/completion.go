@@ -37,11 +37,7 @@ func volumeArgFromStore(pos int) cobra.CompletionFunc {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
 		defer cancel()
-		ro, err := readOnlyStoreURL(raw)
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		st, err := openStore(ctx, ro, nil)
+		st, err := openStore(ctx, raw, nil, false) // never creates a store
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}

@@ -24,8 +24,8 @@ func TestUsageAndStoreExitCodes(t *testing.T) {
 		{[]string{"volumes"}, exitUsage, "--store is required"},
 		{[]string{"volumes", "--store", "ftp://x"}, exitUsage, `unknown scheme "ftp"`},
 		{[]string{"snapshots", "../x", "--store", missing}, exitUsage, `invalid volume name "../x"`},
-		{[]string{"volumes", "--store", missing}, exitNoStore, "no portvol store at"},
-		{[]string{"export", "v", t.TempDir() + "/d", "--store", missing}, exitNoStore, "no portvol store at"},
+		{[]string{"volumes", "--store", missing}, exitNoStore, "the store is missing or empty: check --store"},
+		{[]string{"export", "v", t.TempDir() + "/d", "--store", missing}, exitNoStore, "the store is missing or empty: check --store"},
 	} {
 		code, out, errOut := runCLI(c.args...)
 		if code != c.code || !strings.Contains(errOut, c.want) {
@@ -39,7 +39,7 @@ func TestUsageAndStoreExitCodes(t *testing.T) {
 	// An empty directory is no store either.
 	empty := t.TempDir()
 	code, _, errOut := runCLI("volumes", "--store", "file://"+empty)
-	if code != exitNoStore || !strings.Contains(errOut, "no portvol store at file://"+empty) {
+	if code != exitNoStore || !strings.Contains(errOut, "holds no portvol store") {
 		t.Errorf("volumes of an empty directory: exit %d, %q; want 10", code, errOut)
 	}
 }

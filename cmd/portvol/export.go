@@ -37,7 +37,11 @@ a mount point. Every chunk is verified before it is written. No lease is
 taken: snapshots are immutable, and export works while a host holds the volume.
 
 With --stat-cache (and --force), exporting again into a directory that holds
-an earlier export fetches only what changed.`,
+an earlier export fetches only what changed.
+
+From an unencrypted store, a snapshot holding device nodes, setuid or setgid
+files or file capabilities is refused unless --restore-privileged is given:
+anyone who can write to such a store can forge its snapshots.`,
 		Example: `  portvol export --store s3://backups/portvol pg /srv/pgdata-copy
   portvol export --store s3://backups/portvol pg /srv/pgdata-copy --snapshot 20260102T150405Z-0123456789abcdef`,
 		Args:              exactArgs("VOLUME", "DST_DIR"),
@@ -52,6 +56,7 @@ an earlier export fetches only what changed.`,
 	f.BoolVar(&o.force, "force", false, "replace the contents of a non-empty DST_DIR")
 	f.StringVar(&o.previous, "previous", "", "snapshot ID that DST_DIR holds now: its data is reused instead of fetched")
 	f.StringVar(&o.statCache, "stat-cache", "", "local file (outside DST_DIR) recording what export wrote, so that a later export into the same directory fetches only what changed")
+	f.BoolVar(&o.restorePrivileged, "restore-privileged", false, "restore device nodes, setuid/setgid files and file capabilities from an unencrypted store (only if you trust everyone who can write to it; encrypted stores restore them always)")
 	return c
 }
 

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -30,7 +29,6 @@ type importOptions struct {
 	options   []string // -o key=value
 	hostID    string
 	statCache string
-	blockSize string
 }
 
 func newImportCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -46,10 +44,9 @@ as docker volume create -o would). import takes the volume's lease like a
 host mounting it does: while a plugin somewhere has the volume mounted, import
 is refused. Earlier snapshots are kept; the new one becomes the head.
 
-The store is initialized on first use: encrypted if --encryption-key-file is
-given, unencrypted otherwise. The key cannot be added or changed later.`,
+The store must exist: create it with portvol init (a mistyped --store fails
+rather than starting a new, empty store).`,
 		Example: `  portvol import --store s3://backups/portvol /srv/pgdata pg
-  head -c 32 /dev/urandom > /etc/portvol/key && chmod 600 /etc/portvol/key
   portvol import --store file:///mnt/nfs/portvol --encryption-key-file /etc/portvol/key ./data web -o snapshot_interval=1m`,
 		Args:              exactArgs("SRC_DIR", "VOLUME"),
 		ValidArgsFunction: volumeArgFromStore(1),
@@ -61,7 +58,6 @@ given, unencrypted otherwise. The key cannot be added or changed later.`,
 	o.snapFlags.register(f)
 	f.StringArrayVarP(&o.options, "opt", "o", nil, "volume option NAME=VALUE for a volume that does not exist yet (repeatable); valid: "+strings.Join(driver.OptionNames(), ", "))
 	f.StringVar(&o.hostID, "host-id", "", "host id to take the lease as (default <hostname>-cli)")
-	f.StringVar(&o.blockSize, "block-size", "", "chunk size of a store this import initializes: a power of two from 64KiB to 8MiB (default 1MiB); fixed once the store exists")
 	f.StringVar(&o.statCache, "stat-cache", "", "local file (outside SRC_DIR) recording what import saw, so that the next import of the same directory reads only changed files")
 	return c
 }
@@ -140,17 +136,9 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 			return err
 		}
 	}
-	bs, err := parseBlockSize(o.blockSize)
-	if err != nil {
-		return err
-	}
 	start := time.Now()
 
-	s, err := o.openSession(ctx, true)
-	if err != nil {
-		return err
-	}
-	repo, err := s.initRepo(ctx, bs)
+	s, repo, err := o.openSession(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -237,49 +225,6 @@ func createAndPublish(ctx context.Context, repo *snapshot.Repo, l *lease.Lease, 
 		return nil, fmt.Errorf("volume %q: snapshot %s is published, but releasing the lease failed: %w; run portvol import again or portvol takeover %s", volume, m.ID, rerr, volume)
 	}
 	return m, nil
-}
-
-// initRepo opens the store's snapshot repository, initializing the store
-// first if it has none: encrypted iff a key was given.
-func (s *session) initRepo(ctx context.Context, blockSize int) (*snapshot.Repo, error) {
-	r, err := snapshot.Open(ctx, s.store, snapshot.Options{Key: s.key})
-	if errors.Is(err, snapshot.ErrNotInitialized) {
-		if err = snapshot.Init(ctx, s.store, snapshot.InitOptions{Key: s.key, BlockSize: blockSize}); err != nil {
-			return nil, s.repoError(err)
-		}
-		r, err = snapshot.Open(ctx, s.store, snapshot.Options{Key: s.key})
-	}
-	if err != nil {
-		return nil, s.repoError(err)
-	}
-	if blockSize != 0 && r.BlockSize() != blockSize {
-		return nil, usageError{fmt.Errorf("--block-size %s: store %s already uses blocks of %s; drop --block-size", humanize.IBytes(uint64(blockSize)), s.flags.where(), humanize.IBytes(uint64(r.BlockSize())))}
-	}
-	return r, nil
-}
-
-// parseBlockSize reads --block-size: a power of two from 64KiB to 8MiB,
-// with an optional KiB or MiB suffix; "" is the default (0).
-func parseBlockSize(v string) (int, error) {
-	if v == "" {
-		return 0, nil
-	}
-	num, mult := v, 1
-	for _, u := range []struct {
-		suffix string
-		mult   int
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"K", 1 << 10}, {"M", 1 << 20}} {
-		if strings.HasSuffix(v, u.suffix) {
-			num, mult = strings.TrimSuffix(v, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.Atoi(num)
-	bs := n * mult
-	if err != nil || n <= 0 || bs < 64<<10 || bs > 8<<20 || bs&(bs-1) != 0 {
-		return 0, usageError{fmt.Errorf("--block-size %q: want a power of two from 64KiB to 8MiB, e.g. 256KiB or 1MiB", v)}
-	}
-	return bs, nil
 }
 
 // ensureVolume creates the volume's record unless it exists. opts nil

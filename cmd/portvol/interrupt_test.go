@@ -52,6 +52,7 @@ func TestS3ImportInterrupted(t *testing.T) {
 
 	src := filepath.Join(t.TempDir(), "src")
 	makeTree(t, src)
+	initStore(t, ts.url)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan cliResult, 1)

@@ -70,11 +70,14 @@ is PORTVOL_STATE_DIR, --store is PORTVOL_STORE, and so on.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 		// Typos within two edits get a suggestion.
 		SuggestionsMinimumDistance: 2,
+		Version:                    currentVersion().short(),
 	}
+	root.SetVersionTemplate("portvol {{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		newVersionCmd(stdout),
 		newServeCmd(stdout),
+		newInitCmd(stdout),
 		newStatusCmd(stdout),
 		newTakeoverCmd(stdout, stderr),
 		newPullCmd(stdout, stderr),
@@ -89,19 +92,4 @@ is PORTVOL_STATE_DIR, --store is PORTVOL_STORE, and so on.`,
 		bindEnv(c)
 	}
 	return root
-}
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
-func newVersionCmd(stdout io.Writer) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the portvol version",
-		Args:  exactArgs(),
-		RunE: func(*cobra.Command, []string) error {
-			_, err := fmt.Fprintln(stdout, version)
-			return err
-		},
-	}
 }

@@ -48,6 +48,9 @@ type serveOptions struct {
 	keyFile        string
 	metricsAddr    string
 
+	restorePrivileged bool
+	joinStore         string
+
 	volumeFS      string
 	poolSize      string
 	poolSizeBytes int64
@@ -81,6 +84,8 @@ is the driver name, so /run/docker/plugins/portvol.sock gives -d portvol.`,
 	f.DurationVar(&o.trashRetention, "trash-retention", driver.DefaultTrashRetention, "how long removed volumes stay in the store's trash (portvol undelete)")
 	f.StringVar(&o.keyFile, "encryption-key-file", "", "file holding the snapshot encryption key (32 bytes: raw, hex or base64); a new store is encrypted iff it is given")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics (/metrics) and health (/healthz) over HTTP on this HOST:PORT, e.g. 127.0.0.1:9326 (default: off)")
+	f.BoolVar(&o.restorePrivileged, "restore-privileged", false, "restore device nodes, setuid/setgid files and file capabilities from an unencrypted store (only if you trust everyone who can write to it; encrypted stores restore them always)")
+	f.StringVar(&o.joinStore, "join-store", "", "store id of a new store this host may move to, replacing the one it joined (the error naming a different store prints it)")
 	f.StringVar(&o.volumeFS, "volume-fs", volumeFSAuto, "where volume data lives: auto (btrfs when the kernel has it), btrfs (subvolumes in the state directory if it is btrfs, else in a pool image under it) or directory")
 	f.StringVar(&o.poolSize, "pool-size", "", "size of the btrfs pool image (sparse) when the state directory is not on btrfs, such as 200G; raising it grows the pool at the next start (default: the free space of the state directory's disk when the pool is made)")
 	return c
@@ -92,6 +97,10 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
+	// First, so that every start, also a failed one, says which build ran.
+	bv := currentVersion()
+	log.WithField("version", bv.Version).WithField("revision", bv.revisionText()).
+		WithField("go", bv.Go).Info("portvol starting")
 	if err := o.complete(); err != nil {
 		return usageError{err}
 	}
@@ -114,6 +123,10 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 	if err := os.MkdirAll(o.stateDir, 0o755); err != nil {
 		return fmt.Errorf("create state directory: %w", err)
 	}
+	first, err := firstStart(o.stateDir)
+	if err != nil {
+		return err
+	}
 	db, err := metadata.Open(filepath.Join(o.stateDir, "portvol.db"), metadata.Options{})
 	if err != nil {
 		return err
@@ -123,6 +136,14 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 			log.WithError(err).Error("closing the state database")
 		}
 	}()
+	if first {
+		// The one moment a plugin may create its store: nothing here
+		// depends on any store yet. Kept until a store is joined, so a
+		// restart before the first connect keeps it.
+		if err := db.AllowStoreCreation(ctx); err != nil {
+			return err
+		}
+	}
 	hostID, err := resolveHostID(ctx, db, o.hostID, log)
 	if err != nil {
 		return err
@@ -140,7 +161,7 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 		HostID:         hostID,
 		DB:             db,
 		Logger:         log,
-		Connect:        backendOpener(o, hostID, key, m, &opened),
+		Connect:        backendOpener(o, hostID, key, db, log, m, &opened),
 		MountWait:      o.mountWait,
 		TrashRetention: o.trashRetention,
 		Observer:       m,
@@ -168,9 +189,7 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 		return err
 	}, log)
 	go probeStore(mctx, &opened, m)
-	bi := buildInfo()
-	log.WithField("version", bi.Version).WithField("revision", bi.Revision).
-		WithField("socket", o.socket).WithField("state_dir", o.stateDir).
+	log.WithField("socket", o.socket).WithField("state_dir", o.stateDir).
 		WithField("mount_root", o.mountRoot).WithField("store", redactURL(o.store)).
 		Info("portvol serving")
 
@@ -186,6 +205,22 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 		log.WithError(err).Warn("requests still running at shutdown")
 	}
 	return nil
+}
+
+// firstStart reports whether stateDir holds no portvol state yet (no state
+// database, no volume data): files a user put there first, such as a
+// credentials or key file, do not count.
+func firstStart(stateDir string) (bool, error) {
+	for _, name := range []string{"portvol.db", "volumes"} {
+		_, err := os.Lstat(filepath.Join(stateDir, name))
+		if err == nil {
+			return false, nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return false, fmt.Errorf("state directory: %w", err)
+		}
+	}
+	return true, nil
 }
 
 // complete fills in defaults that depend on other flags and checks values.
@@ -211,6 +246,9 @@ func (o *serveOptions) complete() error {
 	}
 	if err := o.checkOwnershipFlags(); err != nil {
 		return err
+	}
+	if o.joinStore != "" && !storeIDRE.MatchString(o.joinStore) {
+		return fmt.Errorf("--join-store %q: a store id is 32 hex digits, as the error naming the store prints it", o.joinStore)
 	}
 	if err := o.checkVolumeFSFlags(); err != nil {
 		return err
@@ -269,7 +307,10 @@ func listenUnix(path string) (net.Listener, error) {
 	return l, nil
 }
 
-var hostIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+var (
+	hostIDRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	storeIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+)
 
 // resolveHostID returns the host id to use: the flag's, else the stored
 // one, else a new <hostname>-<8 hex> that is stored for next time. An

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -27,21 +26,10 @@ const (
 	probeKey = "config"
 )
 
-// buildInfo describes this binary for portvol_build_info and the start
-// log line.
+// buildInfo describes this binary for portvol_build_info.
 func buildInfo() metrics.Build {
-	b := metrics.Build{Version: version, GoVersion: runtime.Version()}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if b.Version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			b.Version = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				b.Revision = s.Value
-			}
-		}
-	}
-	return b
+	v := currentVersion()
+	return metrics.Build{Version: v.Version, Revision: v.Revision, GoVersion: runtime.Version()}
 }
 
 // serveMetrics serves /metrics and /healthz on addr until ctx ends. A

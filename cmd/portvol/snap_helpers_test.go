@@ -60,6 +60,13 @@ func (r cliResult) fails(t *testing.T, code int, want ...string) {
 	}
 }
 
+// initStore creates the store at url with portvol init, as a user does
+// before the first import.
+func initStore(t *testing.T, url string, extra ...string) {
+	t.Helper()
+	cli(t, append([]string{"init", "--store", url}, extra...)...).ok(t)
+}
+
 // testStore is a store the commands reach by URL and the test by value.
 type testStore struct {
 	url   string

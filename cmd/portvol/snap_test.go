@@ -13,6 +13,7 @@ import (
 	"github.com/portvol/portvol/catalog"
 	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/snapshot"
+	"github.com/portvol/portvol/transfer/localdir"
 )
 
 // The round trip a user makes: import a directory, list, verify, export
@@ -25,6 +26,7 @@ func snapshotRoundTrip(t *testing.T, ts testStore, keyArgs ...string) {
 	want := treeOf(t, src)
 	store := append([]string{"--store", ts.url}, keyArgs...)
 	args := func(a ...string) []string { return append(append([]string{}, a...), store...) }
+	cli(t, args("init")...).ok(t)
 
 	first := decode[importResult](t, cli(t, args("import", src, "pg", "--json")...).ok(t))
 	if first.Snapshot == "" || first.Parent != "" || first.Generation != 1 || !first.Created || first.Files != 5 || first.UploadedBytes == 0 {
@@ -124,6 +126,7 @@ func TestS3SnapshotCommandsRoundTrip(t *testing.T) {
 func importRefusedWhileHeld(t *testing.T, ts testStore) {
 	src := filepath.Join(t.TempDir(), "src")
 	makeTree(t, src)
+	initStore(t, ts.url)
 	cli(t, "import", "--store", ts.url, src, "web").ok(t)
 	before := head(t, ts.store, "web").Record
 
@@ -157,6 +160,7 @@ func TestS3ImportRefusedWhileHeld(t *testing.T) { ts, _ := s3Store(t); importRef
 func verifyTamperedPack(t *testing.T, ts testStore) {
 	src := filepath.Join(t.TempDir(), "src")
 	makeTree(t, src)
+	initStore(t, ts.url)
 	cli(t, "import", "--store", ts.url, src, "db").ok(t)
 	cli(t, "verify", "--store", ts.url, "db").ok(t)
 	packs := storeKeys(t, ts.store, "packs/")
@@ -193,6 +197,9 @@ func keyErrors(t *testing.T, ts testStore) {
 	key := []byte(strings.Repeat("0123456789abcdef", 4)) // 64 hex digits
 	other := []byte(strings.Repeat("fedcba9876543210", 4))
 	good, wrong := keyFileWith(t, key), keyFileWith(t, other)
+	initStore(t, ts.url, "--encryption-key-file", good)
+	cli(t, "init", "--store", ts.url, "--encryption-key-file", wrong).fails(t, exitKey, "is not this store's encryption key")
+	cli(t, "init", "--store", ts.url).fails(t, exitKey, "is encrypted")
 	cli(t, "import", "--store", ts.url, "--encryption-key-file", good, src, "k").ok(t)
 
 	for name, c := range map[string]struct {
@@ -227,6 +234,8 @@ func keyErrors(t *testing.T, ts testStore) {
 
 	// A key given for an unencrypted store.
 	plain := t.TempDir() + "/plainstore"
+	initStore(t, "file://"+plain)
+	cli(t, "init", "--store", "file://"+plain, "--encryption-key-file", good).fails(t, exitKey, "not encrypted")
 	cli(t, "import", "--store", "file://"+plain, src, "p").ok(t)
 	cli(t, "snapshots", "--store", "file://"+plain, "--encryption-key-file", good, "p").
 		fails(t, exitKey, "not encrypted", "drop --encryption-key-file")
@@ -239,6 +248,7 @@ func TestImportVolumeOptions(t *testing.T) {
 	ts := localStore(t)
 	src := filepath.Join(t.TempDir(), "src")
 	makeTree(t, src)
+	initStore(t, ts.url)
 	cli(t, "import", "--store", ts.url, src, "v", "-o", "snapshot_interval=1m", "-o", "takeover=auto").ok(t)
 	v, err := catalog.Get(context.Background(), ts.store, "v")
 	if err != nil || v.Options["snapshot_interval"] != "1m0s" || v.Options["takeover"] != "auto" || !strings.HasSuffix(v.CreatedBy, "-cli") {
@@ -260,8 +270,10 @@ func TestSnapshotsOfMissingVolume(t *testing.T) {
 	ts := localStore(t)
 	src := filepath.Join(t.TempDir(), "src")
 	makeTree(t, src)
-	// A store with no snapshots at all.
-	cli(t, "snapshots", "--store", ts.url, "nope").fails(t, exitNoStore, "holds no snapshots yet")
+	// A directory that was never made a store with portvol init.
+	cli(t, "snapshots", "--store", ts.url, "nope").fails(t, exitNoStore, "has no portvol configuration", "portvol init --store")
+	initStore(t, ts.url)
+	cli(t, "snapshots", "--store", ts.url, "nope").fails(t, exitError, `volume "nope" does not exist in store `+ts.url)
 	cli(t, "import", "--store", ts.url, src, "yes").ok(t)
 	for _, args := range [][]string{
 		{"snapshots", "nope"},
@@ -284,6 +296,7 @@ func TestSnapshotCommandsEnvironment(t *testing.T) {
 	makeTree(t, src)
 	t.Setenv("PORTVOL_STORE", ts.url)
 	t.Setenv("PORTVOL_ENCRYPTION_KEY_FILE", keyFileWith(t, []byte(strings.Repeat("z", 32))))
+	cli(t, "init").ok(t)
 	cli(t, "import", src, "e").ok(t)
 	if out := cli(t, "snapshots", "e").ok(t).stdout; !strings.Contains(out, "* head") {
 		t.Errorf("snapshots via the environment:\n%s", out)
@@ -292,43 +305,75 @@ func TestSnapshotCommandsEnvironment(t *testing.T) {
 	cli(t, "snapshots", "e").fails(t, exitKey, "is encrypted")
 }
 
-// Commands that only read never create a store: a mistyped path or
-// bucket name fails and leaves nothing behind.
-func TestReadCommandsDoNotCreateStores(t *testing.T) {
-	missing := filepath.Join(t.TempDir(), "typo")
-	for _, args := range [][]string{
-		{"snapshots", "v"}, {"verify", "v"}, {"export", "v", filepath.Join(t.TempDir(), "d")},
-	} {
-		cli(t, append(args, "--store", "file://"+missing)...).fails(t, exitNoStore, "no portvol store at", "directory "+missing+" does not exist")
-	}
-	if _, err := os.Stat(missing); !os.IsNotExist(err) {
-		t.Errorf("a read command created %s (%v)", missing, err)
-	}
-}
-
-func TestS3ReadCommandsDoNotCreateBuckets(t *testing.T) {
-	ts, srv := s3Store(t)
-	other := strings.Replace(ts.url, "s3://"+srv.Bucket+"/", "s3://nosuch-bucket/", 1)
-	cli(t, "snapshots", "--store", other, "v").fails(t, exitError, `bucket "nosuch-bucket" does not exist`)
-	if _, err := os.Stat(filepath.Join(srv.DataDir(), "nosuch-bucket")); !os.IsNotExist(err) {
-		t.Errorf("snapshots created the bucket (%v)", err)
-	}
-}
-
-// --block-size chooses the chunk size of a new store, and only of a new one.
-func TestImportBlockSize(t *testing.T) {
-	ts := localStore(t)
+// No command but init creates a store: a mistyped path — also for import,
+// which writes — or an empty directory (a file system that is not
+// mounted) fails, says what to do, and leaves nothing behind.
+func TestCommandsDoNotCreateStores(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	makeTree(t, src)
-	cli(t, "import", "--store", ts.url, "--block-size", "256KiB", src, "v").ok(t)
-	r, err := snapshot.Open(context.Background(), ts.store, snapshot.Options{})
-	if err != nil || r.BlockSize() != 256<<10 {
-		t.Fatalf("store block size %v, %v; want 256 KiB", r, err)
+	missing := filepath.Join(t.TempDir(), "typo")
+	empty := t.TempDir()
+	for _, args := range [][]string{
+		{"import", src, "v"}, {"snapshots", "v"}, {"verify", "v"}, {"export", "v", filepath.Join(t.TempDir(), "d")},
+	} {
+		cli(t, append(args, "--store", "file://"+missing)...).fails(t, exitNoStore, "directory "+missing+" does not exist", "portvol init --store")
+		cli(t, append(args, "--store", "file://"+empty)...).fails(t, exitNoStore, "holds no portvol store", "portvol init --store")
 	}
-	cli(t, "import", "--store", ts.url, "--block-size", "1MiB", src, "v").
-		fails(t, exitUsage, "already uses blocks of 256 KiB; drop --block-size")
-	cli(t, "import", "--store", ts.url, "--block-size", "256KiB", src, "v").ok(t)
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("a command created %s (%v)", missing, err)
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Errorf("a command wrote %d entries into an empty directory", len(entries))
+	}
+}
+
+func TestS3CommandsDoNotCreateBuckets(t *testing.T) {
+	ts, srv := s3Store(t)
+	src := filepath.Join(t.TempDir(), "src")
+	makeTree(t, src)
+	other := strings.Replace(ts.url, "s3://"+srv.Bucket+"/", "s3://nosuch-bucket/", 1)
+	cli(t, "snapshots", "--store", other, "v").fails(t, exitNoStore, `bucket "nosuch-bucket" does not exist`, "portvol init --store")
+	cli(t, "import", "--store", other, src, "v").fails(t, exitNoStore, `bucket "nosuch-bucket" does not exist`, "portvol init --store")
+	if _, err := os.Stat(filepath.Join(srv.DataDir(), "nosuch-bucket")); !os.IsNotExist(err) {
+		t.Errorf("a command created the bucket (%v)", err)
+	}
+	// An existing bucket with nothing under the prefix is no store either.
+	cli(t, "import", "--store", ts.url, src, "v").fails(t, exitNoStore, "has no portvol configuration", "portvol init --store")
+	if keys := storeKeys(t, ts.store, ""); len(keys) != 0 {
+		t.Errorf("a refused import wrote %v", keys)
+	}
+	initStore(t, ts.url)
 	cli(t, "import", "--store", ts.url, src, "v").ok(t)
+}
+
+// init makes the store, with its block size; running it again with the
+// same settings does nothing, with others is refused.
+func TestInit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new", "store")
+	url := "file://" + dir
+	res := decode[initResult](t, cli(t, "init", "--store", url, "--block-size", "256KiB", "--json").ok(t))
+	if !res.Created || res.BlockSize != 256<<10 || res.Encrypted || len(res.StoreID) != 32 || res.Store != url {
+		t.Fatalf("init: %+v", res)
+	}
+	again := decode[initResult](t, cli(t, "init", "--store", url, "--json").ok(t))
+	if again.Created || again.StoreID != res.StoreID {
+		t.Fatalf("init of an existing store: %+v, want the same store, not created", again)
+	}
+	if out := cli(t, "init", "--store", url, "--block-size", "256KiB").ok(t).stdout; !strings.Contains(out, "exists already") || !strings.Contains(out, res.StoreID) {
+		t.Errorf("init again printed %q", out)
+	}
+	cli(t, "init", "--store", url, "--block-size", "1MiB").fails(t, exitUsage, "exists with blocks of 256 KiB", "drop --block-size")
+	st, err := localdir.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := snapshot.Open(context.Background(), st, snapshot.Options{}); err != nil || r.BlockSize() != 256<<10 || r.StoreID() != res.StoreID {
+		t.Fatalf("the store init made: %v, %v", r, err)
+	}
+	src := filepath.Join(t.TempDir(), "src")
+	makeTree(t, src)
+	cli(t, "import", "--store", url, "--block-size", "1MiB", src, "v").fails(t, exitUsage, "unknown flag: --block-size")
+	cli(t, "import", "--store", url, src, "v").ok(t)
 }
 
 // A removed volume (tombstone head record, record gone) is not silently
@@ -337,6 +382,7 @@ func TestImportRemovedVolume(t *testing.T) {
 	ts := localStore(t)
 	src := filepath.Join(t.TempDir(), "src")
 	makeTree(t, src)
+	initStore(t, ts.url)
 	cli(t, "import", "--store", ts.url, src, "gone").ok(t)
 	m, err := lease.New(ts.store, lease.Options{Host: "remover"})
 	if err != nil {

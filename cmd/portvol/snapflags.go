@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +25,8 @@ type snapFlags struct {
 	store   string
 	keyFile string
 	json    bool
+	// restorePrivileged is export's --restore-privileged.
+	restorePrivileged bool
 }
 
 func (f *snapFlags) register(fs *pflag.FlagSet) {
@@ -54,7 +55,7 @@ func (f *snapFlags) readKey() ([]byte, error) {
 	if f.keyFile == "" {
 		return nil, nil
 	}
-	data, err := os.ReadFile(f.keyFile)
+	data, err := readBoundedFile(f.keyFile, maxKeyFile)
 	if err != nil {
 		return nil, keyFileError(f.keyFile, err)
 	}
@@ -65,92 +66,55 @@ func (f *snapFlags) readKey() ([]byte, error) {
 	return key, nil
 }
 
-// session is an open store and, once initialized, its snapshot repository.
+// session is an open store, guarded by its identity.
 type session struct {
 	flags *snapFlags
 	store transfer.ObjectStore
 	key   []byte
 }
 
-// openSession opens the store and reads the key. Only a command that
-// writes (import) may create the store: a read of a mistyped file:// path
-// or bucket name should fail, not leave an empty store behind.
-func (f *snapFlags) openSession(ctx context.Context, write bool) (*session, error) {
+// openSession opens the existing store and its snapshot repository. No
+// command but portvol init creates a store: a mistyped file:// path or
+// bucket name fails, it never leaves an empty store behind. write says
+// the command will write, so the store must prove it honours conditional
+// writes first.
+func (f *snapFlags) openSession(ctx context.Context, write bool) (*session, *snapshot.Repo, error) {
 	key, err := f.readKey()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	raw := f.store
-	if !write {
-		if raw, err = readOnlyStoreURL(raw); err != nil {
-			return nil, err
-		}
-	}
-	st, err := openStore(ctx, raw, nil)
+	s := &session{flags: f, key: key}
+	c, err := connect(ctx, f.store, connectOptions{
+		write: write,
+		repo:  snapshot.Options{Key: key, RestorePrivileged: f.restorePrivileged},
+	})
 	if err != nil {
-		return nil, err
+		return nil, nil, s.repoError(err)
 	}
-	return &session{flags: f, store: st, key: key}, nil
-}
-
-// readOnlyStoreURL checks that a file:// store exists, and makes an s3://
-// URL refuse to create its bucket unless it says otherwise.
-func readOnlyStoreURL(raw string) (string, error) {
-	cfg, err := parseStoreURL(raw)
-	if err != nil {
-		return "", err
-	}
-	if !cfg.isS3 {
-		if fi, err := os.Stat(cfg.dir); err != nil || !fi.IsDir() {
-			return "", codedError{code: exitNoStore, err: fmt.Errorf("no portvol store at %s: directory %s does not exist: check --store (or PORTVOL_STORE)", redactURL(raw), cfg.dir)}
-		}
-		return raw, nil
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", usageError{err}
-	}
-	if u.Query().Get("create_bucket") != "" {
-		return raw, nil
-	}
-	// Appended, not re-encoded: messages show the URL as the user wrote it.
-	sep := "?"
-	if u.RawQuery != "" {
-		sep = "&"
-	}
-	return raw + sep + "create_bucket=false", nil
-}
-
-// storeError names the store in an error of reading it.
-func (s *session) storeError(err error) error {
-	return fmt.Errorf("store %s: %w", s.flags.where(), err)
+	s.store = c.store
+	return s, c.repo, nil
 }
 
 // openRepo opens the store for reading and its snapshot repository.
 func (f *snapFlags) openRepo(ctx context.Context) (*session, *snapshot.Repo, error) {
-	s, err := f.openSession(ctx, false)
-	if err != nil {
-		return nil, nil, err
-	}
-	repo, err := snapshot.Open(ctx, s.store, snapshot.Options{Key: s.key})
-	if err != nil {
-		return nil, nil, s.repoError(err)
-	}
-	return s, repo, nil
+	return f.openSession(ctx, false)
 }
 
 // repoError explains a failure to open the repository.
 func (s *session) repoError(err error) error {
 	where := s.flags.where()
 	switch {
-	case errors.Is(err, snapshot.ErrNotInitialized):
-		return codedError{code: exitNoStore, err: fmt.Errorf("store %s holds no snapshots yet (it has no snapshot configuration); check --store, or create a snapshot with portvol import", where)}
 	case errors.Is(err, snapshot.ErrKeyRequired):
-		return codedError{code: exitKey, err: fmt.Errorf("store %s is encrypted: pass its key with --encryption-key-file (or PORTVOL_ENCRYPTION_KEY_FILE)", where)}
+		return codedError{code: exitKey, err: fmt.Errorf("store %s is encrypted: pass its key with --encryption-key-file (or PORTVOL_ENCRYPTION_KEY_FILE): %w", where, snapshot.ErrKeyRequired)}
 	case errors.Is(err, snapshot.ErrWrongKey):
 		return codedError{code: exitKey, err: fmt.Errorf("store %s: the key in %s is not this store's encryption key; use the key the store was created with", where, s.flags.keyFile)}
 	}
-	return fmt.Errorf("store %s: %w", where, err)
+	return err // connect's errors name the store
+}
+
+// storeError names the store in an error of reading it.
+func (s *session) storeError(err error) error {
+	return fmt.Errorf("store %s: %w", s.flags.where(), err)
 }
 
 // cliHostID is the host id the command line writes with: the hostname

@@ -98,8 +98,11 @@ func parseS3URL(u *url.URL, bad func(string, ...any) (storeConfig, error)) (stor
 	}
 	if ep := q.Get("endpoint"); ep != "" {
 		eu, err := url.Parse(ep)
+		if err == nil && eu.User != nil {
+			return bad("parameter endpoint=%q: credentials do not belong in the store URL (it is shown by docker plugin inspect and in logs): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use a credentials file", redactURL(ep))
+		}
 		if err != nil || (eu.Scheme != "http" && eu.Scheme != "https") || eu.Host == "" || strings.Trim(eu.Path, "/") != "" || eu.RawQuery != "" {
-			return bad("parameter endpoint=%q: want http://HOST[:PORT] or https://HOST[:PORT] (the scheme selects TLS)", ep)
+			return bad("parameter endpoint=%q: want http://HOST[:PORT] or https://HOST[:PORT] (the scheme selects TLS)", redactURL(ep))
 		}
 		opts.Endpoint = eu.Scheme + "://" + eu.Host
 	}
@@ -137,13 +140,18 @@ func parseS3URL(u *url.URL, bad func(string, ...any) (storeConfig, error)) (stor
 // credentials file (credentials_file= or AWS_SHARED_CREDENTIALS_FILE,
 // profile= or AWS_PROFILE), then the IAM role of the host. Bad URLs give a
 // usageError.
-func openStore(ctx context.Context, rawURL string, getenv func(string) string) (transfer.ObjectStore, error) {
-	return openMeteredStore(ctx, rawURL, getenv, meter.Reports{})
+//
+// Only create makes anything: the directory of a file store, or the
+// bucket (unless create_bucket=false). Without it a missing directory or
+// bucket fails with an error matching transfer.ErrStoreMissing: a typo in
+// --store must not start a new, empty store.
+func openStore(ctx context.Context, rawURL string, getenv func(string) string, create bool) (transfer.ObjectStore, error) {
+	return openMeteredStore(ctx, rawURL, getenv, create, meter.Reports{})
 }
 
 // openMeteredStore is openStore with the meter decorator under the
 // retries, so that reports see every attempt.
-func openMeteredStore(ctx context.Context, rawURL string, getenv func(string) string, reports meter.Reports) (transfer.ObjectStore, error) {
+func openMeteredStore(ctx context.Context, rawURL string, getenv func(string) string, create bool, reports meter.Reports) (transfer.ObjectStore, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
@@ -151,20 +159,28 @@ func openMeteredStore(ctx context.Context, rawURL string, getenv func(string) st
 	if err != nil {
 		return nil, err
 	}
+	shown := redactURL(rawURL)
 	var st transfer.ObjectStore
 	if !cfg.isS3 {
-		st, err = localdir.New(cfg.dir)
+		if create {
+			st, err = localdir.New(cfg.dir)
+		} else {
+			st, err = localdir.Open(cfg.dir)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("opening store %s: %w", rawURL, err)
+			return nil, fmt.Errorf("opening store %s: %w", shown, err)
 		}
 		return retry.New(meter.New(st, reports), retry.Options{}), nil
 	}
 	opts := cfg.s3
+	if !create {
+		opts.NoCreateBucket = true
+	}
 	opts.AccessKey = getenv("AWS_ACCESS_KEY_ID")
 	opts.SecretKey = transfer.Secret(getenv("AWS_SECRET_ACCESS_KEY"))
 	opts.SessionToken = transfer.Secret(getenv("AWS_SESSION_TOKEN"))
 	if (opts.AccessKey == "") != (opts.SecretKey == "") {
-		return nil, usageError{fmt.Errorf("store %s: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither", rawURL)}
+		return nil, usageError{fmt.Errorf("store %s: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither", shown)}
 	}
 	if opts.CredentialsFile == "" {
 		opts.CredentialsFile = getenv("AWS_SHARED_CREDENTIALS_FILE")
@@ -174,25 +190,19 @@ func openMeteredStore(ctx context.Context, rawURL string, getenv func(string) st
 	}
 	s, err := s3.New(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("opening store %s: %w", rawURL, err)
+		return nil, fmt.Errorf("opening store %s: %w", shown, err)
 	}
 	return retry.New(meter.New(s, reports), retry.Options{}), nil
 }
 
-// redactURL hides a user:password part of a URL so that an error message
-// never repeats a credential someone put in --store.
+// userinfo matches the user[:password]@ part of every URL inside a
+// string: the store URL's own and any in its parameters (endpoint=).
+var userinfo = regexp.MustCompile(`(?i)(://|%3A%2F%2F)[^/?#\s&]*(@|%40)`)
+
+// redactURL hides every user:password part of a URL, also one inside a
+// parameter such as endpoint=http://user:pass@host (plain or
+// percent-encoded), so that no message or log repeats a credential
+// someone put in --store.
 func redactURL(raw string) string {
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		return raw
-	}
-	authority, path, _ := strings.Cut(rest, "/")
-	if i := strings.LastIndex(authority, "@"); i >= 0 {
-		authority = "**redacted**@" + authority[i+1:]
-		if path != "" || strings.Contains(rest, "/") {
-			return scheme + "://" + authority + "/" + path
-		}
-		return scheme + "://" + authority
-	}
-	return raw
+	return userinfo.ReplaceAllString(raw, "${1}**redacted**@")
 }

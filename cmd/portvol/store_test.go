@@ -46,6 +46,9 @@ func TestParseStoreURL(t *testing.T) {
 		{raw: "s3://bucket/a/../b", wantErr: "prefix"},
 		{raw: "s3://bucket/a//b", wantErr: "prefix"},
 		{raw: "s3://AKIA:secret@bucket", wantErr: "credentials do not belong"},
+		{raw: "s3://bucket?endpoint=http://AKIA:secret@127.0.0.1:7070", wantErr: "credentials do not belong"},
+		{raw: "s3://bucket?endpoint=http%3A%2F%2FAKIA%3Asecret%40127.0.0.1%3A7070", wantErr: "credentials do not belong"},
+		{raw: "s3://bucket?endpoint=ftp://AKIA:secret@h/x", wantErr: "credentials do not belong"},
 		{raw: "s3://bucket?endpoit=http://x", wantErr: `unknown parameter "endpoit"; valid parameters: addressing, ca_file, create_bucket, credentials_file, endpoint, profile, region`},
 		{raw: "s3://bucket?endpoint=127.0.0.1:7070", wantErr: "want http://HOST[:PORT]"},
 		{raw: "s3://bucket?endpoint=ftp://h", wantErr: "want http://HOST[:PORT]"},
@@ -84,6 +87,22 @@ func TestParseStoreURL(t *testing.T) {
 	}
 }
 
+// No credential in a store URL survives redaction, wherever it sits.
+func TestRedactURL(t *testing.T) {
+	for raw, want := range map[string]string{
+		"s3://AKIA:secret@bucket/p":                                       "s3://**redacted**@bucket/p",
+		"s3://bucket/p?endpoint=http://AKIA:secret@h:9000&region=x":       "s3://bucket/p?endpoint=http://**redacted**@h:9000&region=x",
+		"s3://bucket?endpoint=http%3A%2F%2FAKIA%3Asecret%40h%3A9000":      "s3://bucket?endpoint=http%3A%2F%2F**redacted**@h%3A9000",
+		"s3://u:secret@bucket?endpoint=https://u:p%40ss@h&profile=secret": "s3://**redacted**@bucket?endpoint=https://**redacted**@h&profile=secret",
+		"file:///srv/store":                    "file:///srv/store",
+		"s3://bucket/p?endpoint=http://h:9000": "s3://bucket/p?endpoint=http://h:9000",
+	} {
+		if got := redactURL(raw); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}
+
 func FuzzParseStoreURL(f *testing.F) {
 	f.Add("s3://bucket/p?endpoint=http://127.0.0.1:1&region=x")
 	f.Add("file:///srv/store")
@@ -104,7 +123,7 @@ func FuzzParseStoreURL(f *testing.F) {
 func roundTrip(t *testing.T, rawURL string, env map[string]string) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := openStore(ctx, rawURL, func(k string) string { return env[k] })
+	st, err := openStore(ctx, rawURL, func(k string) string { return env[k] }, true)
 	if err != nil {
 		t.Fatalf("openStore(%q): %v", rawURL, err)
 	}
@@ -135,13 +154,13 @@ func TestOpenStoreS3(t *testing.T) {
 			return srv.AccessKey
 		}
 		return ""
-	})
+	}, false)
 	var ue usageError
 	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "AWS_SECRET_ACCESS_KEY") {
 		t.Fatalf("access key without secret: %v, want a usage error naming AWS_SECRET_ACCESS_KEY", err)
 	}
 	env["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
-	_, err = openStore(context.Background(), srv.URL("x/"), func(k string) string { return env[k] })
+	_, err = openStore(context.Background(), srv.URL("x/"), func(k string) string { return env[k] }, false)
 	if err == nil || strings.Contains(err.Error(), "not-the-secret") || !strings.Contains(err.Error(), "AWS_SECRET_ACCESS_KEY") {
 		t.Fatalf("wrong secret: %v, want an error pointing at AWS_SECRET_ACCESS_KEY without showing it", err)
 	}

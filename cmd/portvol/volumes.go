@@ -65,20 +65,14 @@ func runVolumes(ctx context.Context, o *snapFlags, stdout, stderr io.Writer) err
 	if err := o.check(); err != nil {
 		return err
 	}
-	s, err := o.openSession(ctx, false)
+	s, repo, err := o.openSession(ctx, false)
+	if errors.Is(err, snapshot.ErrKeyRequired) {
+		// Who holds what needs no key: list without sizes.
+		fmt.Fprintf(stderr, "portvol: store %s is encrypted: sizes need its key (--encryption-key-file)\n", o.where())
+		s, err = o.openWithoutKey(ctx)
+	}
 	if err != nil {
 		return err
-	}
-	repo, err := snapshot.Open(ctx, s.store, snapshot.Options{Key: s.key})
-	notInit := errors.Is(err, snapshot.ErrNotInitialized)
-	switch {
-	case errors.Is(err, snapshot.ErrKeyRequired):
-		repo = nil // list without sizes
-		fmt.Fprintf(stderr, "portvol: store %s is encrypted: sizes need its key (--encryption-key-file)\n", o.where())
-	case notInit:
-		repo = nil // no snapshot yet: volumes may still have records
-	case err != nil:
-		return s.repoError(err)
 	}
 	names, err := catalog.Names(ctx, s.store)
 	if err != nil {
@@ -87,9 +81,6 @@ func runVolumes(ctx context.Context, o *snapFlags, stdout, stderr io.Writer) err
 	trash, err := catalog.Trash(ctx, s.store, "")
 	if err != nil {
 		return s.storeError(err)
-	}
-	if notInit && len(names) == 0 && len(trash) == 0 {
-		return noStoreError(o.where())
 	}
 	inTrash := map[string]int{}
 	for _, e := range trash {
@@ -212,7 +203,12 @@ func printVolumes(w io.Writer, vols []volumeJSON) error {
 	return nil
 }
 
-// noStoreError is the error of a store URL where no portvol store is.
-func noStoreError(where string) error {
-	return codedError{code: exitNoStore, err: fmt.Errorf("no portvol store at %s: it has no snapshot configuration, no volumes and no trash; check --store (or PORTVOL_STORE)", where)}
+// openWithoutKey opens an encrypted store for what needs no key: its
+// volume records, leases and trash.
+func (o *snapFlags) openWithoutKey(ctx context.Context) (*session, error) {
+	st, err := openStore(ctx, o.store, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	return &session{flags: o, store: st}, nil
 }

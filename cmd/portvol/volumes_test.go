@@ -18,6 +18,7 @@ func TestVolumes(t *testing.T) {
 	ts := localStore(t)
 	src := filepath.Join(t.TempDir(), "src")
 	makeTree(t, src)
+	cli(t, "init", "--store", ts.url).ok(t)
 	for _, v := range []string{"alpha", "beta", "gone"} {
 		cli(t, "import", "--store", ts.url, "--host-id", "db1-cli", src, v, "-o", "snapshot_interval=1m").ok(t)
 	}
@@ -69,6 +70,7 @@ func TestVolumesEncryptedWithoutKey(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	makeTree(t, src)
 	key := keyFileWith(t, []byte(strings.Repeat("0123456789abcdef", 4)))
+	cli(t, "init", "--store", ts.url, "--encryption-key-file", key).ok(t)
 	cli(t, "import", "--store", ts.url, "--encryption-key-file", key, src, "sec").ok(t)
 	r := cli(t, "volumes", "--store", ts.url, "--json")
 	list := decode[[]volumeJSON](t, r.ok(t))
@@ -92,6 +94,7 @@ func TestCompletion(t *testing.T) {
 	ts := localStore(t)
 	src := filepath.Join(t.TempDir(), "src")
 	makeTree(t, src)
+	cli(t, "init", "--store", ts.url).ok(t)
 	for _, v := range []string{"pg-main", "pg-test", "web"} {
 		cli(t, "import", "--store", ts.url, src, v).ok(t)
 	}

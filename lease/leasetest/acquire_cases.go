@@ -180,10 +180,10 @@ type slowLoads struct {
 	d     *time.Duration
 }
 
-func (s slowLoads) Load(ctx context.Context, key string) ([]byte, string, error) {
+func (s slowLoads) Load(ctx context.Context, key string, limit int64) ([]byte, string, error) {
 	s.clock.Advance(*s.d)
 	*s.d = 0
-	return s.ObjectStore.Load(ctx, key)
+	return s.ObjectStore.Load(ctx, key, limit)
 }
 
 func testSlowReads(t *testing.T, e *env) {

@@ -36,7 +36,7 @@ func testCorrupt(t *testing.T, e *env) {
 		if err := m.Remove(e.ctx, tc.volume); !errors.Is(err, tc.want) {
 			t.Errorf("%s: Remove: %v; want %v", tc.volume, err, tc.want)
 		}
-		if data, _, err := e.store.Load(e.ctx, key); err != nil || string(data) != tc.data {
+		if data, _, err := e.store.Load(e.ctx, key, lease.MaxRecordSize); err != nil || string(data) != tc.data {
 			t.Errorf("%s: the unreadable record was changed to %q (%v)", tc.volume, data, err)
 		}
 	}
@@ -97,7 +97,7 @@ func testLostResponses(t *testing.T, e *env) {
 	if f.Injected(Lose) != 5 {
 		t.Errorf("%d lost responses injected, want 5", f.Injected(Lose))
 	}
-	data, _, err := e.store.Load(e.ctx, lease.HeadKey("db2"))
+	data, _, err := e.store.Load(e.ctx, lease.HeadKey("db2"), lease.MaxRecordSize)
 	e.must(err, "load")
 	if !bytes.Contains(data, []byte(`"t1"`)) {
 		t.Errorf("db2 head record lacks t1: %s", data)

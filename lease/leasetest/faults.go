@@ -94,12 +94,12 @@ func (s *FaultStore) next(op Op) Fault {
 }
 
 // Load implements transfer.ObjectStore.
-func (s *FaultStore) Load(ctx context.Context, key string) ([]byte, string, error) {
+func (s *FaultStore) Load(ctx context.Context, key string, limit int64) ([]byte, string, error) {
 	f := s.next(OpLoad)
 	if f == Fail {
 		return nil, "", ErrInjected
 	}
-	data, etag, err := s.ObjectStore.Load(ctx, key)
+	data, etag, err := s.ObjectStore.Load(ctx, key, limit)
 	if f == Lose {
 		return nil, "", ErrInjected
 	}

@@ -149,7 +149,7 @@ func latency(t *testing.T, store transfer.ObjectStore) time.Duration {
 	began := time.Now()
 	etag, err := store.PutIfAbsent(ctx, key, []byte("0"))
 	for i := 1; err == nil && i < rounds; i++ {
-		if _, _, err = store.Load(ctx, key); err == nil {
+		if _, _, err = store.Load(ctx, key, lease.MaxRecordSize); err == nil {
 			etag, err = store.PutIfMatch(ctx, key, []byte(fmt.Sprint(i)), etag)
 		}
 	}

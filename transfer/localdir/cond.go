@@ -12,7 +12,7 @@ import (
 
 // Load implements transfer.ObjectStore. The bytes and the ETag come from
 // one open file, so they belong together even while writers replace it.
-func (s *Store) Load(ctx context.Context, key string) ([]byte, string, error) {
+func (s *Store) Load(ctx context.Context, key string, limit int64) ([]byte, string, error) {
 	p, err := s.path(key)
 	if err != nil {
 		return nil, "", err
@@ -25,6 +25,10 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, string, error) {
 		return nil, "", fmt.Errorf("load %q: %w", key, err)
 	}
 	defer f.Close()
+	if fi.Size() > limit {
+		// Decided from the inode, before a byte is read or allocated.
+		return nil, "", transfer.TooLarge("load", key, fi.Size(), limit)
+	}
 	data := make([]byte, fi.Size())
 	if _, err := io.ReadFull(f, data); err != nil {
 		return nil, "", fmt.Errorf("load %q: %w", key, fsError(err))

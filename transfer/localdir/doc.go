@@ -6,6 +6,18 @@
 // conditional writes that stay atomic between processes. It must not know
 // the snapshot format, leases or any other store.
 //
+// # Creating and opening
+//
+// New makes a store (the directory and ROOT/.portvol); Open uses one that
+// exists and creates nothing. A directory that is missing or has no
+// ROOT/.portvol — a typo, or the mount point of a file system that is not
+// mounted — is not a store: Open fails with transfer.ErrStoreMissing. If
+// the directory vanishes under an open Store, writes fail the same way
+// (they need ROOT/.portvol/tmp and locks/) and never recreate it; reads
+// answer ErrNotExist, which the guard decorator (transfer/guard) checks
+// against the store's identity. Load reads an object whole only if its
+// size (from the inode, before any read) is within the caller's bound.
+//
 // # Layout
 //
 // The object "a/b/c" is the file ROOT/a/b/c. The directory ROOT/.portvol

@@ -29,7 +29,7 @@ func (s *Store) writeTemp(ctx context.Context, r io.Reader, size int64) (string,
 	name := filepath.Join(s.tmpDir(), hex.EncodeToString(rnd[:])+".tmp")
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return "", fsError(err)
+		return "", s.missingOr(err)
 	}
 	ok := false
 	defer func() {
@@ -177,6 +177,16 @@ func fsError(err error) error {
 }
 
 func isNotDir(err error) bool { return errors.Is(err, syscall.ENOTDIR) }
+
+// missingOr classifies an error creating a file in the store's own
+// directories: if they are gone, so is the store (its directory vanished,
+// or the file system holding it was unmounted), and nothing recreates it.
+func (s *Store) missingOr(err error) error {
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("local store %s: its directory or %s/ is gone (is its file system mounted?): %w", s.root, metaDir, transfer.ErrStoreMissing)
+	}
+	return fsError(err)
+}
 
 // writerOnly hides *os.File's ReadFrom, so io.CopyBuffer uses our buffer
 // and checks the context between chunks.

@@ -55,6 +55,9 @@ func (s *Store) lock(ctx context.Context, key string) (*heldLock, error) {
 	}
 	h := &heldLock{s: s, key: key, kl: kl, path: s.lockPath(key)}
 	f, err := flockFile(ctx, h.path)
+	if errors.Is(err, os.ErrNotExist) {
+		err = s.missingOr(err)
+	}
 	if err != nil {
 		<-kl.ch
 		release()
@@ -94,6 +97,9 @@ func flockFile(ctx context.Context, path string) (*os.File, error) {
 	delay := time.Millisecond
 	for {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, err // the lock directory is gone: see Store.missingOr
+		}
 		if err != nil {
 			return nil, fmt.Errorf("lock file: %w", fsError(err))
 		}

@@ -58,7 +58,7 @@ func writerProcess(dir string) {
 	}
 	for range increments {
 		for {
-			data, etag, err := s.Load(ctx, "counter")
+			data, etag, err := s.Load(ctx, "counter", 1<<10)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				os.Exit(2)
@@ -120,7 +120,7 @@ func TestCrossProcess(t *testing.T) {
 	if !slices.Equal(won, want) {
 		t.Fatalf("create winners across %d processes: %q, want each key won exactly once", procs, won)
 	}
-	data, _, err := s.Load(ctx, "counter")
+	data, _, err := s.Load(ctx, "counter", 1<<10)
 	if err != nil {
 		t.Fatal(err)
 	}

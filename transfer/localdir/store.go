@@ -38,22 +38,64 @@ type Store struct {
 	locks map[string]*keyLock // in-process half of the per-key lock
 }
 
-// New opens the store rooted at the absolute path root, creating the
-// directory if needed, and removes temp files that crashed writers left
-// more than an hour ago.
+// New creates the store rooted at the absolute path root, or opens it if
+// it exists: it creates the directory and the store's own files as needed.
+// It is how a store is made (portvol init); to use a store that must
+// already exist, call Open. Both remove temp files that crashed writers
+// left more than an hour ago.
 func New(root string) (*Store, error) {
-	if !filepath.IsAbs(root) {
-		return nil, fmt.Errorf("local store directory %q: must be an absolute path: %w", root, transfer.ErrPermanent)
+	s, err := newStore(root)
+	if err != nil {
+		return nil, err
 	}
-	root = filepath.Clean(root)
-	s := &Store{root: root, locks: make(map[string]*keyLock)}
-	for _, d := range []string{root, s.tmpDir(), s.lockDir()} {
+	for _, d := range []string{s.root, s.tmpDir(), s.lockDir()} {
 		if err := durable.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("local store %s: %w", root, fsError(err))
+			return nil, fmt.Errorf("local store %s: %w", s.root, fsError(err))
 		}
 	}
 	s.removeStaleTemps()
 	return s, nil
+}
+
+// Open opens the existing store rooted at the absolute path root, creating
+// nothing. A directory that does not exist, or that New never made a store
+// (it lacks ROOT/.portvol: a mount point whose file system is not mounted,
+// a mistyped path), fails with an error matching transfer.ErrStoreMissing.
+func Open(root string) (*Store, error) {
+	s, err := newStore(root)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(s.root)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("local store directory %s does not exist: %w", s.root, transfer.ErrStoreMissing)
+	case err != nil:
+		return nil, fmt.Errorf("local store %s: %w", s.root, fsError(err))
+	case !fi.IsDir():
+		return nil, fmt.Errorf("local store %s is not a directory: %w", s.root, transfer.ErrStoreMissing)
+	}
+	for _, d := range []string{s.tmpDir(), s.lockDir()} {
+		fi, err := os.Stat(d)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("directory %s holds no portvol store (it has no %s/%s): %w", s.root, metaDir, filepath.Base(d), transfer.ErrStoreMissing)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("local store %s: %w", s.root, fsError(err))
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("local store %s: %s is not a directory: %w", s.root, d, transfer.ErrPermanent)
+		}
+	}
+	s.removeStaleTemps()
+	return s, nil
+}
+
+func newStore(root string) (*Store, error) {
+	if !filepath.IsAbs(root) {
+		return nil, fmt.Errorf("local store directory %q: must be an absolute path: %w", root, transfer.ErrPermanent)
+	}
+	return &Store{root: filepath.Clean(root), locks: make(map[string]*keyLock)}, nil
 }
 
 // Root returns the store's directory.

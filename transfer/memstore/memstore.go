@@ -152,7 +152,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 }
 
 // Load implements transfer.ObjectStore.
-func (s *Store) Load(ctx context.Context, key string) ([]byte, string, error) {
+func (s *Store) Load(ctx context.Context, key string, limit int64) ([]byte, string, error) {
 	if err := transfer.CheckKey(key); err != nil {
 		return nil, "", err
 	}
@@ -164,6 +164,9 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, string, error) {
 	o, ok := s.objects[key]
 	if !ok {
 		return nil, "", fmt.Errorf("load %q: %w", key, transfer.ErrNotExist)
+	}
+	if int64(len(o.data)) > limit {
+		return nil, "", transfer.TooLarge("load", key, int64(len(o.data)), limit)
 	}
 	return bytes.Clone(o.data), o.etag, nil
 }

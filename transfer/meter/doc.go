@@ -8,8 +8,9 @@
 // bytes of every Put, PutIfAbsent and PutIfMatch the store accepted (a Put
 // that fails midway counts nothing: the store kept nothing of it); downloads
 // count the bytes read from Get bodies as they are read, and the bytes of
-// every Load. A request "answered" when it returned nil, ErrNotExist or
-// ErrPrecondition: the store is there and says something portvol can use.
+// every Load. A request "answered" when it returned nil, ErrNotExist,
+// ErrPrecondition or ErrTooLarge: the store is there and says something
+// portvol can use.
 // Any other error — a dial or TLS failure, a timeout, a 5xx, refused
 // credentials (ErrPermanent) — is reported as unanswered, except a
 // cancellation by the caller, which says nothing about the store.

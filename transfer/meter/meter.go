@@ -42,7 +42,8 @@ func (s *Store) answered(err error) error {
 	if s.r.Answered == nil || errors.Is(err, context.Canceled) {
 		return err
 	}
-	if err == nil || errors.Is(err, transfer.ErrNotExist) || errors.Is(err, transfer.ErrPrecondition) {
+	if err == nil || errors.Is(err, transfer.ErrNotExist) || errors.Is(err, transfer.ErrPrecondition) ||
+		errors.Is(err, transfer.ErrTooLarge) {
 		s.r.Answered(true, nil)
 	} else {
 		s.r.Answered(false, err)
@@ -122,8 +123,8 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 }
 
 // Load implements transfer.ObjectStore.
-func (s *Store) Load(ctx context.Context, key string) ([]byte, string, error) {
-	data, etag, err := s.ObjectStore.Load(ctx, key)
+func (s *Store) Load(ctx context.Context, key string, limit int64) ([]byte, string, error) {
+	data, etag, err := s.ObjectStore.Load(ctx, key, limit)
 	s.received(int64(len(data)))
 	return data, etag, s.answered(err)
 }

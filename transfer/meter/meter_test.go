@@ -95,7 +95,7 @@ func TestReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc.Close()
-	if _, _, err := s.Load(ctx, "rec"); err != nil {
+	if _, _, err := s.Load(ctx, "rec", 1<<10); err != nil {
 		t.Fatal(err)
 	}
 	// Answers that are not failures: a missing object, a lost race.

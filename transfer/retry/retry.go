@@ -157,9 +157,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 }
 
 // Load implements transfer.ObjectStore.
-func (s *Store) Load(ctx context.Context, key string) (data []byte, etag string, err error) {
+func (s *Store) Load(ctx context.Context, key string, limit int64) (data []byte, etag string, err error) {
 	err = s.do(ctx, "load", key, func() error {
-		data, etag, err = s.ObjectStore.Load(ctx, key)
+		data, etag, err = s.ObjectStore.Load(ctx, key, limit)
 		return err
 	})
 	return data, etag, err

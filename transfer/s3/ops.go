@@ -252,7 +252,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 
 // Load implements transfer.ObjectStore: one GET, whose ETag header
 // belongs to exactly the bytes of its body.
-func (s *Store) Load(ctx context.Context, key string) ([]byte, string, error) {
+func (s *Store) Load(ctx context.Context, key string, limit int64) ([]byte, string, error) {
 	name, err := s.name(key)
 	if err != nil {
 		return nil, "", err
@@ -266,9 +266,17 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, string, error) {
 		return nil, "", s.translate("load", key, err)
 	}
 	defer body.Close()
-	data, err := io.ReadAll(body)
+	if oi.Size > limit {
+		// Content-Length says so: close the body unread.
+		return nil, "", transfer.TooLarge("load", key, oi.Size, limit)
+	}
+	// A body without a length (chunked) is cut off after limit+1 bytes.
+	data, err := transfer.ReadBounded(body, "load", key, limit)
+	if errors.Is(err, transfer.ErrTooLarge) {
+		return nil, "", err
+	}
 	if err != nil {
-		return nil, "", s.translate("load", key, err)
+		return nil, "", s.translate("load", key, errors.Unwrap(err))
 	}
 	return data, oi.ETag, nil
 }

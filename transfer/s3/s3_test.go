@@ -105,7 +105,9 @@ func TestS3Errors(t *testing.T) {
 	missing.Bucket = "no-such-bucket"
 	missing.NoCreateBucket = true
 	_, err = s3.New(ctx, missing)
-	wantPermanent(t, "missing bucket without creation", err, `bucket "no-such-bucket" does not exist`)
+	if !errors.Is(err, transfer.ErrStoreMissing) || !strings.Contains(err.Error(), `bucket "no-such-bucket" does not exist`) {
+		t.Errorf("missing bucket without creation: %v; want ErrStoreMissing naming the bucket", err)
+	}
 
 	created := options(srv, "p/")
 	created.Bucket = "created-by-portvol"

@@ -64,8 +64,8 @@ type Options struct {
 	CredentialsFile string
 	Profile         string
 
-	// NoCreateBucket makes New fail if the bucket is missing instead of
-	// creating it.
+	// NoCreateBucket makes New fail if the bucket is missing, with an
+	// error matching transfer.ErrStoreMissing, instead of creating it.
 	NoCreateBucket bool
 
 	// MaxConcurrency bounds requests in flight; default 16.
@@ -229,7 +229,7 @@ func (s *Store) ensureBucket(ctx context.Context) error {
 		return s.translate("open bucket", "", err)
 	}
 	if s.opts.NoCreateBucket {
-		return permanent(fmt.Sprintf("bucket %q does not exist at %s: create it, or allow portvol to create it", s.opts.Bucket, s.opts.Endpoint))
+		return fmt.Errorf("S3 store: bucket %q does not exist at %s: %w", s.opts.Bucket, s.opts.Endpoint, transfer.ErrStoreMissing)
 	}
 	err = s.client.MakeBucket(ctx, s.opts.Bucket, minio.MakeBucketOptions{Region: s.opts.Region})
 	if errors.As(err, &er) && er.Code == "BucketAlreadyOwnedByYou" {

@@ -141,7 +141,7 @@ func testNotExist(t *testing.T, s transfer.ObjectStore) {
 	wantNotExist(t, "zero-length Get of a missing key", err)
 	_, err = s.Stat(ctx, "none/x")
 	wantNotExist(t, "Stat of a missing key", err)
-	_, _, err = s.Load(ctx, "none/x")
+	_, _, err = s.Load(ctx, "none/x", maxLoad)
 	wantNotExist(t, "Load of a missing key", err)
 	if got := listKeys(t, s, "none/"); len(got) != 0 {
 		t.Fatalf("List of an empty prefix returned %v", got)
@@ -166,7 +166,7 @@ func testETagsAgree(t *testing.T, s transfer.ObjectStore) {
 		if size > 1<<20 {
 			continue // Load is for small records
 		}
-		_, etag, err := s.Load(ctx, key)
+		_, etag, err := s.Load(ctx, key, maxLoad)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -255,7 +255,7 @@ func testCancelBefore(t *testing.T, s transfer.ObjectStore) {
 	_, err = s.Stat(ctx, "cb/x")
 	check("Stat", err)
 	check("List", s.List(ctx, "", func(transfer.ObjectInfo) error { return nil }))
-	_, _, err = s.Load(ctx, "cb/x")
+	_, _, err = s.Load(ctx, "cb/x", maxLoad)
 	check("Load", err)
 	_, err = s.PutIfAbsent(ctx, "cb/z", []byte("z"))
 	check("PutIfAbsent", err)

@@ -22,7 +22,7 @@ func testConditional(t *testing.T, s transfer.ObjectStore) {
 	if etag1 == "" {
 		t.Fatal("PutIfAbsent returned an empty ETag")
 	}
-	data, etag, err := s.Load(ctx, key)
+	data, etag, err := s.Load(ctx, key, maxLoad)
 	if err != nil || !bytes.Equal(data, v1) || etag != etag1 {
 		t.Fatalf("Load = %q, %q, %v; want %q with the ETag PutIfAbsent returned (%q)", data, etag, err, v1, etag1)
 	}
@@ -44,7 +44,7 @@ func testConditional(t *testing.T, s transfer.ObjectStore) {
 	}
 	_, err = s.PutIfMatch(ctx, key, []byte(`{"generation":3}`), etag1)
 	wantPrecondition(t, "PutIfMatch with a stale ETag", err)
-	data, etag, err = s.Load(ctx, key)
+	data, etag, err = s.Load(ctx, key, maxLoad)
 	if err != nil || !bytes.Equal(data, v2) || etag != etag2 {
 		t.Fatalf("after a failed PutIfMatch Load = %q, %q, %v; want %q, %q", data, etag, err, v2, etag2)
 	}
@@ -106,7 +106,7 @@ func testCreateRace(t *testing.T, s transfer.ObjectStore) {
 		if winner < 0 {
 			t.Fatalf("round %d: no writer created %q", round, key)
 		}
-		data, etag, err := s.Load(ctx, key)
+		data, etag, err := s.Load(ctx, key, maxLoad)
 		if err != nil || string(data) != fmt.Sprintf("writer %d", winner) || etag != etags[winner] {
 			t.Fatalf("round %d: Load = %q, %q, %v; want the winner's (%d) bytes and ETag %q", round, data, etag, err, winner, etags[winner])
 		}
@@ -150,7 +150,7 @@ func testReplaceRace(t *testing.T, s transfer.ObjectStore) {
 		if winner < 0 {
 			t.Fatalf("round %d: no writer replaced %q", round, key)
 		}
-		data, cur, err := s.Load(ctx, key)
+		data, cur, err := s.Load(ctx, key, maxLoad)
 		if err != nil || string(data) != fmt.Sprintf("round %d writer %02d", round, winner) || cur != etags[winner] {
 			t.Fatalf("round %d: Load = %q, %q, %v; want writer %d's bytes and ETag", round, data, cur, err, winner)
 		}
@@ -173,7 +173,7 @@ func testCounter(t *testing.T, s transfer.ObjectStore) {
 		wg.Go(func() {
 			for range each {
 				for {
-					data, etag, err := s.Load(ctx, key)
+					data, etag, err := s.Load(ctx, key, maxLoad)
 					if err != nil {
 						errs <- err
 						return
@@ -202,7 +202,7 @@ func testCounter(t *testing.T, s transfer.ObjectStore) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	data, _, err := s.Load(ctx, key)
+	data, _, err := s.Load(ctx, key, maxLoad)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Delete", testDelete},
 		{"InvalidKeys", testInvalidKeys},
 		{"Conditional", testConditional},
+		{"Bounds", testBounds},
 		{"CreateRace", testCreateRace},
 		{"ReplaceRace", testReplaceRace},
 		{"CounterLinearizable", testCounter},
