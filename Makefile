@@ -172,8 +172,16 @@ bench-snapshots: build tools
 bench-handoff: tools
 	$(GO) test -tags handoffbench -count=1 -run '^TestHandoffBenchmark$$' -v -timeout 90m ./integration/
 
-# Every long benchmark: snapshots against restic and tar, then the Docker handoff.
-bench: bench-snapshots bench-handoff bench-volfs
+# Prune of a local store of 1,000 snapshots (10 volumes × 100) holding 100k
+# chunks, half of them forgotten: wall time and peak RSS of portvol prune's mark
+# and sweep runs, against reading every manifest once in the same run.
+.PHONY: bench-prune
+bench-prune: build
+	$(GO) test -tags prunebench -count=1 -run '^TestPruneBenchmark$$' -v -timeout 60m ./prune/ -portvol $(BUILD)/portvol
+
+# Every long benchmark: snapshots against restic and tar, the Docker handoff,
+# btrfs volumes, prune.
+bench: bench-snapshots bench-handoff bench-volfs bench-prune
 
 # PostgreSQL (pgbench -s 20 -c 4) on btrfs subvolumes in portvol's pool vs
 # an ext4 directory on the same disk, and the pause a read-only snapshot

@@ -195,7 +195,7 @@ func RestoreFromTrash(ctx context.Context, store transfer.ObjectStore, name, id 
 
 // PurgeTrash deletes the trash entries of volumes removed before cutoff
 // and returns them. Packs the volume used stay in the store (shared
-// between volumes; there is no pack garbage collection yet).
+// between volumes) until a prune finds no manifest that needs them.
 func PurgeTrash(ctx context.Context, store transfer.ObjectStore, cutoff time.Time) ([]TrashEntry, error) {
 	entries, err := Trash(ctx, store, "")
 	if err != nil {
@@ -271,4 +271,19 @@ func copyObject(ctx context.Context, store transfer.ObjectStore, src, dst string
 		return false, fmt.Errorf("copy %s to %s: %w", src, dst, err)
 	}
 	return true, nil
+}
+
+// ParseTrashKey splits a key inside a trash entry into the entry's volume
+// name and ID and the original key of the object it holds. ok is false for
+// keys outside an entry and for copies (TrashCopyKey), which are not put back.
+func ParseTrashKey(key string) (name, id, original string, ok bool) {
+	rest, found := strings.CutPrefix(key, TrashPrefix)
+	if !found {
+		return "", "", "", false
+	}
+	parts := strings.SplitN(rest, "/", 3)
+	if len(parts) < 3 || checkEntry(parts[0], parts[1]) != nil || strings.HasPrefix(parts[2], copiesDir) {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
 }

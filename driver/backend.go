@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/prune"
 	"github.com/portvol/portvol/snapshot"
 	"github.com/portvol/portvol/transfer"
 )
@@ -27,6 +28,7 @@ const (
 	connectTimeout = 30 * time.Second // bound on one attempt
 	recoverEvery   = time.Minute      // re-try leases left to resume
 	purgeEvery     = time.Hour        // trash purge
+	maintainEvery  = time.Hour        // prune, on one host at a time
 )
 
 // Connect opens the store in the background, retrying until it succeeds,
@@ -74,6 +76,9 @@ func (d *Driver) Connect() {
 		recoverT, purgeT := time.NewTicker(recoverEvery), time.NewTicker(purgeEvery)
 		defer recoverT.Stop()
 		defer purgeT.Stop()
+		maintainT := time.NewTicker(maintainEvery)
+		defer maintainT.Stop()
+		var maint *prune.Maintainer // one per process: it remembers what it saw of the lease
 		for {
 			select {
 			case <-ctx.Done():
@@ -82,6 +87,8 @@ func (d *Driver) Connect() {
 				d.recoverAll(ctx)
 			case <-purgeT.C:
 				d.purgeStoreTrash(ctx)
+			case <-maintainT.C:
+				maint = d.maintain(ctx, maint)
 			}
 		}
 	})
@@ -141,6 +148,33 @@ func (d *Driver) purgeStoreTrash(ctx context.Context) {
 	if err != nil && ctx.Err() == nil {
 		d.log.WithError(err).Warn("purging the store's trash failed; retrying in an hour")
 	}
+}
+
+// maintain runs one background prune if no other host is pruning (the
+// maintenance lease, package prune) and returns the Maintainer to reuse.
+func (d *Driver) maintain(ctx context.Context, m *prune.Maintainer) *prune.Maintainer {
+	b := d.backend.Load()
+	if b == nil {
+		return m
+	}
+	if m == nil {
+		var err error
+		if m, err = prune.NewMaintainer(b.Snapshots, b.Store, d.hostID, b.Leases.TTL(), prune.Options{}); err != nil {
+			d.log.WithError(err).Warn("background prune disabled")
+			return nil
+		}
+	}
+	res, err := m.RunOnce(ctx)
+	switch {
+	case errors.Is(err, prune.ErrBusy):
+		d.log.WithError(err).Debug("background prune skipped")
+	case err != nil && ctx.Err() == nil:
+		d.log.WithError(err).Warn("background prune failed; retrying in an hour")
+	case err == nil:
+		d.log.WithField("deleted_packs", res.Deleted).WithField("deleted_bytes", res.DeletedBytes).
+			WithField("marked_packs", res.Marked).WithField("revived_packs", res.Revived).Info("background prune done")
+	}
+	return m
 }
 
 // sleepCtx waits d or until ctx ends.

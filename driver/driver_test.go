@@ -51,12 +51,13 @@ func TestCreateRejectsBadNames(t *testing.T) {
 func TestCreateOptions(t *testing.T) {
 	e := newEnv(t)
 	msg := e.fail("VolumeDriver.Create", map[string]any{"Name": "v", "Opts": map[string]string{"sise": "1G"}})
-	if !strings.Contains(msg, `unknown option "sise"`) || !strings.Contains(msg, "valid options are: snapshot_interval, takeover") {
+	if !strings.Contains(msg, `unknown option "sise"`) || !strings.Contains(msg, "valid options are: keep_daily, keep_hourly, keep_last, keep_monthly, keep_weekly, snapshot_interval, takeover") {
 		t.Errorf("unknown option error = %q", msg)
 	}
 	for _, bad := range []map[string]string{
 		{"snapshot_interval": "often"}, {"snapshot_interval": "-5m"}, {"snapshot_interval": "5ms"},
 		{"snapshot_interval": ""}, {"takeover": "maybe"},
+		{"keep_last": "-1"}, {"keep_daily": "seven"}, {"keep_weekly": "1e9"},
 	} {
 		msg := e.fail("VolumeDriver.Create", map[string]any{"Name": "v", "Opts": bad})
 		for k := range bad {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/metadata"
+	"github.com/portvol/portvol/prune"
 	"github.com/portvol/portvol/snapshot"
 	"github.com/portvol/portvol/transfer"
 	"github.com/portvol/portvol/transfer/localdir"
@@ -141,7 +142,7 @@ func (e *env) connect(ctx context.Context) (*Backend, error) {
 	if err := snapshot.Init(ctx, st, snapshot.InitOptions{}); err != nil {
 		return nil, err
 	}
-	repo, err := snapshot.Open(ctx, st, snapshot.Options{})
+	repo, err := snapshot.Open(ctx, st, snapshot.Options{Fossils: prune.Fossils(st)})
 	if err != nil {
 		return nil, err
 	}

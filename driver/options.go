@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/portvol/portvol/prune"
 )
 
 // Option names accepted by Create (-o NAME=VALUE).
@@ -16,6 +19,9 @@ const (
 	// OptTakeover: what happens when another host's lease on the volume has
 	// expired: "manual" (portvol takeover) or "auto".
 	OptTakeover = "takeover"
+	// keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly: the
+	// retention policy applied after each publish (package prune). Not
+	// set: prune.DefaultPolicy. All 0: keep every snapshot.
 )
 
 // Option defaults, filled in by ParseOptions.
@@ -63,12 +69,40 @@ var optionSpecs = map[string]optionSpec{
 	},
 }
 
+// keepSpec is the spec of a keep_* option: no default is filled in (a
+// volume without any keep_* option gets prune.DefaultPolicy, and volumes
+// created before these options existed compare equal to new ones).
+var keepSpec = optionSpec{
+	syntax: "a whole number from 0 to 100000",
+	parse: func(s string) (string, error) {
+		_, _, err := prune.ParseOptions(map[string]string{"keep_last": s})
+		if err != nil {
+			return "", errors.New("not a count")
+		}
+		n, _ := strconv.Atoi(s)
+		return strconv.Itoa(n), nil
+	},
+}
+
+func specFor(k string) (optionSpec, bool) {
+	if spec, ok := optionSpecs[k]; ok {
+		return spec, true
+	}
+	for _, n := range prune.OptionNames {
+		if k == n {
+			return keepSpec, true
+		}
+	}
+	return optionSpec{}, false
+}
+
 // OptionNames lists the valid option names, sorted.
 func OptionNames() []string {
 	names := make([]string, 0, len(optionSpecs))
 	for n := range optionSpecs {
 		names = append(names, n)
 	}
+	names = append(names, prune.OptionNames...)
 	sort.Strings(names)
 	return names
 }
@@ -85,7 +119,7 @@ func ParseOptions(raw map[string]string) (map[string]string, error) {
 	sort.Strings(keys) // report the same error for the same input
 	out := map[string]string{}
 	for _, k := range keys {
-		spec, ok := optionSpecs[k]
+		spec, ok := specFor(k)
 		if !ok {
 			return nil, errorf(ErrInvalid, "unknown option %q: valid options are: %s", k, strings.Join(OptionNames(), ", "))
 		}

@@ -64,21 +64,34 @@ func (d *Driver) releaseOnce(ctx context.Context, v *vstate, l *lease.Lease, j *
 		return err
 	}
 	if _, serr := os.Stat(d.dataDir(name)); rec.Dirty && serr == nil {
+		unchanged := false
 		if *made == "" {
 			m, err := b.Snapshots.Create(ctx, name, d.dataDir(name), snapshot.CreateOptions{
 				Parent: l.Head(), Host: d.hostID, Generation: l.Generation(),
-				StatCache: d.statCache(name), Progress: j.setProgress,
+				StatCache: d.statCache(name), Progress: j.setProgress, SkipUnchanged: true,
 			})
 			if err != nil {
 				return err
 			}
-			*made = m.ID
-			d.log.WithField("volume", name).WithField("snapshot", m.ID).WithField("uploaded", m.Stats.UploadedBytes).Info("final snapshot taken")
+			*made, unchanged = m.ID, m.Unchanged
+			if unchanged {
+				d.log.WithField("volume", name).WithField("head", m.ID).Info("final snapshot: nothing changed since the head; nothing published")
+			} else {
+				d.log.WithField("volume", name).WithField("snapshot", m.ID).WithField("uploaded", m.Stats.UploadedBytes).Info("final snapshot taken")
+			}
 		}
-		if err := l.Publish(ctx, *made); err != nil {
-			return err
+		if !unchanged && *made != l.Head() {
+			if err := l.Publish(ctx, *made); err != nil {
+				return err
+			}
+			d.retain(ctx, b, name, rec.Options, *made)
 		}
-		if err := d.update(ctx, name, func(r *metadata.Volume) { r.LocalSnapshot, r.Dirty = *made, false }); err != nil {
+		if err := d.update(ctx, name, func(r *metadata.Volume) {
+			r.LocalSnapshot, r.Dirty = *made, false
+			if unchanged {
+				r.ConfirmedAt = time.Now().UTC()
+			}
+		}); err != nil {
 			return err
 		}
 		d.view.invalidate(name)
@@ -151,6 +164,8 @@ func (d *Driver) startPeriodic(v *vstate, l *lease.Lease, interval time.Duration
 			case err != nil:
 				log.WithError(err).Warn("periodic snapshot failed; trying again at the next interval")
 				d.setLastError(v.name, fmt.Errorf("periodic snapshot: %w", err))
+			case id == "":
+				log.Debug("periodic snapshot: nothing changed; nothing published")
 			default:
 				log.WithField("snapshot", id).Info("periodic snapshot published")
 			}
@@ -165,13 +180,23 @@ func (d *Driver) periodicSnapshot(ctx context.Context, name string, l *lease.Lea
 	}
 	m, err := b.Snapshots.Create(ctx, name, d.dataDir(name), snapshot.CreateOptions{
 		Parent: l.Head(), Host: d.hostID, Generation: l.Generation(), StatCache: d.statCache(name),
+		SkipUnchanged: true,
 	})
 	if err != nil {
 		return "", err
+	}
+	if m.Unchanged {
+		// Nothing changed: no identical snapshot; the head is confirmed.
+		return "", d.update(ctx, name, func(r *metadata.Volume) {
+			r.LocalSnapshot, r.ConfirmedAt, r.LastError, r.LastErrorAt = m.ID, time.Now().UTC(), "", time.Time{}
+		})
 	}
 	if err := l.Publish(ctx, m.ID); err != nil {
 		return "", err
 	}
 	d.view.invalidate(name)
+	if rec, err := d.db.Volume(ctx, name); err == nil {
+		d.retain(ctx, b, name, rec.Options, m.ID)
+	}
 	return m.ID, d.update(ctx, name, func(r *metadata.Volume) { r.LocalSnapshot, r.LastError, r.LastErrorAt = m.ID, "", time.Time{} })
 }

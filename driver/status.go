@@ -23,6 +23,10 @@ type VolumeStatus struct {
 	HeadSnapshot string `json:"head_snapshot"`
 	// HeadAge is how old the head snapshot is ("" without one).
 	HeadAge string `json:"head_age"`
+	// ConfirmedAge is how long ago this host, the holder, last found the
+	// data unchanged since the head and so published nothing: the data is
+	// that recent even when the head is older ("" if never).
+	ConfirmedAge string `json:"confirmed_age,omitempty"`
 	// Local is this host's copy: absent, restoring N%, ready, mounted,
 	// releasing or diverged.
 	Local         string `json:"local"`
@@ -76,6 +80,9 @@ func (d *Driver) describe(rec metadata.Volume, mounts metadata.Mounts, in *info,
 	if t, ok := snapshot.IDTime(st.HeadSnapshot); ok {
 		st.HeadAge = time.Since(t).Round(time.Second).String()
 	}
+	if !rec.ConfirmedAt.IsZero() && rec.LocalSnapshot == st.HeadSnapshot && st.HeadSnapshot != "" {
+		st.ConfirmedAge = time.Since(rec.ConfirmedAt).Round(time.Second).String()
+	}
 	if st.TakenOver == "" {
 		st.TakenOver = rec.TakenOver
 	}
@@ -120,6 +127,7 @@ func (st VolumeStatus) Map(rec metadata.Volume, mounts metadata.Mounts) map[stri
 		"generation":        st.Generation,
 		"head_snapshot":     st.HeadSnapshot,
 		"head_age":          st.HeadAge,
+		"confirmed_age":     st.ConfirmedAge,
 		"local":             st.Local,
 		"local_snapshot":    st.LocalSnapshot,
 		"last_error":        st.LastError,

@@ -36,6 +36,10 @@
 //	                 forced), so every host's status can say what was lost;
 //	                 cleared at the next acquisition.
 //
+// Options.Prefix gives the same protocol to other single-holder jobs: a
+// Manager with Prefix "maintenance/" keeps maintenance/<name>/head.json
+// (package prune's maintenance lease); the record format is the same.
+//
 // # Transitions
 //
 // Every write is PutIfAbsent (create) or PutIfMatch on the ETag last read,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"sync"
 	"time"
 
@@ -36,6 +37,11 @@ type Options struct {
 	PollInterval time.Duration
 	// Clock is the monotonic clock expiry is judged by (default SystemClock).
 	Clock Clock
+	// Prefix is where the records live: <Prefix><name>/head.json. The
+	// default, "volumes/", holds the volumes' leases; other prefixes give
+	// the same protocol to other single-holder jobs (prune's maintenance
+	// lease lives under "maintenance/").
+	Prefix string
 }
 
 // Manager takes and inspects leases on the volumes of one store, for one
@@ -43,11 +49,12 @@ type Options struct {
 // that later calls can judge expiry; keep one Manager per process. It is
 // safe for concurrent use.
 type Manager struct {
-	store transfer.ObjectStore
-	host  string
-	ttl   time.Duration
-	poll  time.Duration
-	clock Clock
+	store  transfer.ObjectStore
+	host   string
+	ttl    time.Duration
+	poll   time.Duration
+	clock  Clock
+	prefix string
 
 	mu      sync.Mutex
 	seen    map[string]sighting  // volume → the record version seen and since when
@@ -81,11 +88,22 @@ func New(store transfer.ObjectStore, o Options) (*Manager, error) {
 	if o.Clock == nil {
 		o.Clock = SystemClock()
 	}
+	if o.Prefix == "" {
+		o.Prefix = "volumes/"
+	}
+	if !prefixRE.MatchString(o.Prefix) {
+		return nil, fmt.Errorf("lease: record prefix %q: use letters, digits, '_', '.' or '-' ending in '/'", o.Prefix)
+	}
 	return &Manager{
-		store: store, host: o.Host, ttl: o.TTL, poll: o.PollInterval, clock: o.Clock,
+		store: store, host: o.Host, ttl: o.TTL, poll: o.PollInterval, clock: o.Clock, prefix: o.Prefix,
 		seen: make(map[string]sighting), pending: make(map[string][]pending),
 	}, nil
 }
+
+var prefixRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*/$`)
+
+// key returns the store key of the record for name.
+func (m *Manager) key(name string) string { return m.prefix + name + "/head.json" }
 
 // Host returns this manager's host id.
 func (m *Manager) Host() string { return m.host }
@@ -123,7 +141,7 @@ func (m *Manager) Inspect(ctx context.Context, volume string) (Observation, erro
 // updates the sighting: a record version's age is measured from the first
 // read that returned it, which is after it was written.
 func (m *Manager) load(ctx context.Context, volume string) (Observation, error) {
-	key := HeadKey(volume)
+	key := m.key(volume)
 	var data []byte
 	var etag string
 	err := m.retry(ctx, func() error {

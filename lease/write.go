@@ -23,7 +23,7 @@ import (
 // outcome cannot be settled cas returns an error; the caller remembers
 // data as an unsettled write of its own.
 func (m *Manager) cas(ctx context.Context, volume, prev string, data []byte) (Observation, error) {
-	key := HeadKey(volume)
+	key := m.key(volume)
 	var lastErr error
 	for attempt := 1; ; attempt++ {
 		var etag string

@@ -57,6 +57,10 @@ type Volume struct {
 	// LocalSnapshot is the published snapshot the data directory was last
 	// made equal to (restored from or snapshotted to); "" for none.
 	LocalSnapshot string `json:"local_snapshot,omitempty"`
+	// ConfirmedAt is when a periodic or final snapshot last found the data
+	// unchanged since LocalSnapshot and so published nothing: the head is
+	// current as of then (its age alone would overstate the RPO).
+	ConfirmedAt time.Time `json:"confirmed_at,omitempty"`
 	// Dirty: the data directory may hold changes no published snapshot has
 	// (it was mounted, or adopted, since LocalSnapshot).
 	Dirty bool `json:"dirty,omitempty"`

@@ -211,6 +211,17 @@ type Options struct {
 	// Create uploads Transfers/2 packs at a time (at most 4), each held
 	// in memory (~17 MiB).
 	Transfers int
+	// Fossils, if set, tells Create which packs a prune is about to delete,
+	// so that no snapshot references them (guard.go). Every writer of a
+	// store that is pruned must set it; package prune provides it.
+	Fossils Fossils
+	// Now is the wall clock snapshot IDs and times are taken from; nil
+	// means time.Now. Simulations with a fake clock set it.
+	Now func() time.Time
+	// GuardWindow is how long the last look before a manifest write stays
+	// good (guard.go); 0 means one minute. Simulations with short prune
+	// margins shorten it.
+	GuardWindow time.Duration
 	// RestorePrivileged lets Restore from an unencrypted store create
 	// device nodes, setuid and setgid files and files with capabilities
 	// (security.capability). Without it such a snapshot fails with
@@ -235,6 +246,9 @@ type Repo struct {
 	packSize          int // target pack size; tests lower it
 
 	racyWindow time.Duration // see defaultRacyWindow; tests lower it
+	fossils    Fossils
+	now        func() time.Time
+	window     time.Duration
 }
 
 // Open reads the store configuration and checks the key against it.
@@ -255,6 +269,7 @@ func Open(ctx context.Context, store transfer.ObjectStore, opts Options) (*Repo,
 	r := &Repo{
 		store: store, cfg: cfg, crypt: c,
 		workers: opts.Workers, transfers: opts.Transfers, restorePrivileged: opts.RestorePrivileged,
+		fossils: opts.Fossils, now: opts.Now, window: opts.GuardWindow,
 		blockSize: cfg.BlockSize, packSize: defaultPackSize, racyWindow: defaultRacyWindow,
 	}
 	if r.workers <= 0 {
@@ -262,6 +277,12 @@ func Open(ctx context.Context, store transfer.ObjectStore, opts Options) (*Repo,
 	}
 	if r.transfers <= 0 {
 		r.transfers = 4
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.window <= 0 {
+		r.window = guardWindow
 	}
 	return r, nil
 }

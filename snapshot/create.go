@@ -26,6 +26,10 @@ type CreateOptions struct {
 	StatCache string
 	// Progress, if set, is called from one goroutine a few times a second.
 	Progress func(Progress)
+	// SkipUnchanged writes nothing when the tree is identical to Parent's
+	// (same nodes, metadata and chunks): Create then returns the parent's
+	// manifest with Unchanged set, and there is nothing to publish.
+	SkipUnchanged bool
 }
 
 // Create snapshots the directory tree dir of volume and returns its
@@ -51,7 +55,7 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 	if err := checkCacheOutside(opts.StatCache, dir); err != nil {
 		return nil, err
 	}
-	started := time.Now()
+	started := r.now()
 	root, err := openDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("volume %q: snapshot source: %w", volume, err)
@@ -76,6 +80,13 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 			return nil, fmt.Errorf("volume %q: parent snapshot: %w", volume, err)
 		}
 	}
+	g, err := r.startGuard(ctx, volume, parent)
+	if err != nil {
+		return nil, err
+	}
+	if g.dropParent {
+		parent = nil // its packs are being collected: read everything again
+	}
 
 	prog := startProgress(opts.Progress, "scan")
 	defer prog.finish()
@@ -86,6 +97,7 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 	toRead := r.reuseUnchanged(t, parent, loadStatCache(opts.StatCache))
 
 	reg := newRegistry(parent)
+	reg.avoid = g.fossils
 	skip := map[ID]bool{}
 	if parent != nil {
 		for _, p := range parent.Packs {
@@ -93,6 +105,7 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 		}
 	}
 	l := <-listed
+	l.found = g.usableIndexes(l.found)
 	if l.err == nil {
 		l.err = r.readIndexes(ctx, l.found, skip, reg.addIndex)
 	}
@@ -111,7 +124,11 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 	}}
 	m.Nodes = t.nodes
 	m.Packs, m.Chunks = compactChunks(m.Nodes, reg, &m.Stats)
-	m.Finished = time.Now()
+	m.Finished = r.now()
+	if opts.SkipUnchanged && sameTree(parent, m) {
+		parent.Unchanged = true
+		return parent, nil
+	}
 
 	// The stat cache goes first: if publishing fails, it names a snapshot
 	// that does not exist and is ignored.
@@ -131,11 +148,27 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 	if err != nil {
 		return nil, fmt.Errorf("volume %q: %w", volume, err)
 	}
+	// Last look before the manifest makes the packs referenced: nothing
+	// it names may be missing or marked for deletion (guard.go).
+	look := time.Now()
+	if err := g.finish(ctx, m); err != nil {
+		return nil, fmt.Errorf("volume %q: %w", volume, err)
+	}
 	if _, err := r.store.PutIfAbsent(ctx, key, data); err != nil {
 		if errors.Is(err, transfer.ErrPrecondition) {
 			return nil, fmt.Errorf("volume %q: snapshot %s already exists; retry: %w", volume, m.ID, err)
 		}
 		return nil, fmt.Errorf("volume %q: writing manifest %s: %w", volume, key, err)
+	}
+	if time.Since(look) > r.window {
+		// Stalled between the look and the write: look again, and take
+		// the manifest back if a prune may have moved meanwhile.
+		if err := g.finish(ctx, m); err != nil {
+			if derr := r.withdraw(ctx, key); derr != nil {
+				err = errors.Join(err, fmt.Errorf("withdrawing manifest %s: %w", key, derr))
+			}
+			return nil, fmt.Errorf("volume %q: %w", volume, err)
+		}
 	}
 	return m, nil
 }

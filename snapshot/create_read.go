@@ -33,9 +33,10 @@ type blockJob struct {
 
 // packBuf is a pack being filled or uploaded.
 type packBuf struct {
-	idx    int32 // registry pack index
-	buf    []byte
-	chunks []Chunk
+	idx     int32 // registry pack index
+	buf     []byte
+	chunks  []Chunk
+	entries []int32 // registry chunk index of each of chunks
 }
 
 // packer appends chunk records to the current pack and hands full packs
@@ -59,7 +60,7 @@ func (p *packer) add(ctx context.Context, record []byte, c Chunk, entry int32) e
 			if pb == nil {
 				pb = &packBuf{buf: make([]byte, 0, p.cap)}
 			}
-			pb.idx, pb.buf, pb.chunks = p.reg.newPack(), pb.buf[:0], pb.chunks[:0]
+			pb.idx, pb.buf, pb.chunks, pb.entries = p.reg.newPack(), pb.buf[:0], pb.chunks[:0], pb.entries[:0]
 			p.cur = pb
 		case <-ctx.Done():
 			return context.Cause(ctx)
@@ -70,6 +71,7 @@ func (p *packer) add(ctx context.Context, record []byte, c Chunk, entry int32) e
 	c.Length = uint32(len(record))
 	p.cur.buf = append(p.cur.buf, record...)
 	p.cur.chunks = append(p.cur.chunks, c)
+	p.cur.entries = append(p.cur.entries, entry)
 	p.reg.place(entry, c)
 	if len(p.cur.buf) >= p.size {
 		return p.sendLocked(ctx)
@@ -315,6 +317,14 @@ func (r *Repo) doBlock(ctx context.Context, job blockJob, buf, zbuf, sbuf []byte
 
 func (r *Repo) uploadPack(ctx context.Context, pb *packBuf, ixPrefix string, reg *registry) error {
 	id := ID(blake3.Sum256(pb.buf))
+	if reg.avoid[packKey(id)] && len(pb.chunks) > 1 {
+		// A retry re-packing the chunks of a pack a prune is deleting
+		// would recreate it under the same name (a plain store's packs
+		// are deterministic), and the sweep would take it: change the
+		// record order, which changes the name (guard.go).
+		rotatePack(pb, reg)
+		id = ID(blake3.Sum256(pb.buf))
+	}
 	key := packKey(id)
 	if err := r.store.Put(ctx, key, bytes.NewReader(pb.buf), int64(len(pb.buf))); err != nil {
 		return fmt.Errorf("uploading pack %s: %w", key, err)
@@ -326,4 +336,21 @@ func (r *Repo) uploadPack(ctx context.Context, pb *packBuf, ixPrefix string, reg
 	}
 	reg.setPack(pb.idx, id)
 	return nil
+}
+
+// rotatePack moves the first record of pb to its end.
+func rotatePack(pb *packBuf, reg *registry) {
+	first := pb.chunks[0]
+	buf := make([]byte, 0, len(pb.buf))
+	buf = append(buf, pb.buf[first.Length:]...)
+	buf = append(buf, pb.buf[:first.Length]...)
+	chunks := append(append([]Chunk{}, pb.chunks[1:]...), first)
+	entries := append(append([]int32{}, pb.entries[1:]...), pb.entries[0])
+	off := uint32(0)
+	for i := range chunks {
+		chunks[i].Offset = off
+		off += chunks[i].Length
+		reg.place(entries[i], chunks[i])
+	}
+	pb.buf, pb.chunks, pb.entries = buf, chunks, entries
 }

@@ -265,6 +265,23 @@
 // with identical content and metadata in the new snapshot, are hardlinked
 // into the staging directory whole. Only the missing chunks are fetched.
 //
+// # Garbage collection: what this package promises package prune
+//
+// refs.go is the one place that says what a snapshot keeps alive
+// (Repo.References: the manifest, its packs, the prefix of pack indexes
+// left by Creates from it) and which keys are this package's objects
+// (Objects, Classify); prune parses neither keys nor manifests itself, so a
+// new format version extends refs.go and prune follows. Forget deletes a
+// manifest. guard.go is the writer's half of prune's two-step collection
+// (prune/doc.go has the argument): with Options.Fossils set, Create reuses
+// no pack that a pending collection lists or that is missing, re-checks
+// right before writing its manifest (the parent manifest exists, every
+// other pack exists, none is listed) and otherwise fails with
+// ErrCollected having published nothing; a retry that would recreate a
+// listed pack under the same name (plain stores are deterministic)
+// reorders the pack's records. With CreateOptions.SkipUnchanged a tree
+// identical to the parent's writes nothing (Manifest.Unchanged).
+//
 // # What an unencrypted store may plant
 //
 // Whoever can write to an unencrypted store can forge its manifests (the

@@ -127,6 +127,10 @@ type Manifest struct {
 	Packs  []ID
 	Chunks []Chunk
 	Nodes  []Node
+
+	// Unchanged is set (never stored) on the parent's manifest that Create
+	// returns when CreateOptions.SkipUnchanged found nothing changed.
+	Unchanged bool
 }
 
 // Paths returns the slash-separated path of every node relative to the

@@ -9,7 +9,8 @@ type registry struct {
 	mu     sync.Mutex
 	chunks []Chunk
 	byID   map[ID]int32
-	packs  []ID // zero until the pack is uploaded
+	packs  []ID            // zero until the pack is uploaded
+	avoid  map[string]bool // pack keys a prune is collecting (guard.go)
 }
 
 func newRegistry(parent *Manifest) *registry {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/portvol/portvol/prune"
 	"github.com/portvol/portvol/snapshot"
 	"github.com/portvol/portvol/transfer"
 	"github.com/portvol/portvol/transfer/guard"
@@ -76,6 +77,8 @@ func connect(ctx context.Context, raw string, o connectOptions) (*connection, er
 		}
 	}
 	guarded := guard.New(st, identityCheck(st, id, where))
+	// Every writer honours prune's collections (prune/doc.go).
+	o.repo.Fossils = prune.Fossils(guarded)
 	repo, err := snapshot.Open(ctx, guarded, o.repo)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", where, err)

@@ -87,6 +87,8 @@ is PORTVOL_STATE_DIR, --store is PORTVOL_STORE, and so on.`,
 		newSnapshotsCmd(stdout),
 		newVerifyCmd(stdout, stderr),
 		newVolumesCmd(stdout, stderr),
+		newForgetCmd(stdout, stderr),
+		newPruneCmd(stdout, stderr),
 	)
 	for _, c := range root.Commands() {
 		bindEnv(c)

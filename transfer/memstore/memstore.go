@@ -30,10 +30,17 @@ type object struct {
 type Store struct {
 	mu      sync.Mutex
 	objects map[string]object
+	now     func() time.Time
 }
 
 // New returns an empty store.
-func New() *Store { return &Store{objects: make(map[string]object)} }
+func New() *Store { return &Store{objects: make(map[string]object), now: time.Now} }
+
+// NewWithClock returns an empty store that stamps objects' ModTime with
+// now, for simulations on a fake clock.
+func NewWithClock(now func() time.Time) *Store {
+	return &Store{objects: make(map[string]object), now: now}
+}
 
 func etagOf(b []byte) string {
 	sum := md5.Sum(b)
@@ -41,7 +48,7 @@ func etagOf(b []byte) string {
 }
 
 func (s *Store) put(key string, data []byte) string {
-	o := object{data: data, etag: etagOf(data), modTime: time.Now()}
+	o := object{data: data, etag: etagOf(data), modTime: s.now()}
 	s.objects[key] = o
 	return o.etag
 }
