@@ -66,6 +66,7 @@ $(TOOLS_BIN)/registry:
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/distribution/distribution/v3/cmd/registry@$(REGISTRY_VERSION)
 
 lint: $(TOOLS_BIN)/staticcheck
+	@if [ -n "$$(git ls-files .tools)" ]; then echo ".tools is tracked: git rm --cached .tools (it is each checkout's own build of the tools)"; exit 1; fi
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...

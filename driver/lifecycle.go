@@ -22,7 +22,9 @@ const storeReadTimeout = 10 * time.Second
 // the data through firstMount. If ctx ends before Mount returns (dockerd
 // gave up, or the handler's deadline passed), the count is rolled back:
 // dockerd sends no Unmount after a failed Mount.
-func (d *Driver) Mount(ctx context.Context, name, id string) (string, error) {
+func (d *Driver) Mount(ctx context.Context, name, id string) (mp string, err error) {
+	start := time.Now()
+	defer func() { d.obs.MountDone(name, time.Since(start), err) }()
 	if err := ValidateName(name); err != nil {
 		return "", err
 	}

@@ -20,6 +20,7 @@ func TestMigrate(t *testing.T) {
 	t.Run("PostgresRoundTrip", c.testPostgresRoundTrip)
 	t.Run("PluginKilledBeforeRelease", c.testPluginKilledBeforeRelease)
 	t.Run("TakeoverAfterHostLoss", c.testTakeoverAfterHostLoss)
+	t.Run("Compose", c.testCompose)
 }
 
 // volume creates a uniquely named volume on host A and removes it from

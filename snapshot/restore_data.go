@@ -67,6 +67,7 @@ func (rs *restorer) fill(ctx context.Context) error {
 		}
 	}
 	rs.prog.files.Store(files)
+	rs.prog.totalKnown.Store(true)
 	w := &chunkWriter{rs: rs, start: start, dests: dests, wb: rs.startWriteback()}
 	defer w.wb.stop()
 
