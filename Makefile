@@ -122,6 +122,12 @@ uninstall:
 	docker plugin rm -f $(PLUGIN_NAME)
 	@echo "volume data is kept in $(PLUGIN_STATE_DIR)"
 
+# TestSwarm's longer variants (a start-first update left to Swarm: minutes).
+.PHONY: test-swarm-long
+test-swarm-long: export PORTVOL_REQUIRE_S3 = 1
+test-swarm-long: tools
+	$(GO) test -count=1 -run '^TestSwarm$$' -v -timeout 30m ./integration/ -swarm.long
+
 version:
 	@echo $(or $(VERSION),unknown)
 

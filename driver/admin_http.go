@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 
+	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/snapshot"
 )
 
@@ -21,7 +23,8 @@ import (
 // {"Volume": "...", "Force": bool}. Quick calls answer 200 with a JSON
 // object, or 500 with {"Err": "..."}. Long calls (Takeover, Pull) answer
 // 200 with newline-delimited JSON: {"Progress": "..."} lines while they
-// work, then one {"Result": {...}} or {"Err": "..."} line.
+// work (a pull's also carry "Restore": snapshot.Progress), then one {"Result": {...}} or {"Err": "...", "Kind": "..."} line
+// (see adminError).
 const (
 	// AdminStatus answers {"Volumes": [VolumeStatus...]}; Volume "" means all.
 	AdminStatus = "/Portvol.Status"
@@ -52,18 +55,42 @@ func (h *handler) adminRoutes(mux *http.ServeMux) {
 		res, err := d.Undelete(ctx, r.Volume)
 		return map[string]any{"Result": res}, err
 	})
-	h.adminStream(mux, AdminTakeover, func(ctx context.Context, r AdminRequest, progress func(string)) (any, error) {
-		return d.Takeover(ctx, r.Volume, r.Force, progress)
+	h.adminStream(mux, AdminTakeover, func(ctx context.Context, r AdminRequest, progress func(string, *snapshot.Progress)) (any, error) {
+		return d.Takeover(ctx, r.Volume, r.Force, func(s string) { progress(s, nil) })
 	})
-	h.adminStream(mux, AdminPull, func(ctx context.Context, r AdminRequest, progress func(string)) (any, error) {
+	h.adminStream(mux, AdminPull, func(ctx context.Context, r AdminRequest, progress func(string, *snapshot.Progress)) (any, error) {
 		return d.Pull(ctx, r.Volume, func(p snapshot.Progress) {
 			if p.Bytes > 0 {
-				progress(fmt.Sprintf("restoring: %s, %s fetched, %s reused", progressText(p), humanize.IBytes(p.Transferred), humanize.IBytes(p.Reused)))
+				progress(fmt.Sprintf("restoring: %s, %s fetched, %s reused", progressText(p), humanize.IBytes(p.Transferred), humanize.IBytes(p.Reused)), &p)
 			} else {
-				progress("restoring: reading the snapshot")
+				progress("restoring: reading the snapshot", &p)
 			}
 		})
 	})
+}
+
+// adminError is the answer to a failed call: the message, and its kind
+// for the command line's exit code ("held": another host holds the
+// volume; "key": the encryption key is missing or wrong; "not_found",
+// "invalid", "unavailable", "busy"; "" otherwise).
+func adminError(err error) map[string]string {
+	kind := ""
+	switch {
+	case errors.Is(err, lease.ErrHeld):
+		kind = "held"
+	case errors.Is(err, snapshot.ErrKeyRequired), errors.Is(err, snapshot.ErrWrongKey),
+		errors.Is(err, snapshot.ErrNotEncrypted), errors.Is(err, snapshot.ErrBadKey):
+		kind = "key"
+	case errors.Is(err, ErrNotFound):
+		kind = "not_found"
+	case errors.Is(err, ErrInvalid):
+		kind = "invalid"
+	case errors.Is(err, ErrUnavailable):
+		kind = "unavailable"
+	case errors.Is(err, ErrBusy):
+		kind = "busy"
+	}
+	return map[string]string{"Err": err.Error(), "Kind": kind}
 }
 
 func decodeAdmin(r *http.Request) (AdminRequest, error) {
@@ -90,14 +117,14 @@ func (h *handler) adminCall(mux *http.ServeMux, path string, timeout time.Durati
 		resp, err := call(ctx, req)
 		if err != nil {
 			h.log.WithField("call", path).WithField("volume", req.Volume).WithError(err).Info("command refused")
-			reply(w, http.StatusInternalServerError, map[string]string{"Err": err.Error()})
+			reply(w, http.StatusInternalServerError, adminError(err))
 			return
 		}
 		reply(w, http.StatusOK, resp)
 	})
 }
 
-func (h *handler) adminStream(mux *http.ServeMux, path string, call func(context.Context, AdminRequest, func(string)) (any, error)) {
+func (h *handler) adminStream(mux *http.ServeMux, path string, call func(context.Context, AdminRequest, func(string, *snapshot.Progress)) (any, error)) {
 	mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
 		req, err := decodeAdmin(r)
 		if err != nil {
@@ -118,10 +145,16 @@ func (h *handler) adminStream(mux *http.ServeMux, path string, call func(context
 				f.Flush()
 			}
 		}
-		res, err := call(ctx, req, func(s string) { send(map[string]string{"Progress": s}) })
+		res, err := call(ctx, req, func(s string, p *snapshot.Progress) {
+			if p == nil {
+				send(map[string]string{"Progress": s})
+				return
+			}
+			send(map[string]any{"Progress": s, "Restore": p})
+		})
 		if err != nil {
 			h.log.WithField("call", path).WithField("volume", req.Volume).WithError(err).Info("command failed")
-			send(map[string]string{"Err": err.Error()})
+			send(adminError(err))
 			return
 		}
 		h.log.WithField("call", path).WithField("volume", req.Volume).Info("command done")

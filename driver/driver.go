@@ -72,6 +72,9 @@ type Config struct {
 	// TrashRetention is how long removed volumes stay in the store's trash;
 	// 0 means DefaultTrashRetention.
 	TrashRetention time.Duration
+	// Observer is told about mounts, leases, snapshots and restores (for
+	// metrics); nil means nobody.
+	Observer Observer
 }
 
 // Driver implements the volume plugin operations. Its methods are safe for
@@ -84,6 +87,7 @@ type Driver struct {
 	log       logrus.FieldLogger
 	mnt       mounter
 	locks     volLocks
+	obs       Observer
 
 	connect        func(ctx context.Context) (*Backend, error)
 	backend        atomic.Pointer[Backend]
@@ -145,8 +149,12 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.TrashRetention <= 0 {
 		cfg.TrashRetention = DefaultTrashRetention
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
 	bg, stop := context.WithCancel(context.Background())
 	return &Driver{
+		obs:            cfg.Observer,
 		stateDir:       stateDir,
 		mountRoot:      mountRoot,
 		hostID:         cfg.HostID,

@@ -90,6 +90,39 @@ func TestAutoTakeover(t *testing.T) {
 	b.ok("VolumeDriver.Unmount", mountID("v", "b1"))
 }
 
+// A host that died with a container running (its dockerd with it: no
+// Unmount ever comes for that container's mount ID) and was taken over
+// comes back fenced, and can take the volume again: a new Mount there
+// restores the head and counts only itself, and its Unmount releases.
+func TestFencedHostMountsAgain(t *testing.T) {
+	requireRoot(t)
+	es, _ := hosts(t, time.Second, nil, "hostA", "hostB")
+	a, b := es[0], es[1]
+	a.ok("VolumeDriver.Create", map[string]any{"Name": "v", "Opts": map[string]string{"takeover": "auto"}})
+	a.ok("VolumeDriver.Mount", mountID("v", "a1")) // never unmounted
+	a.stop()
+	mp := b.ok("VolumeDriver.Mount", mountID("v", "b1"))["Mountpoint"].(string)
+	os.WriteFile(filepath.Join(mp, "f"), []byte("from B"), 0o644)
+	b.ok("VolumeDriver.Unmount", mountID("v", "b1"))
+	b.released("v")
+
+	a.start(nil)
+	eventually(t, "A to find itself fenced", func() bool { return a.status("v")["local"] == "diverged" })
+	mp = a.ok("VolumeDriver.Mount", mountID("v", "a2"))["Mountpoint"].(string)
+	if got, _ := os.ReadFile(filepath.Join(mp, "f")); string(got) != "from B" {
+		t.Errorf("A's new mount reads %q, want B's data", got)
+	}
+	if st := a.status("v"); st["mounts"].(float64) != 1 || st["owner"] != "hostA" || st["local"] != "mounted" {
+		t.Errorf("A's status after its new mount: %v", st)
+	}
+	a.ok("VolumeDriver.Unmount", mountID("v", "a1")) // the dead container's, if it ever comes: nothing to do
+	if st := a.status("v"); st["mounts"].(float64) != 1 {
+		t.Errorf("an Unmount of the dropped ID changed the count: %v", st)
+	}
+	a.ok("VolumeDriver.Unmount", mountID("v", "a2"))
+	a.released("v")
+}
+
 // With takeover=manual (the default) an expired lease is not taken: the
 // Mount says the holder looks gone and what to run.
 func TestManualTakeoverIsRequired(t *testing.T) {

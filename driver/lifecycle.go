@@ -22,7 +22,9 @@ const storeReadTimeout = 10 * time.Second
 // the data through firstMount. If ctx ends before Mount returns (dockerd
 // gave up, or the handler's deadline passed), the count is rolled back:
 // dockerd sends no Unmount after a failed Mount.
-func (d *Driver) Mount(ctx context.Context, name, id string) (string, error) {
+func (d *Driver) Mount(ctx context.Context, name, id string) (mp string, err error) {
+	start := time.Now()
+	defer func() { d.obs.MountDone(name, time.Since(start), err) }()
 	if err := ValidateName(name); err != nil {
 		return "", err
 	}
@@ -40,6 +42,11 @@ func (d *Driver) Mount(ctx context.Context, name, id string) (string, error) {
 		return "", err
 	}
 	first := mounts.Total() == 0
+	if !first {
+		if first, err = d.dropFencedCounts(ctx, name); err != nil {
+			return "", err
+		}
+	}
 	var v metadata.Volume
 	if first {
 		v, err = d.firstMount(ctx, name)
@@ -66,6 +73,29 @@ func (d *Driver) Mount(ctx context.Context, name, id string) (string, error) {
 		d.log.WithField("volume", name).WithField("mount_id", id).Info("volume mounted")
 	}
 	return d.mountpoint(name), nil
+}
+
+// dropFencedCounts drops the mount counts of a copy this host lost to
+// another host (fenced: Local diverged) and reports whether it did. Those
+// counts belong to containers that write into the copy kept aside; when
+// dockerd died with them (a node that lost power, or whose engine was
+// killed, and came back) their Unmount never comes, and the counts would
+// make every later Mount here bind to a copy that is gone. A new Mount
+// starts over as a first mount (it takes the volume and restores the
+// head); a late Unmount of an old ID is a no-op.
+func (d *Driver) dropFencedCounts(ctx context.Context, name string) (bool, error) {
+	rec, err := d.db.Volume(ctx, name)
+	if errors.Is(err, metadata.ErrNotFound) || (err == nil && rec.Local != metadata.LocalDiverged) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := d.db.DeleteMounts(ctx, name); err != nil {
+		return false, fmt.Errorf("volume %q: drop the mount counts of the fenced copy: %w", name, err)
+	}
+	d.log.WithField("volume", name).Warn("dropped the mount counts of a copy this host lost to another host: this Mount starts over")
+	return true, nil
 }
 
 // Unmount counts one mount of volume name by id less; the last one releases

@@ -30,6 +30,9 @@ func (d *Driver) startRelease(v *vstate, l *lease.Lease) *job {
 		wait := d.retryBase
 		for {
 			err := d.releaseOnce(ctx, v, l, j, &made)
+			if made != "" || err != nil && ctx.Err() == nil {
+				d.obs.SnapshotDone(name, err) // a final snapshot was published, or the release failed
+			}
 			switch {
 			case err == nil:
 				return nil
@@ -126,6 +129,7 @@ func (d *Driver) releaseOnce(ctx context.Context, v *vstate, l *lease.Lease, j *
 // is only as consistent as a crash at that moment; the final snapshot at
 // unmount is the quiescent one.
 func (d *Driver) startPeriodic(v *vstate, l *lease.Lease, interval time.Duration) {
+	d.obs.SnapshotInterval(v.name, interval)
 	if interval <= 0 {
 		return
 	}
@@ -148,6 +152,9 @@ func (d *Driver) startPeriodic(v *vstate, l *lease.Lease, interval time.Duration
 			case <-t.C:
 			}
 			id, err := d.periodicSnapshot(ctx, v.name, l)
+			if ctx.Err() == nil {
+				d.obs.SnapshotDone(v.name, err)
+			}
 			switch {
 			case errors.Is(err, lease.ErrFenced):
 				d.fenceLater(v.name, l.Generation(), err)

@@ -90,7 +90,10 @@ func (d *Driver) startRestore(v *vstate, target, previous string, leased bool) *
 		b, err := d.store(ctx)
 		if err == nil {
 			err = b.Snapshots.Restore(ctx, name, target, d.dataDir(name), snapshot.RestoreOptions{
-				Previous: previous, StatCache: d.statCache(name), Progress: j.setProgress,
+				Previous: previous, StatCache: d.statCache(name), Progress: func(p snapshot.Progress) {
+					j.setProgress(p)
+					d.obs.RestoreProgress(name, p.BytesDone, p.Bytes)
+				},
 			})
 		}
 		if err != nil {

@@ -136,6 +136,7 @@ func (d *Driver) hold(v *vstate, l *lease.Lease) {
 	v.mu.Lock()
 	v.lease, v.keepStop, v.keepDone = l, cancel, done
 	v.mu.Unlock()
+	d.obs.LeaseHeld(v.name, true)
 	log := d.log.WithField("volume", v.name).WithField("generation", l.Generation())
 	d.wg.Add(1)
 	go func() {
@@ -168,6 +169,7 @@ func (d *Driver) dropLease(v *vstate) {
 	if stop != nil {
 		stop()
 		<-done
+		d.obs.LeaseHeld(v.name, false)
 	}
 }
 

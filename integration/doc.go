@@ -12,18 +12,21 @@
 // and the plugin are removed at the end.
 //
 // The two-host tests (TestMigrate, and the handoff benchmark that make
-// bench-handoff runs) add a second dockerd in mount and network namespaces
-// of its own, joined to the machine by a veth pair in 10.231.0.0/16, a
-// versitygw S3 server on the machine's end of it, and a plugin named
+// bench-handoff runs) add a second dockerd in mount, network and UTS
+// namespaces of its own, plugged into a private network (lan: a bridge in
+// a namespace of its own, 10.231.X.0/24) that the machine is on too, a
+// versitygw S3 server on the machine's address there, and a plugin named
 // portvol-e2e-RUNID on each engine, with state under /var/tmp (names carry
-// the run's id, so two runs on one machine leave each other alone). They
-// need PostgreSQL 15 (the test image is built from its Debian binaries)
-// and versitygw (make tools), and remove all of it at the end, also on
-// failure.
+// the run's id, so two runs on one machine leave each other alone).
+// TestSwarm makes three such engines and a swarm of them (three
+// managers); the machine's engine is not part of it and its swarm state
+// is never touched. They need PostgreSQL 15 (the test image is built from
+// its Debian binaries) and versitygw (make tools), and remove all of it at
+// the end, also on failure.
 //
 // TestInstallByName sets up the same two hosts with a busybox image instead
 // of PostgreSQL's, and the CNCF distribution registry (make tools) on
-// 127.0.0.1 and on the machine's end of the veth pair; host B's dockerd
+// 127.0.0.1 and on the machine's address on the lan; host B's dockerd
 // treats that range as insecure registries. It pushes the plugin there with
 // make push under the repository portvol-e2e-RUNID and installs it by name.
 package integration

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -30,8 +29,11 @@ import (
 type privateEngine struct {
 	engine
 	t       *testing.T
+	name    string // its host name (UTS namespace of its own)
+	net     *lan   // the network it is plugged into; nil: none
+	addr    string // its address on net
 	dir     string
-	holder  *exec.Cmd // keeps the mount namespace alive
+	holder  *exec.Cmd // keeps the namespaces alive
 	dockerd *exec.Cmd
 	exited  chan error
 	// args are extra dockerd flags (--insecure-registry ...), kept for
@@ -39,16 +41,25 @@ type privateEngine struct {
 	args []string
 }
 
-// startPrivateEngine starts a private dockerd with the extra dockerd
-// flags args; it goes away when t ends.
-func startPrivateEngine(t *testing.T, args ...string) *privateEngine {
+// engineOptions shape a private engine.
+type engineOptions struct {
+	name string   // host name; default "pvit"
+	net  *lan     // plug it into this network (eth0); nil: loopback only
+	args []string // extra dockerd flags (--insecure-registry ...)
+}
+
+// startPrivateEngine starts a private dockerd; it goes away when t ends.
+func startPrivateEngine(t *testing.T, opts engineOptions) *privateEngine {
 	t.Helper()
+	if opts.name == "" {
+		opts.name = "pvit"
+	}
 	// Short path: unix socket paths under the exec root are limited.
 	dir, err := os.MkdirTemp("/tmp", "pvit-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	pe := &privateEngine{engine: engine{host: "unix://" + filepath.Join(dir, "d.sock")}, t: t, dir: dir, args: args}
+	pe := &privateEngine{engine: engine{host: "unix://" + filepath.Join(dir, "d.sock")}, t: t, name: opts.name, net: opts.net, dir: dir, args: opts.args}
 	t.Cleanup(pe.stop)
 	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte("{}\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -56,30 +67,31 @@ func startPrivateEngine(t *testing.T, args ...string) *privateEngine {
 	if err := os.MkdirAll("/run/docker/plugins", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	pe.holder = exec.Command("unshare", "--mount", "--net", "--propagation", "private", "sh", "-c",
-		"ip link set lo up && mount -t tmpfs -o mode=755 tmpfs /run/docker/plugins && echo ready && exec sleep 86400")
-	pe.holder.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := pe.holder.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pe.holder.Stderr = os.Stderr
-	if err := pe.holder.Start(); err != nil {
-		t.Fatalf("unshare: %v", err)
-	}
-	if line, _ := bufio.NewReader(out).ReadString('\n'); strings.TrimSpace(line) != "ready" {
-		t.Fatalf("mount namespace for the private engine: %q", line)
-	}
-	pe.startDockerd()
+	pe.boot()
 	if err := pe.buildImage(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return pe
 }
 
-// command runs name inside the private mount and network namespaces.
+// boot makes the engine's namespaces (mount, network, UTS), plugs it into
+// its network and starts dockerd.
+func (pe *privateEngine) boot() {
+	t := pe.t
+	t.Helper()
+	pe.holder = exec.Command("unshare", "--mount", "--net", "--uts", "--propagation", "private", "sh", "-c",
+		"hostname "+pe.name+" && ip link set lo up && mount -t tmpfs -o mode=755 tmpfs /run/docker/plugins && echo ready && exec sleep 86400")
+	pe.holder.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	waitReady(t, pe.holder, "namespaces for the private engine "+pe.name)
+	if pe.net != nil {
+		pe.addr = pe.net.attach(pe)
+	}
+	pe.startDockerd()
+}
+
+// command runs name inside the private mount, network and UTS namespaces.
 func (pe *privateEngine) command(name string, args ...string) *exec.Cmd {
-	cmd := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(pe.holder.Process.Pid), "-m", "-n", "--", name}, args...)...)
+	cmd := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(pe.holder.Process.Pid), "-m", "-n", "-u", "--", name}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
@@ -97,7 +109,7 @@ func (pe *privateEngine) startDockerd() {
 		"--config-file", filepath.Join(pe.dir, "daemon.json"),
 		"--data-root", pe.dataRoot(), "--exec-root", filepath.Join(pe.dir, "x"),
 		"--bridge=none", "--iptables=false", "--ip6tables=false", "--storage-driver", "vfs",
-		"--containerd-namespace", "pvit", "--containerd-plugins-namespace", "pvitp"}, pe.args...)...)
+		"--containerd-namespace", "pvit-" + pe.name, "--containerd-plugins-namespace", "pvitp-" + pe.name}, pe.args...)...)
 	pe.dockerd.Stdout, pe.dockerd.Stderr = logf, logf
 	if err := pe.dockerd.Start(); err != nil {
 		t.Fatalf("start dockerd: %v", err)
@@ -164,17 +176,105 @@ func (pe *privateEngine) stop() {
 		}
 		pe.stopDockerd()
 	}
-	if pe.holder != nil && pe.holder.Process != nil {
-		pe.holder.Process.Kill()
-		pe.holder.Wait()
-	}
+	// Whatever outlived dockerd (shims and containers a swarm started
+	// again meanwhile) goes with the namespaces.
+	pe.powerOff()
 	if pe.t.Failed() {
-		pe.t.Logf("private dockerd log (tail):\n%s", pe.log())
+		pe.t.Logf("private dockerd %s log (tail):\n%s", pe.name, pe.log())
 	}
-	// The namespace and its mounts are gone with its last process.
+	// The namespaces and their mounts are gone with their last process.
 	if err := os.RemoveAll(pe.dir); err != nil {
 		pe.t.Logf("clean up %s: %v", pe.dir, err)
 	}
+}
+
+// powerOff is the machine losing power: every process in the engine's
+// namespaces and everything they started (containerd, its shims, the
+// plugin, the containers) is stopped, then killed, at once; the mounts go
+// with the namespaces. Its disk stays: the data root, the plugins' state
+// directories. powerOn boots it again.
+func (pe *privateEngine) powerOff() {
+	if pe.holder == nil {
+		return
+	}
+	procs := pe.processes()
+	for _, p := range procs {
+		syscall.Kill(p, syscall.SIGSTOP)
+	}
+	for _, p := range procs {
+		syscall.Kill(p, syscall.SIGKILL)
+	}
+	if pe.dockerd != nil {
+		<-pe.exited
+		pe.dockerd = nil
+	}
+	pe.holder.Wait()
+	pe.holder = nil
+	// The others are not our children: wait until the kernel has them.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, p := range procs {
+		for alive(p) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// powerOn boots the engine again after powerOff: new namespaces, the same
+// address on its network, the same disk.
+func (pe *privateEngine) powerOn() {
+	pe.t.Helper()
+	pe.boot()
+}
+
+// processes lists the processes in the engine's network namespace and
+// all their descendants (containers have namespaces of their own; their
+// processes are children of shims that run in the engine's).
+func (pe *privateEngine) processes() []int {
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pe.holder.Process.Pid))
+	if err != nil {
+		return []int{pe.holder.Process.Pid}
+	}
+	parent := map[int]int{}
+	in := map[int]bool{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if l, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns", "net")); err == nil && l == ns {
+			in[pid] = true
+		}
+		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
+			// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+			if f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:])); len(f) > 1 {
+				parent[pid], _ = strconv.Atoi(f[1])
+			}
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		for pid, pp := range parent {
+			if !in[pid] && in[pp] {
+				in[pid], changed = true, true
+			}
+		}
+	}
+	var procs []int
+	for pid := range in {
+		procs = append(procs, pid)
+	}
+	return procs
+}
+
+// alive reports whether process pid exists and is not a zombie.
+func alive(pid int) bool {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
+	return len(f) > 0 && f[0] != "Z"
 }
 
 // An engine restart: dockerd stops the containers (Unmount), stops the
@@ -183,7 +283,7 @@ func (pe *privateEngine) stop() {
 // and mounts the volumes of restarting containers under new IDs.
 func TestEngineRestart(t *testing.T) {
 	requireDocker(t)
-	pe := startPrivateEngine(t)
+	pe := startPrivateEngine(t, engineOptions{})
 	state := filepath.Join(pe.dir, "state")
 	if out, err := runEnv(context.Background(), pe.env(), "", "make", "-C", repoRoot, "install",
 		"PLUGIN_NAME="+pluginName, "PLUGIN_STATE_DIR="+state); err != nil {

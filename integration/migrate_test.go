@@ -20,6 +20,7 @@ func TestMigrate(t *testing.T) {
 	t.Run("PostgresRoundTrip", c.testPostgresRoundTrip)
 	t.Run("PluginKilledBeforeRelease", c.testPluginKilledBeforeRelease)
 	t.Run("TakeoverAfterHostLoss", c.testTakeoverAfterHostLoss)
+	t.Run("Compose", c.testCompose)
 }
 
 // volume creates a uniquely named volume on host A and removes it from
@@ -391,31 +392,39 @@ func (c *cluster) testTakeoverAfterHostLoss(t *testing.T) {
 }
 
 // checkKeptCopy starts PostgreSQL on the copy of the volume that fenced
-// host A kept aside (kept_copies in its status, a path inside the plugin's
-// state directory) and checks that it holds what A wrote: nothing was
+// host A kept aside and checks that it holds what A wrote: nothing was
 // deleted.
 func (c *cluster) checkKeptCopy(t *testing.T, st map[string]any, want string) {
 	t.Helper()
+	p := c.keptCopyPG(t, c.a, st)
+	if got := p.sql(t, readMoves); got != want {
+		t.Errorf("the kept copy holds %q, want host A's writes %q", got, want)
+	}
+	p.stop(t)
+}
+
+// keptCopyPG starts PostgreSQL on h on the one copy of a volume that h
+// kept aside (kept_copies in its status st, a path inside the plugin's
+// state directory) and returns it, ready.
+func (c *cluster) keptCopyPG(t *testing.T, h *host, st map[string]any) *pgContainer {
+	t.Helper()
 	kept, _ := st["kept_copies"].([]any)
 	if len(kept) != 1 {
-		t.Fatalf("host A's status lists kept copies %v, want one", st["kept_copies"])
+		t.Fatalf("%s's status lists kept copies %v, want one", h.name, st["kept_copies"])
 	}
 	inPlugin, _ := kept[0].(string)
 	rel, ok := strings.CutPrefix(inPlugin, "/var/lib/portvol/")
 	if !ok {
 		t.Fatalf("kept copy %q is not under the plugin's state directory", inPlugin)
 	}
-	onHost := filepath.Join(c.a.state, rel)
+	onHost := filepath.Join(h.state, rel)
 	name := randomName("kept")
-	c.a.docker(t, "run", "-d", "--name", name, "--label", e2eLabel, "--network", "none",
+	h.docker(t, "run", "-d", "--name", name, "--label", e2eLabel, "--network", "none",
 		"-v", onHost+":/var/lib/postgresql/data", pgImage)
-	t.Cleanup(func() { c.a.eng.cli("rm", "-f", name) })
-	p := &pgContainer{h: c.a, name: name}
+	t.Cleanup(func() { h.eng.cli("rm", "-f", name) })
+	p := &pgContainer{h: h, name: name}
 	p.waitReady(t)
-	if got := p.sql(t, readMoves); got != want {
-		t.Errorf("the kept copy %s holds %q, want host A's writes %q", onHost, got, want)
-	}
-	p.stop(t)
+	return p
 }
 
 // stringField is a Status field as a string ("" if absent).

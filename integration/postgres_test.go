@@ -47,14 +47,39 @@ func buildPostgresImage(t *testing.T) string {
 	return tarPath
 }
 
-// importImage imports the PostgreSQL image into the host's engine; host
-// A's copy is removed when the test ends (host B's engine goes away).
-func (h *host) importImage(tarPath string) {
-	t := h.c.t
+// importImage imports the PostgreSQL image into the first host's engine
+// and loads that same image into the others', so that it has one id
+// everywhere (a swarm service can name it by id, and nothing tries a
+// registry); the machine's engine's copy is removed when the test ends
+// (private engines go away with their data).
+func (c *cluster) importImage(tarPath string) {
+	t := c.t
 	t.Helper()
-	h.docker(t, "import", "--change", "ENV PATH="+pgBin+":/bin", "--change", `CMD ["/bin/pg-entry"]`, tarPath, pgImage)
-	if h.pe == nil {
-		t.Cleanup(func() { h.eng.cli("rmi", "-f", pgImage) })
+	first := c.hosts()[0]
+	first.docker(t, "import", "--change", "ENV PATH="+pgBin+":/bin", "--change", `CMD ["/bin/pg-entry"]`, tarPath, pgImage)
+	saved := filepath.Join(t.TempDir(), "pg-image.tar")
+	if len(c.hosts()) > 1 {
+		first.docker(t, "save", "-o", saved, pgImage)
+	}
+	errs := make(chan error, len(c.hosts()))
+	for _, h := range c.hosts()[1:] {
+		go func() {
+			out, err := h.eng.cli("load", "-q", "-i", saved)
+			if err != nil {
+				err = fmt.Errorf("%s: docker load: %w\n%s", h.name, err, out)
+			}
+			errs <- err
+		}()
+	}
+	for range c.hosts()[1:] {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, h := range c.hosts() {
+		if h.pe == nil {
+			t.Cleanup(func() { h.eng.cli("rmi", "-f", pgImage) })
+		}
 	}
 }
 

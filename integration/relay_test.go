@@ -1,8 +1,11 @@
 package integration
 
 import (
+	"bufio"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +23,7 @@ type relay struct {
 
 	up   atomic.Int64 // bytes from the plugin to the store (uploads)
 	down atomic.Int64 // bytes from the store to the plugin (downloads)
+	deny atomic.Bool  // answer every request 403 AccessDenied (see setDeny)
 
 	ln net.Listener
 
@@ -55,6 +59,15 @@ func (r *relay) serve() {
 }
 
 func (r *relay) handle(client net.Conn) {
+	if r.deny.Load() {
+		if r.track(client) {
+			denyRequests(client)
+			r.untrack(client)
+		} else {
+			client.Close()
+		}
+		return
+	}
 	server, err := net.Dial("tcp", r.target)
 	if err != nil {
 		client.Close()
@@ -147,6 +160,41 @@ func (r *relay) setRate(bytesPerSecond int64) {
 	defer r.mu.Unlock()
 	r.rate = bytesPerSecond
 	r.next = time.Time{}
+}
+
+// setDeny makes the store refuse every request from now on, as an S3
+// service does after the credentials were revoked or the bucket policy
+// changed (403 AccessDenied, which retrying cannot fix), or lets requests
+// through again. Open connections are closed, so that no request slips
+// through one made before.
+func (r *relay) setDeny(on bool) {
+	r.deny.Store(on)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c := range r.conns {
+		c.Close()
+	}
+}
+
+// denyRequests answers each HTTP request on c with 403 AccessDenied,
+// after reading its body (a client that is still sending would see a
+// broken connection instead of the answer).
+func denyRequests(c net.Conn) {
+	br := bufio.NewReader(c)
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, req.Body)
+		req.Body.Close()
+		body := `<?xml version="1.0" encoding="UTF-8"?>` +
+			`<Error><Code>AccessDenied</Code><Message>Access Denied (portvol test relay)</Message></Error>`
+		if req.Method == http.MethodHead {
+			body = ""
+		}
+		fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	}
 }
 
 // counters returns the bytes relayed so far: up (to the store) and down.

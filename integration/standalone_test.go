@@ -22,7 +22,7 @@ func TestStandaloneSocket(t *testing.T) {
 	if out, err := run(context.Background(), "", "make", "-C", repoRoot, "build"); err != nil {
 		t.Fatalf("make build: %v\n%s", err, out)
 	}
-	pe := startPrivateEngine(t)
+	pe := startPrivateEngine(t, engineOptions{})
 	state := filepath.Join(pe.dir, "state")
 	sock := "/run/docker/plugins/" + standaloneDriver + ".sock"
 	logf, err := os.Create(filepath.Join(pe.dir, "serve.log"))

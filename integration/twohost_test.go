@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,33 +30,41 @@ var (
 // objects and the volumes' data.
 const diskTempDir = "/var/tmp"
 
-// vethRange holds the /30s that join host B's network namespace to the
-// machine's. Host B's dockerd treats registries in it as insecure (plain
-// HTTP), as the machine's engine does 127.0.0.0/8 by default.
+// vethRange holds the lans that join the private engines' network
+// namespaces to the machine's (10.231.X.0/24). Private engines treat
+// registries in it as insecure (plain HTTP), as the machine's engine does
+// 127.0.0.0/8 by default.
 const vethRange = "10.231.0.0/16"
 
-// cluster is two Docker hosts on one machine sharing one S3 store:
+// cluster is Docker hosts on one machine sharing one S3 store. By
+// default two, A and B:
 //
 //   - host A is the machine's own engine; its plugin runs in the machine's
 //     network namespace;
-//   - host B is a private dockerd (privateEngine) in its own mount and
-//     network namespaces; its plugin uses host networking, which is B's
-//     namespace, connected to the machine by a veth pair (a /30 of
-//     10.231.0.0/16, the machine's side .1, B's side .2);
-//   - versitygw listens on the machine's side of the veth pair, so both
+//   - host B is a private dockerd (privateEngine) in its own mount, network
+//     and UTS namespaces; its plugin uses host networking, which is B's
+//     namespace, plugged into a private network (lan) that the machine is
+//     on too (10.231.X.0/24, the machine .1, B .11);
+//   - versitygw listens on the machine's address on that network, so both
 //     plugins reach it; with relays, each host reaches it through its own
 //     relay (counting bytes, optionally slow).
 //
+// With clusterOptions.engines, the hosts are that many private engines
+// instead, all on the lan (.11, .12, ...) and none of them the machine's
+// engine: the swarm tests' nodes.
+//
 // Each host has its own plugin instance (portvol-e2e) with its own state
-// directory and host id (hostA, hostB). Everything is removed when the
-// test ends, also on failure.
+// directory and host id (its name), all from the same build with the same
+// settings. Everything is removed when the test ends, also on failure.
 type cluster struct {
 	t      *testing.T
 	s3     *s3Server
 	prefix string // of the store inside the bucket
-	ip     string // the machine's side of the veth pair
-	a, b   *host
-	// image is the image for plain containers (sh, cat) on both hosts:
+	net    *lan
+	ip     string // the machine's address on the lan
+	all    []*host
+	a, b   *host // the first two hosts
+	// image is the image for plain containers (sh, cat) on the hosts:
 	// pgImage, or with clusterOptions.busybox a busybox image.
 	image string
 	// leaseTTL and mountWait are the plugins' settings (their defaults
@@ -68,6 +74,9 @@ type cluster struct {
 
 // clusterOptions shape a cluster.
 type clusterOptions struct {
+	// engines names the hosts, each a private engine; nil: hostA (the
+	// machine's engine) and hostB (a private one).
+	engines   []string
 	relays    bool          // route each host's S3 traffic through a relay
 	leaseTTL  time.Duration // PORTVOL_LEASE_TTL; 0: the plugin's default
 	mountWait time.Duration // PORTVOL_MOUNT_WAIT; 0: the plugin's default
@@ -82,28 +91,37 @@ type host struct {
 	c        *cluster
 	name     string // the plugin's host id
 	eng      *engine
-	pe       *privateEngine // host B's engine; nil for host A
+	pe       *privateEngine // nil for the machine's engine
 	state    string         // the plugin's state directory on the machine
 	relay    *relay         // nil without relays
 	pluginID string
 }
 
-// newCluster sets up two hosts and the store, with the plugin built from
-// this checkout installed on both (make plugin-rootfs, docker plugin
+// newCluster sets up the hosts and the store, with the plugin built from
+// this checkout installed on each (make plugin-rootfs, docker plugin
 // create); they go away when t ends.
 func newCluster(t *testing.T, opts clusterOptions) *cluster {
 	t.Helper()
+	start := time.Now()
 	c := startHosts(t, opts, "plugin-rootfs")
 	for _, h := range c.hosts() {
 		h.installPlugin(opts)
 	}
-	t.Logf("cluster: store %s on %s, hostA and hostB (private dockerd in %s), lease TTL %v, mount wait %v",
-		c.prefix, c.s3.Addr(), c.b.pe.dir, c.leaseTTL, c.mountWait)
+	var where []string
+	for _, h := range c.hosts() {
+		if h.pe != nil {
+			where = append(where, fmt.Sprintf("%s (private dockerd in %s, %s)", h.name, h.pe.dir, h.pe.addr))
+		} else {
+			where = append(where, h.name+" (the machine's engine)")
+		}
+	}
+	t.Logf("cluster (set up in %v): store %s on %s; %s; lease TTL %v, mount wait %v", time.Since(start).Round(100*time.Millisecond),
+		c.prefix, c.s3.Addr(), strings.Join(where, ", "), c.leaseTTL, c.mountWait)
 	return c
 }
 
-// startHosts sets up the two hosts, the network between them, the store
-// and the test image, with no plugin installed: newCluster installs the one
+// startHosts sets up the hosts, the network between them, the store and
+// the test image, with no plugin installed: newCluster installs the one
 // built from this checkout; a test that installs its own (from a registry,
 // say) gives each host h.newStateDir and h.settings(). It makes
 // build/portvol (the CLI) and makeTargets first.
@@ -121,12 +139,22 @@ func startHosts(t *testing.T, opts clusterOptions, makeTargets ...string) *clust
 	}
 	// The plugin's documented defaults, until installPlugin sets others.
 	c := &cluster{t: t, prefix: "e2e-" + runID + "-" + randomHex(2), leaseTTL: 30 * time.Second, mountWait: 20 * time.Second}
-	c.a = &host{c: c, name: "hostA", eng: mainEngine}
-	c.a.removeLeftovers()
-
-	pe := startPrivateEngine(t, "--insecure-registry="+vethRange)
-	c.b = &host{c: c, name: "hostB", eng: &pe.engine, pe: pe}
-	c.ip = c.connect(pe)
+	c.net = newLAN(t)
+	c.ip = c.net.gw
+	names := opts.engines
+	if names == nil {
+		a := &host{c: c, name: "hostA", eng: mainEngine}
+		a.removeLeftovers()
+		c.all = append(c.all, a)
+		names = []string{"hostB"}
+	}
+	for _, name := range names {
+		pe := startPrivateEngine(t, engineOptions{name: name, net: c.net, args: []string{"--insecure-registry=" + vethRange}})
+		c.all = append(c.all, &host{c: c, name: name, eng: &pe.engine, pe: pe})
+	}
+	if len(c.all) > 1 {
+		c.a, c.b = c.all[0], c.all[1]
+	}
 	c.s3 = startS3Server(t, c.ip)
 
 	if opts.busybox {
@@ -141,10 +169,7 @@ func startHosts(t *testing.T, opts clusterOptions, makeTargets ...string) *clust
 		}
 	} else {
 		c.image = pgImage
-		img := buildPostgresImage(t)
-		for _, h := range c.hosts() {
-			h.importImage(img)
-		}
+		c.importImage(buildPostgresImage(t))
 	}
 	if opts.relays {
 		for _, h := range c.hosts() {
@@ -154,52 +179,9 @@ func startHosts(t *testing.T, opts clusterOptions, makeTargets ...string) *clust
 	return c
 }
 
-// hosts are A and B.
-func (c *cluster) hosts() []*host { return []*host{c.a, c.b} }
-
-// connect joins B's network namespace to the machine's with a veth pair
-// and returns the machine's address on it.
-func (c *cluster) connect(pe *privateEngine) string {
-	t := c.t
-	t.Helper()
-	out, _ := run(context.Background(), "", "ip", "-4", "-o", "addr", "show")
-	var subnet int
-	for {
-		subnet = rand.IntN(64 * 255) // 10.231.0.0 - 10.231.254.255 in /30s of vethRange
-		if !strings.Contains(out, fmt.Sprintf(" 10.231.%d.%d/", subnet/64, subnet%64*4+1)) {
-			break
-		}
-	}
-	prefix := fmt.Sprintf("10.231.%d.%d", subnet/64, subnet%64*4)
-	ip := fmt.Sprintf("10.231.%d.%d", subnet/64, subnet%64*4+1)
-	peer := fmt.Sprintf("10.231.%d.%d", subnet/64, subnet%64*4+2)
-	id := randomHex(3)
-	outer, inner := "pve2e"+id+"a", "pve2e"+id+"b"
-	pid := strconv.Itoa(pe.holder.Process.Pid)
-	steps := [][]string{
-		{"ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", pid},
-		{"ip", "addr", "add", ip + "/30", "dev", outer},
-		{"ip", "link", "set", outer, "up"},
-	}
-	for _, s := range steps {
-		if out, err := run(context.Background(), "", s[0], s[1:]...); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(s, " "), err, out)
-		}
-		if s[2] == "add" && s[3] == outer {
-			t.Cleanup(func() { run(context.Background(), "", "ip", "link", "del", outer) })
-		}
-	}
-	for _, s := range [][]string{
-		{"ip", "addr", "add", peer + "/30", "dev", inner},
-		{"ip", "link", "set", inner, "up"},
-	} {
-		if out, err := pe.command(s[0], s[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("in host B's namespace: %s: %v\n%s", strings.Join(s, " "), err, out)
-		}
-	}
-	t.Logf("veth %s (%s) <-> %s (%s, host B) on %s/30", outer, ip, inner, peer, prefix)
-	return ip
-}
+// hosts are the cluster's hosts: A and B, or the private engines named in
+// clusterOptions.engines.
+func (c *cluster) hosts() []*host { return c.all }
 
 // removeLeftovers removes this run's containers, volumes and plugin from
 // the host. (What a killed test binary left under another run's names

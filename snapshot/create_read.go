@@ -152,6 +152,7 @@ func (r *Repo) readBlocks(parent context.Context, root int, files []*readFile, r
 	// Dispatcher: open each file once, find its data blocks, queue them.
 	g.Go(func() error {
 		defer close(jobs)
+		defer prog.totalKnown.Store(true) // every file's blocks are counted (or the run failed)
 		for _, f := range files {
 			if err := r.openForRead(root, f); err != nil {
 				return err

@@ -102,6 +102,18 @@ func (r *Repo) List(ctx context.Context, volume string) ([]Info, error) {
 	return infos, nil
 }
 
+// Info reads only the header of snapshot id of volume's manifest: what
+// List shows for each snapshot, for one.
+func (r *Repo) Info(ctx context.Context, volume, id string) (Info, error) {
+	if err := checkVolume(volume); err != nil {
+		return Info{}, err
+	}
+	if err := checkSnapshotID(id); err != nil {
+		return Info{}, err
+	}
+	return r.loadInfo(ctx, volume, id)
+}
+
 func (r *Repo) loadInfo(ctx context.Context, volume, id string) (Info, error) {
 	key := manifestKey(volume, id)
 	rc, err := r.store.Get(ctx, key, 0, manifestPrefixLen+maxHeaderSize)

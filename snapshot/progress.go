@@ -7,10 +7,14 @@ import (
 
 // Progress reports how far a Create, Restore or Verify has come.
 type Progress struct {
-	Phase       string // Create: "scan", "upload"; Restore: "scan", "local", "download"; then "finish"
-	Files       uint64 // files to read (Create) or write (Restore)
-	Bytes       uint64 // bytes to read, or to write
-	BytesDone   uint64
+	Phase     string // Create: "scan", "upload"; Restore: "scan", "local", "download"; then "finish"
+	Files     uint64 // files to read (Create) or write (Restore)
+	Bytes     uint64 // bytes to read, or to write: so far, until TotalKnown
+	BytesDone uint64
+	// TotalKnown says Bytes is final. Create finds each file's data blocks
+	// when it opens the file, so its total grows while it reads; a
+	// percentage of a growing total would go backwards.
+	TotalKnown  bool
 	Transferred uint64 // bytes sent to or received from the store
 	Reused      uint64 // bytes taken from the previous copy (Restore)
 }
@@ -18,6 +22,7 @@ type Progress struct {
 type progress struct {
 	phase                                       atomic.Value
 	files, bytes, done, transferred, reusedByte atomic.Uint64
+	totalKnown                                  atomic.Bool
 	fn                                          func(Progress)
 	stop                                        chan struct{}
 	stopped                                     chan struct{}
@@ -51,6 +56,7 @@ func (p *progress) snapshot() Progress {
 	return Progress{
 		Phase: p.phase.Load().(string), Files: p.files.Load(), Bytes: p.bytes.Load(),
 		BytesDone: p.done.Load(), Transferred: p.transferred.Load(), Reused: p.reusedByte.Load(),
+		TotalKnown: p.totalKnown.Load(),
 	}
 }
 

@@ -68,6 +68,7 @@ func (rs *restorer) fill(ctx context.Context) error {
 	}
 	rs.prog.files.Store(files)
 	rs.prog.bytes.Store(total)
+	rs.prog.totalKnown.Store(true)
 	w := &chunkWriter{rs: rs, start: start, dests: dests}
 
 	var remote []uint32

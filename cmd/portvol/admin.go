@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +18,8 @@ import (
 // it holds the store's credentials, the host id, the lease observations
 // and the local copies, so every write goes through the same rules as a
 // Mount.
+
+const jsonHelp = "print the result as JSON on stdout and progress as JSON lines on stderr"
 
 const socketHelp = "the running portvol's socket (default: /run/docker/plugins/portvol.sock, else the managed plugin's /run/docker/plugins/*/portvol.sock)"
 
@@ -40,7 +43,8 @@ func newStatusCmd(stdout io.Writer) *cobra.Command {
 (holds its lease) or last owned it, the lease generation, the head snapshot and
 its age, the state of this host's copy (absent, restoring N%, ready, mounted,
 releasing, diverged) and the last error. --json prints a JSON array.`,
-		Args: adminArgs(0, 1),
+		Args:              adminArgs(0, 1),
+		ValidArgsFunction: volumeArgFromPlugin,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := newPluginClient(socket)
 			if err != nil {
@@ -114,36 +118,51 @@ func oneLine(s string, n int) string {
 	return s
 }
 
-// runAdmin sends one admin request to the plugin at socket and prints
-// the result's message to stdout. With progress set the operation streams
-// progress lines, which go there.
-func runAdmin(ctx context.Context, socket, path string, req driver.AdminRequest, stdout, progress io.Writer) error {
+// runAdmin sends one admin request (op) to the plugin at socket and
+// prints the result's message to stdout, or with asJSON the result as one
+// JSON object with "seconds" added. With progress set the operation
+// streams progress, shown there as import and export show theirs.
+func runAdmin(ctx context.Context, socket, path, op string, req driver.AdminRequest, asJSON bool, stdout, progress io.Writer) error {
 	cl, err := newPluginClient(socket)
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	// Every admin result (TakeoverResult, PullResult, UndeleteResult)
 	// carries its summary in "message".
-	var out struct {
-		Result struct {
-			Message string `json:"message"`
-		}
-	}
+	var out struct{ Result map[string]any }
 	if progress != nil {
-		err = cl.stream(ctx, path, req, func(p string) { fmt.Fprintln(progress, p) }, &out)
+		rep := newReporter(progress, asJSON, op, req.Volume)
+		err = cl.stream(ctx, path, req, func(l progressLine) {
+			if l.Restore != nil {
+				rep.update(*l.Restore)
+			} else {
+				rep.message(*l.Progress)
+			}
+		}, &out)
+		rep.done()
 	} else {
 		err = cl.call(ctx, path, req, &out)
 	}
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintln(stdout, out.Result.Message)
+	if asJSON {
+		res := out.Result
+		if res == nil {
+			res = map[string]any{}
+		}
+		res["seconds"] = round3(time.Since(start).Seconds())
+		return writeJSON(stdout, res)
+	}
+	msg, _ := out.Result["message"].(string)
+	_, err = fmt.Fprintln(stdout, msg)
 	return err
 }
 
 func newTakeoverCmd(stdout, stderr io.Writer) *cobra.Command {
 	var socket string
-	var force bool
+	var force, asJSON bool
 	c := &cobra.Command{
 		Use:   "takeover VOLUME",
 		Short: "Take a volume over from a host that is gone",
@@ -154,18 +173,21 @@ never publish again, and the lease is released: the next Mount (here or on any
 host) restores the last published snapshot. Whatever the old host wrote after
 that snapshot is lost. --force takes a live lease at once: only for a host you
 know is dead.`,
-		Args: adminArgs(1, 1),
+		Args:              adminArgs(1, 1),
+		ValidArgsFunction: volumeArgFromPlugin,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runAdmin(cmd.Context(), socket, driver.AdminTakeover, driver.AdminRequest{Volume: args[0], Force: force}, stdout, stderr)
+			return runAdmin(cmd.Context(), socket, driver.AdminTakeover, "takeover", driver.AdminRequest{Volume: args[0], Force: force}, asJSON, stdout, stderr)
 		},
 	}
 	c.Flags().StringVar(&socket, "socket", "", socketHelp)
 	c.Flags().BoolVar(&force, "force", false, "take the volume even while its lease is live (its holder's later writes are lost)")
+	c.Flags().BoolVar(&asJSON, "json", false, jsonHelp)
 	return c
 }
 
 func newPullCmd(stdout, stderr io.Writer) *cobra.Command {
 	var socket string
+	var asJSON bool
 	c := &cobra.Command{
 		Use:   "pull VOLUME",
 		Short: "Bring this host's copy of a volume to its latest snapshot, ahead of a move",
@@ -173,28 +195,33 @@ func newPullCmd(stdout, stderr io.Writer) *cobra.Command {
 ownership, so that a later Mount here fetches only what changed since. A host
 that keeps an older copy fetches only the chunks it lacks. Refused while the
 volume is mounted here. Interrupting the command leaves the pull running.`,
-		Args: adminArgs(1, 1),
+		Args:              adminArgs(1, 1),
+		ValidArgsFunction: volumeArgFromPlugin,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runAdmin(cmd.Context(), socket, driver.AdminPull, driver.AdminRequest{Volume: args[0]}, stdout, stderr)
+			return runAdmin(cmd.Context(), socket, driver.AdminPull, "pull", driver.AdminRequest{Volume: args[0]}, asJSON, stdout, stderr)
 		},
 	}
 	c.Flags().StringVar(&socket, "socket", "", socketHelp)
+	c.Flags().BoolVar(&asJSON, "json", false, jsonHelp)
 	return c
 }
 
 func newUndeleteCmd(stdout io.Writer) *cobra.Command {
 	var socket string
+	var asJSON bool
 	c := &cobra.Command{
 		Use:   "undelete VOLUME",
 		Short: "Bring a removed volume back from the store's trash",
 		Long: `Bring back the most recently removed volume of this name, with its snapshots,
 from the store's trash (volumes stay there for --trash-retention). Refused if a
 volume of that name exists.`,
-		Args: adminArgs(1, 1),
+		Args:              adminArgs(1, 1),
+		ValidArgsFunction: volumeArgFromPlugin,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runAdmin(cmd.Context(), socket, driver.AdminUndelete, driver.AdminRequest{Volume: args[0]}, stdout, nil)
+			return runAdmin(cmd.Context(), socket, driver.AdminUndelete, "undelete", driver.AdminRequest{Volume: args[0]}, asJSON, stdout, nil)
 		},
 	}
 	c.Flags().StringVar(&socket, "socket", "", socketHelp)
+	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
 }

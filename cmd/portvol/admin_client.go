@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/portvol/portvol/driver"
+	"github.com/portvol/portvol/snapshot"
 )
 
 // pluginSocketDir is where dockerd looks for plugin sockets: a standalone
@@ -92,9 +93,19 @@ func decodeAnswer(dec *json.Decoder, status int, out any) error {
 		return fmt.Errorf("portvol answered with status %d and unreadable JSON: %w", status, err)
 	}
 	if e, ok := raw["Err"]; ok {
-		var msg string
-		_ = json.Unmarshal(e, &msg)
-		return errors.New(msg)
+		pe := &pluginError{}
+		if err := json.Unmarshal(e, &pe.msg); err != nil {
+			return fmt.Errorf("portvol answered with an unreadable error: %w", err)
+		}
+		if k, ok := raw["Kind"]; ok {
+			if err := json.Unmarshal(k, &pe.kind); err != nil {
+				return fmt.Errorf("portvol answered with an unreadable error kind: %w", err)
+			}
+		}
+		if pe.kind == "not_found" {
+			pe.msg += ": check the name (portvol status lists this host's volumes, portvol volumes --store URL a store's)"
+		}
+		return pe
 	}
 	if status != http.StatusOK {
 		return fmt.Errorf("portvol answered with status %d", status)
@@ -103,9 +114,16 @@ func decodeAnswer(dec *json.Decoder, status int, out any) error {
 	return json.Unmarshal(whole, out)
 }
 
+// progressLine is one progress line of a long call: a sentence, and for a
+// restore its counts.
+type progressLine struct {
+	Progress *string
+	Restore  *snapshot.Progress
+}
+
 // stream makes a long call: progress receives its progress lines, out the
 // final answer ({"Result": ...}).
-func (c *pluginClient) stream(ctx context.Context, path string, req driver.AdminRequest, progress func(string), out any) error {
+func (c *pluginClient) stream(ctx context.Context, path string, req driver.AdminRequest, progress func(progressLine), out any) error {
 	resp, err := c.post(ctx, path, req)
 	if err != nil {
 		return err
@@ -117,9 +135,9 @@ func (c *pluginClient) stream(ctx context.Context, path string, req driver.Admin
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
-		var line struct{ Progress *string }
+		var line progressLine
 		if err := json.Unmarshal(sc.Bytes(), &line); err == nil && line.Progress != nil {
-			progress(*line.Progress)
+			progress(line)
 			continue
 		}
 		return decodeAnswer(json.NewDecoder(bytes.NewReader(sc.Bytes())), http.StatusOK, out)

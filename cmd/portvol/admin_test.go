@@ -68,14 +68,22 @@ func TestOwnershipCommands(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &vols) != nil || len(vols) != 1 || vols[0]["name"] != "db" || vols[0]["lease"] != "none" || vols[0]["local"] != "ready" {
 		t.Errorf("status --json: %d %s", code, out)
 	}
-	if code, _, errOut = runCLI("status", "nope", "--socket", sock); code != exitError || !strings.Contains(errOut, `"nope" does not exist`) {
-		t.Errorf("status of an unknown volume: %d %s", code, errOut)
+	if code, _, errOut = runCLI("status", "nope", "--socket", sock); code != exitError || !strings.Contains(errOut, `"nope" does not exist`) ||
+		!strings.Contains(errOut, "check the name (portvol status lists this host's volumes") {
+		t.Errorf("status of an unknown volume: %d %s; want what to do", code, errOut)
 	}
 	if code, out, errOut = runCLI("takeover", "db", "--socket", sock); code != 0 || !strings.Contains(out, "nothing to take over") {
 		t.Errorf("takeover of a free volume: %d\n%s%s", code, out, errOut)
 	}
 	if code, out, errOut = runCLI("pull", "db", "--socket", sock); code != 0 || !strings.Contains(out, "no published snapshot") {
 		t.Errorf("pull of a never mounted volume: %d\n%s%s", code, out, errOut)
+	}
+	for _, op := range []string{"takeover", "pull"} {
+		var res map[string]any
+		code, out, errOut = runCLI(op, "db", "--json", "--socket", sock)
+		if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res["volume"] != "db" || res["message"] == "" || res["seconds"] == nil {
+			t.Errorf("%s --json: %d\n%s%s", op, code, out, errOut)
+		}
 	}
 	if code, _, errOut = runCLI("undelete", "db", "--socket", sock); code != exitError || !strings.Contains(errOut, "exists") {
 		t.Errorf("undelete of an existing volume: %d %s", code, errOut)

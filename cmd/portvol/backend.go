@@ -7,11 +7,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/portvol/portvol/driver"
+	"github.com/portvol/portvol/internal/metrics"
 	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/metadata"
 	"github.com/portvol/portvol/snapshot"
@@ -49,7 +51,7 @@ func readKeyFile(path string) ([]byte, error) {
 	}
 	data, err := readBoundedFile(path, maxKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("--encryption-key-file: %w", err)
+		return nil, keyFileError(path, err)
 	}
 	key, err := snapshot.ParseKey(data)
 	if err != nil {
@@ -84,7 +86,10 @@ func readBoundedFile(path string, limit int64) ([]byte, error) {
 // joined (remembering it on the first connect), and start leasing as
 // hostID. The store the driver gets is guarded: a store that vanishes or
 // is replaced later answers "unavailable", never "does not exist".
-func backendOpener(o serveOptions, hostID string, key []byte, db *metadata.DB, log logrus.FieldLogger) func(context.Context) (*driver.Backend, error) {
+//
+// The store's requests are reported to m, and opened is set to each store
+// connected, for the reachability probe.
+func backendOpener(o serveOptions, hostID string, key []byte, db *metadata.DB, log logrus.FieldLogger, m *metrics.Metrics, opened *atomic.Pointer[transfer.ObjectStore]) func(context.Context) (*driver.Backend, error) {
 	shown := redactURL(o.store)
 	return func(ctx context.Context) (*driver.Backend, error) {
 		joined, err := db.JoinedStore(ctx)
@@ -93,11 +98,17 @@ func backendOpener(o serveOptions, hostID string, key []byte, db *metadata.DB, l
 		}
 		c, err := connect(ctx, o.store, connectOptions{
 			create: joined.MayCreate, init: snapshot.InitOptions{Key: key}, write: true,
-			repo: snapshot.Options{Key: key, RestorePrivileged: o.restorePrivileged},
+			repo: snapshot.Options{Key: key, RestorePrivileged: o.restorePrivileged}, reports: m.StoreReports(),
 		})
 		if err != nil {
+			// Opening the store (a bucket check, a missing directory) is
+			// not metered: count what says the store cannot be used.
+			if !isKeyError(err) && (errors.Is(err, transfer.ErrStoreMissing) || transfer.Retryable(err)) {
+				m.StoreAnswered(false)
+			}
 			return nil, keyError(err)
 		}
+		opened.Store(&c.store)
 		if joined.ID != "" && joined.ID != c.id && o.joinStore != c.id {
 			return nil, fmt.Errorf("store %s is store %s, but this host joined store %s, where its volumes' records are: check --store (PORTVOL_STORE) and what is mounted or configured there; to move this host to store %s on purpose, start it with --join-store %s (PORTVOL_JOIN_STORE) — volumes the new store lacks are then forgotten here, and copies with unpublished changes kept under %s: %w",
 				shown, c.id, joined.ID, c.id, c.id, filepath.Join(o.stateDir, "kept"), transfer.ErrWrongStore)

@@ -15,19 +15,21 @@ func TestServeRejectsBadOwnershipFlags(t *testing.T) {
 	os.WriteFile(badKey, []byte("short"), 0o600)
 	for _, c := range []struct {
 		args []string
+		code int
 		want string
 	}{
-		{[]string{"--mount-wait", "30s"}, "dockerd gives a plugin call at most 30 s"},
-		{[]string{"--mount-wait", "-1s"}, "--mount-wait"},
-		{[]string{"--lease-ttl", "0"}, "--lease-ttl"},
-		{[]string{"--lease-ttl", "2h"}, "--lease-ttl"},
-		{[]string{"--trash-retention", "0"}, "--trash-retention"},
-		{[]string{"--encryption-key-file", filepath.Join(dir, "missing")}, "--encryption-key-file"},
-		{[]string{"--encryption-key-file", badKey}, "32 bytes"},
+		{[]string{"--mount-wait", "30s"}, exitUsage, "dockerd gives a plugin call at most 30 s"},
+		{[]string{"--mount-wait", "-1s"}, exitUsage, "--mount-wait"},
+		{[]string{"--lease-ttl", "0"}, exitUsage, "--lease-ttl"},
+		{[]string{"--lease-ttl", "2h"}, exitUsage, "--lease-ttl"},
+		{[]string{"--trash-retention", "0"}, exitUsage, "--trash-retention"},
+		// A key that cannot be read is a key error (12), with the fix.
+		{[]string{"--encryption-key-file", filepath.Join(dir, "missing")}, exitKey, "does not exist: give the path of the key file"},
+		{[]string{"--encryption-key-file", badKey}, exitKey, "32 bytes"},
 	} {
 		code, out, errOut := runCLI(append(append([]string{}, base...), c.args...)...)
-		if code != exitUsage || !strings.Contains(out+errOut, c.want) {
-			t.Errorf("%v: exit %d, %q; want a usage error mentioning %q", c.args, code, out+errOut, c.want)
+		if code != c.code || !strings.Contains(out+errOut, c.want) {
+			t.Errorf("%v: exit %d, %q; want exit %d mentioning %q", c.args, code, out+errOut, c.code, c.want)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/portvol/portvol/snapshot"
 	"github.com/portvol/portvol/transfer"
 	"github.com/portvol/portvol/transfer/guard"
+	"github.com/portvol/portvol/transfer/meter"
 )
 
 // knownConditionalServices names S3 services known to honour conditional
@@ -26,6 +27,8 @@ type connectOptions struct {
 	// first prove it honours conditional writes.
 	write bool
 	repo  snapshot.Options
+	// reports, if set, hear about every request to the store (metrics).
+	reports meter.Reports
 }
 
 // connection is an open, identified store.
@@ -43,7 +46,7 @@ type connection struct {
 // what to do; none contains a credential.
 func connect(ctx context.Context, raw string, o connectOptions) (*connection, error) {
 	where := redactURL(raw)
-	st, err := openStore(ctx, raw, nil, o.create)
+	st, err := openMeteredStore(ctx, raw, nil, o.create, o.reports)
 	if errors.Is(err, transfer.ErrStoreMissing) && o.create {
 		return nil, fmt.Errorf("%w: create the bucket, or let portvol create it (drop create_bucket=false)", err)
 	}

@@ -44,7 +44,8 @@ files or file capabilities is refused unless --restore-privileged is given:
 anyone who can write to such a store can forge its snapshots.`,
 		Example: `  portvol export --store s3://backups/portvol pg /srv/pgdata-copy
   portvol export --store s3://backups/portvol pg /srv/pgdata-copy --snapshot 20260102T150405Z-0123456789abcdef`,
-		Args: exactArgs("VOLUME", "DST_DIR"),
+		Args:              exactArgs("VOLUME", "DST_DIR"),
+		ValidArgsFunction: volumeArgFromStore(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runExport(cmd.Context(), &o, args[0], args[1], stdout, stderr)
 		},

@@ -48,7 +48,8 @@ The store must exist: create it with portvol init (a mistyped --store fails
 rather than starting a new, empty store).`,
 		Example: `  portvol import --store s3://backups/portvol /srv/pgdata pg
   portvol import --store file:///mnt/nfs/portvol --encryption-key-file /etc/portvol/key ./data web -o snapshot_interval=1m`,
-		Args: exactArgs("SRC_DIR", "VOLUME"),
+		Args:              exactArgs("SRC_DIR", "VOLUME"),
+		ValidArgsFunction: volumeArgFromStore(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runImport(cmd.Context(), &o, args[0], args[1], stdout, stderr)
 		},

@@ -71,7 +71,7 @@ func TestS3ImportInterrupted(t *testing.T) {
 	case <-time.After(40 * time.Second):
 		t.Fatal("import did not stop after the interrupt")
 	}
-	r.fails(t, exitError, `volume "pg": import interrupted: nothing was published and the lease is released`)
+	r.fails(t, exitInterrupted, `volume "pg": import interrupted: nothing was published and the lease is released`)
 
 	o := head(t, ts.store, "pg")
 	if o.Record.State != lease.Released || o.Record.Head != "" {

@@ -12,26 +12,17 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 )
 
-// Exit codes.
-const (
-	exitOK    = 0
-	exitError = 1 // the operation failed
-	exitUsage = 2 // bad flags or arguments
-)
-
-// usageError marks errors in how the command was called.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// After the first signal the commands wind down (import releases its
+	// lease); a second one ends the process at once.
+	go func() { <-ctx.Done(); stop() }()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -47,12 +38,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "portvol: %s\n", err)
-	var ue usageError
-	if errors.As(err, &ue) {
-		return exitUsage
+	code := exitCode(ctx, err)
+	if code == exitInterrupted {
+		fmt.Fprintf(stderr, "portvol: interrupted: %s\n", err)
+	} else {
+		fmt.Fprintf(stderr, "portvol: %s\n", err)
 	}
-	return exitError
+	return code
 }
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -64,7 +56,21 @@ hosts. Every flag can also be set through an environment variable: --state-dir
 is PORTVOL_STATE_DIR, --store is PORTVOL_STORE, and so on.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       currentVersion().short(),
+		// An unknown command is a usage error (cobra's own error is not).
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			msg := fmt.Sprintf("unknown command %q; see portvol --help", args[0])
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg = fmt.Sprintf("unknown command %q; did you mean %s?", args[0], strings.Join(s, " or "))
+			}
+			return usageError{errors.New(msg)}
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		// Typos within two edits get a suggestion.
+		SuggestionsMinimumDistance: 2,
+		Version:                    currentVersion().short(),
 	}
 	root.SetVersionTemplate("portvol {{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
@@ -80,6 +86,7 @@ is PORTVOL_STATE_DIR, --store is PORTVOL_STORE, and so on.`,
 		newExportCmd(stdout, stderr),
 		newSnapshotsCmd(stdout),
 		newVerifyCmd(stdout, stderr),
+		newVolumesCmd(stdout, stderr),
 		newForgetCmd(stdout, stderr),
 		newPruneCmd(stdout, stderr),
 	)

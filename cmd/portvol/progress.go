@@ -124,6 +124,42 @@ func (r *reporter) done() {
 	}
 }
 
+// message reports progress that has no byte counts (a takeover watching
+// a lease): redrawn on a terminal, as a JSON object with "message", or as
+// a line — the first at once, then one every plainEvery.
+func (r *reporter) message(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	switch r.style {
+	case progressJSON:
+		data, err := json.Marshal(messageEvent{Event: "progress", Op: r.op, Volume: r.volume, Phase: "watch",
+			Message: s, ElapsedSec: round3(now.Sub(r.start).Seconds())})
+		if err == nil {
+			fmt.Fprintf(r.w, "%s\n", data)
+		}
+	case progressTTY:
+		fmt.Fprintf(r.w, "\r\x1b[K%s %s: %s", r.op, r.volume, s)
+		r.drawn = true
+	case progressPlain:
+		if r.printed.IsZero() || now.Sub(r.printed) >= plainEvery {
+			fmt.Fprintf(r.w, "%s %s: %s\n", r.op, r.volume, s)
+			r.printed = now
+		}
+	}
+}
+
+// messageEvent is a JSON progress line without byte counts. Field names
+// are stable.
+type messageEvent struct {
+	Event      string  `json:"event"` // "progress"
+	Op         string  `json:"op"`
+	Volume     string  `json:"volume"`
+	Phase      string  `json:"phase"` // "watch"
+	Message    string  `json:"message"`
+	ElapsedSec float64 `json:"elapsed_seconds"`
+}
+
 // result is the last progress reported.
 func (r *reporter) result() snapshot.Progress {
 	r.mu.Lock()
@@ -131,16 +167,21 @@ func (r *reporter) result() snapshot.Progress {
 	return r.last
 }
 
-// rate is the byte rate of the current phase and the time left at it.
-func (r *reporter) rate(p snapshot.Progress, now time.Time) (perSec float64, eta time.Duration, ok bool) {
+// rate is the byte rate of the current phase and, once the total is
+// known, the time left at that rate (etaOK false before: an ETA against a
+// total that is still growing would be a promise nobody can keep).
+func (r *reporter) rate(p snapshot.Progress, now time.Time) (perSec float64, eta time.Duration, ok, etaOK bool) {
 	el := now.Sub(r.phaseStart).Seconds()
 	done := p.BytesDone - min(p.BytesDone, r.phaseDone)
 	if el < 0.5 || done == 0 {
-		return 0, 0, false
+		return 0, 0, false, false
 	}
 	perSec = float64(done) / el
+	if !p.TotalKnown {
+		return perSec, 0, true, false
+	}
 	left := float64(p.Bytes - min(p.Bytes, p.BytesDone))
-	return perSec, time.Duration(left / perSec * float64(time.Second)), true
+	return perSec, time.Duration(left / perSec * float64(time.Second)), true, true
 }
 
 func (r *reporter) line(p snapshot.Progress, now time.Time) string {
@@ -154,10 +195,19 @@ func (r *reporter) line(p snapshot.Progress, now time.Time) string {
 		fmt.Fprintf(&b, ", %s", fmtDuration(now.Sub(r.start)))
 		return b.String()
 	}
-	pct := 100 * float64(p.BytesDone) / float64(p.Bytes)
-	fmt.Fprintf(&b, " %3.0f%% %s of %s", pct, humanize.IBytes(p.BytesDone), humanize.IBytes(p.Bytes))
-	if perSec, eta, ok := r.rate(p, now); ok {
-		fmt.Fprintf(&b, ", %s/s, ETA %s", humanize.IBytes(uint64(perSec)), fmtDuration(eta))
+	if p.TotalKnown {
+		pct := 100 * float64(p.BytesDone) / float64(p.Bytes)
+		fmt.Fprintf(&b, " %3.0f%% %s of %s", pct, humanize.IBytes(p.BytesDone), humanize.IBytes(p.Bytes))
+	} else {
+		// A count until the total is known: the total grows as files are
+		// opened, and a percentage of it would go backwards.
+		fmt.Fprintf(&b, " %s of %s found so far", humanize.IBytes(p.BytesDone), humanize.IBytes(p.Bytes))
+	}
+	if perSec, eta, ok, etaOK := r.rate(p, now); ok {
+		fmt.Fprintf(&b, ", %s/s", humanize.IBytes(uint64(perSec)))
+		if etaOK {
+			fmt.Fprintf(&b, ", ETA %s", fmtDuration(eta))
+		}
 	}
 	if p.Reused > 0 {
 		fmt.Fprintf(&b, ", %s reused", humanize.IBytes(p.Reused))
@@ -173,6 +223,7 @@ type progressEvent struct {
 	Phase       string  `json:"phase"`
 	Files       uint64  `json:"files"`
 	BytesTotal  uint64  `json:"bytes_total"`
+	TotalKnown  bool    `json:"bytes_total_known"` // false: bytes_total still grows
 	BytesDone   uint64  `json:"bytes_done"`
 	Transferred uint64  `json:"transferred_bytes"`
 	Reused      uint64  `json:"reused_bytes"`
@@ -184,11 +235,14 @@ type progressEvent struct {
 func (r *reporter) writeJSON(p snapshot.Progress, now time.Time) {
 	ev := progressEvent{
 		Event: "progress", Op: r.op, Volume: r.volume, Phase: p.Phase, Files: p.Files,
-		BytesTotal: p.Bytes, BytesDone: p.BytesDone, Transferred: p.Transferred, Reused: p.Reused,
+		BytesTotal: p.Bytes, TotalKnown: p.TotalKnown, BytesDone: p.BytesDone, Transferred: p.Transferred, Reused: p.Reused,
 		ElapsedSec: round3(now.Sub(r.start).Seconds()),
 	}
-	if perSec, eta, ok := r.rate(p, now); ok {
-		ev.RateBPS, ev.ETASec = round3(perSec), round3(eta.Seconds())
+	if perSec, eta, ok, etaOK := r.rate(p, now); ok {
+		ev.RateBPS = round3(perSec)
+		if etaOK {
+			ev.ETASec = round3(eta.Seconds())
+		}
 	}
 	data, _ := json.Marshal(ev)
 	fmt.Fprintf(r.w, "%s\n", data)

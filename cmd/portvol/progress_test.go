@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -29,9 +30,9 @@ func feed(r *reporter, c *fakeClock, seconds int) {
 	r.update(snapshot.Progress{Phase: "scan"})
 	for i := 1; i <= seconds*4; i++ {
 		c.t = c.t.Add(250 * time.Millisecond)
-		r.update(snapshot.Progress{Phase: "upload", Files: 3, Bytes: 100 << 20, BytesDone: uint64(i) * (10 << 20) / 4, Transferred: uint64(i) << 20})
+		r.update(snapshot.Progress{Phase: "upload", Files: 3, Bytes: 100 << 20, TotalKnown: true, BytesDone: uint64(i) * (10 << 20) / 4, Transferred: uint64(i) << 20})
 	}
-	r.update(snapshot.Progress{Phase: "finish", Files: 3, Bytes: 100 << 20, BytesDone: 100 << 20, Transferred: 40 << 20})
+	r.update(snapshot.Progress{Phase: "finish", Files: 3, Bytes: 100 << 20, TotalKnown: true, BytesDone: 100 << 20, Transferred: 40 << 20})
 	r.done()
 }
 
@@ -128,5 +129,45 @@ func TestFormatting(t *testing.T) {
 		if got := fmtDuration(d); got != want {
 			t.Errorf("fmtDuration(%s) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// An import finds the data of each file when it opens it, so the total
+// grows while bytes are read (the 80 % → 81 % → 80 % of old): until the
+// total is known the line shows a count and no ETA, and after it the
+// percentage only goes up.
+func TestProgressNeverGoesBackwards(t *testing.T) {
+	r, buf, c := testReporter(progressTTY)
+	r.update(snapshot.Progress{Phase: "scan"})
+	var done, total uint64
+	for i := 1; i <= 40; i++ {
+		c.t = c.t.Add(250 * time.Millisecond)
+		done += 2 << 20
+		if i <= 20 {
+			total = done + uint64(i%3)<<20 // found just ahead of the reader
+		} else {
+			total = 100 << 20
+		}
+		r.update(snapshot.Progress{Phase: "upload", Bytes: total, TotalKnown: i > 20, BytesDone: done})
+	}
+	r.done()
+	last := -1
+	for i, line := range strings.Split(buf.String(), "\r\x1b[K") {
+		pct := -1
+		if k := strings.Index(line, "%"); k >= 3 {
+			fmt.Sscanf(strings.TrimSpace(line[k-3:k]), "%d", &pct)
+		}
+		unknown := strings.Contains(line, "found so far")
+		switch {
+		case unknown && (pct >= 0 || strings.Contains(line, "ETA")):
+			t.Errorf("line %d shows a percentage or an ETA of a total still growing: %q", i, line)
+		case pct >= 0 && pct < last:
+			t.Errorf("line %d: %d%% after %d%%: progress went backwards: %q", i, pct, last, line)
+		case pct >= 0:
+			last = pct
+		}
+	}
+	if last < 80 {
+		t.Errorf("no percentage once the total was known (last %d%%):\n%q", last, buf.String())
 	}
 }

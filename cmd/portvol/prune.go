@@ -45,7 +45,8 @@ copies other hosts hold, so they restore incrementally).
 --dry-run shows the decision without deleting anything.`,
 		Example: `  portvol forget --store s3://backups/portvol pg --keep-last 10 --keep-daily 14 --dry-run
   portvol forget --store s3://backups/portvol pg`,
-		Args: exactArgs("VOLUME"),
+		Args:              exactArgs("VOLUME"),
+		ValidArgsFunction: volumeArgFromStore(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			set := false
 			for _, n := range prune.OptionNames {

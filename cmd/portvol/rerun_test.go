@@ -78,7 +78,7 @@ func TestS3ImportRerunAfterPackVanished(t *testing.T) {
 	cancel()
 	select {
 	case r := <-done:
-		r.fails(t, exitError, "import interrupted")
+		r.fails(t, exitInterrupted, "import interrupted")
 	case <-time.After(40 * time.Second):
 		t.Fatal("import did not stop after the interrupt")
 	}

@@ -9,19 +9,21 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"github.com/portvol/portvol/driver"
+	"github.com/portvol/portvol/internal/metrics"
 	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/metadata"
+	"github.com/portvol/portvol/transfer"
 )
 
 const (
@@ -44,6 +46,7 @@ type serveOptions struct {
 	mountWait      time.Duration
 	trashRetention time.Duration
 	keyFile        string
+	metricsAddr    string
 
 	restorePrivileged bool
 	joinStore         string
@@ -63,7 +66,7 @@ func newServeCmd(stdout io.Writer) *cobra.Command {
 In the managed plugin this is the entrypoint. On a host without the managed
 plugin, run it as a service (contrib/systemd/portvol.service): the socket name
 is the driver name, so /run/docker/plugins/portvol.sock gives -d portvol.`,
-		Args: cobra.NoArgs,
+		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return serve(cmd.Context(), o, stdout)
 		},
@@ -80,6 +83,7 @@ is the driver name, so /run/docker/plugins/portvol.sock gives -d portvol.`,
 	f.DurationVar(&o.mountWait, "mount-wait", lease.DefaultMountWait, "how long a Mount waits for another host to release the volume (below 28s: dockerd allows a call 30s)")
 	f.DurationVar(&o.trashRetention, "trash-retention", driver.DefaultTrashRetention, "how long removed volumes stay in the store's trash (portvol undelete)")
 	f.StringVar(&o.keyFile, "encryption-key-file", "", "file holding the snapshot encryption key (32 bytes: raw, hex or base64); a new store is encrypted iff it is given")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics (/metrics) and health (/healthz) over HTTP on this HOST:PORT, e.g. 127.0.0.1:9326 (default: off)")
 	f.BoolVar(&o.restorePrivileged, "restore-privileged", false, "restore device nodes, setuid/setgid files and file capabilities from an unencrypted store (only if you trust everyone who can write to it; encrypted stores restore them always)")
 	f.StringVar(&o.joinStore, "join-store", "", "store id of a new store this host may move to, replacing the one it joined (the error naming a different store prints it)")
 	f.StringVar(&o.volumeFS, "volume-fs", volumeFSAuto, "where volume data lives: auto (btrfs when the kernel has it), btrfs (subvolumes in the state directory if it is btrfs, else in a pool image under it) or directory")
@@ -102,7 +106,7 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 	}
 	key, err := readKeyFile(o.keyFile)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 
 	// Listen first: a managed plugin must answer dockerd's dial within a
@@ -148,6 +152,8 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 	if err := prepareVolumeFS(ctx, o, log); err != nil {
 		return err
 	}
+	m := metrics.New(buildInfo(), nil)
+	var opened atomic.Pointer[transfer.ObjectStore]
 
 	d, err := driver.New(driver.Config{
 		StateDir:       o.stateDir,
@@ -155,9 +161,10 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 		HostID:         hostID,
 		DB:             db,
 		Logger:         log,
-		Connect:        backendOpener(o, hostID, key, db, log),
+		Connect:        backendOpener(o, hostID, key, db, log, m, &opened),
 		MountWait:      o.mountWait,
 		TrashRetention: o.trashRetention,
+		Observer:       m,
 	})
 	if err != nil {
 		return err
@@ -175,9 +182,15 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
-	storeURL, _ := url.Parse(o.store)
+	mctx, stopMetrics := context.WithCancel(ctx)
+	defer stopMetrics()
+	serveMetrics(mctx, o.metricsAddr, m, func(ctx context.Context) error {
+		_, err := db.HostID(ctx) // the state database answers
+		return err
+	}, log)
+	go probeStore(mctx, &opened, m)
 	log.WithField("socket", o.socket).WithField("state_dir", o.stateDir).
-		WithField("mount_root", o.mountRoot).WithField("store_scheme", storeURL.Scheme).
+		WithField("mount_root", o.mountRoot).WithField("store", redactURL(o.store)).
 		Info("portvol serving")
 
 	select {

@@ -139,7 +139,7 @@ func importRefusedWhileHeld(t *testing.T, ts testStore) {
 		t.Fatal(err)
 	}
 	r := cli(t, "import", "--store", ts.url, src, "web")
-	r.fails(t, exitError, "import refused", `held by host "plugin-host"`, "portvol takeover web")
+	r.fails(t, exitHeld, "import refused", `held by host "plugin-host"`, "portvol takeover web")
 	if o := head(t, ts.store, "web"); o.Record.Owner != "plugin-host" || o.Record.Head != before.Head {
 		t.Errorf("refused import changed the head record: %+v", o.Record)
 	}
@@ -198,8 +198,8 @@ func keyErrors(t *testing.T, ts testStore) {
 	other := []byte(strings.Repeat("fedcba9876543210", 4))
 	good, wrong := keyFileWith(t, key), keyFileWith(t, other)
 	initStore(t, ts.url, "--encryption-key-file", good)
-	cli(t, "init", "--store", ts.url, "--encryption-key-file", wrong).fails(t, exitError, "is not this store's encryption key")
-	cli(t, "init", "--store", ts.url).fails(t, exitError, "is encrypted")
+	cli(t, "init", "--store", ts.url, "--encryption-key-file", wrong).fails(t, exitKey, "is not this store's encryption key")
+	cli(t, "init", "--store", ts.url).fails(t, exitKey, "is encrypted")
 	cli(t, "import", "--store", ts.url, "--encryption-key-file", good, src, "k").ok(t)
 
 	for name, c := range map[string]struct {
@@ -209,7 +209,7 @@ func keyErrors(t *testing.T, ts testStore) {
 		"missing key":      {nil, []string{"is encrypted", "--encryption-key-file"}},
 		"wrong key":        {[]string{"--encryption-key-file", wrong}, []string{"is not this store's encryption key", wrong}},
 		"short key file":   {[]string{"--encryption-key-file", keyFileWith(t, []byte("tooshort"))}, []string{"must be 32 bytes"}},
-		"absent key file":  {[]string{"--encryption-key-file", "/nonexistent/key"}, []string{"reading the encryption key", "/nonexistent/key"}},
+		"absent key file":  {[]string{"--encryption-key-file", "/nonexistent/key"}, []string{"encryption key file /nonexistent/key does not exist", "head -c 32 /dev/urandom"}},
 		"import wrong key": {[]string{"--encryption-key-file", wrong}, []string{"is not this store's encryption key"}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -218,7 +218,7 @@ func keyErrors(t *testing.T, ts testStore) {
 				cmd = []string{"import", "--store", ts.url, src, "k"}
 			}
 			r := cli(t, append(cmd, c.args...)...)
-			r.fails(t, exitError, c.want...)
+			r.fails(t, exitKey, c.want...)
 			for _, secret := range [][]byte{key, other, key[:16], other[:16]} {
 				if strings.Contains(r.stderr+r.stdout, string(secret)) {
 					t.Errorf("output shows key material:\n%s", r.stderr)
@@ -235,10 +235,10 @@ func keyErrors(t *testing.T, ts testStore) {
 	// A key given for an unencrypted store.
 	plain := t.TempDir() + "/plainstore"
 	initStore(t, "file://"+plain)
-	cli(t, "init", "--store", "file://"+plain, "--encryption-key-file", good).fails(t, exitError, "not encrypted")
+	cli(t, "init", "--store", "file://"+plain, "--encryption-key-file", good).fails(t, exitKey, "not encrypted")
 	cli(t, "import", "--store", "file://"+plain, src, "p").ok(t)
 	cli(t, "snapshots", "--store", "file://"+plain, "--encryption-key-file", good, "p").
-		fails(t, exitError, "not encrypted", "drop --encryption-key-file")
+		fails(t, exitKey, "not encrypted", "drop --encryption-key-file")
 }
 
 func TestKeyErrors(t *testing.T)   { keyErrors(t, localStore(t)) }
@@ -271,7 +271,7 @@ func TestSnapshotsOfMissingVolume(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	makeTree(t, src)
 	// A directory that was never made a store with portvol init.
-	cli(t, "snapshots", "--store", ts.url, "nope").fails(t, exitError, "has no portvol configuration", "portvol init --store")
+	cli(t, "snapshots", "--store", ts.url, "nope").fails(t, exitNoStore, "has no portvol configuration", "portvol init --store")
 	initStore(t, ts.url)
 	cli(t, "snapshots", "--store", ts.url, "nope").fails(t, exitError, `volume "nope" does not exist in store `+ts.url)
 	cli(t, "import", "--store", ts.url, src, "yes").ok(t)
@@ -302,7 +302,7 @@ func TestSnapshotCommandsEnvironment(t *testing.T) {
 		t.Errorf("snapshots via the environment:\n%s", out)
 	}
 	t.Setenv("PORTVOL_ENCRYPTION_KEY_FILE", "")
-	cli(t, "snapshots", "e").fails(t, exitError, "is encrypted")
+	cli(t, "snapshots", "e").fails(t, exitKey, "is encrypted")
 }
 
 // No command but init creates a store: a mistyped path — also for import,
@@ -316,8 +316,8 @@ func TestCommandsDoNotCreateStores(t *testing.T) {
 	for _, args := range [][]string{
 		{"import", src, "v"}, {"snapshots", "v"}, {"verify", "v"}, {"export", "v", filepath.Join(t.TempDir(), "d")},
 	} {
-		cli(t, append(args, "--store", "file://"+missing)...).fails(t, exitError, "directory "+missing+" does not exist", "portvol init --store")
-		cli(t, append(args, "--store", "file://"+empty)...).fails(t, exitError, "holds no portvol store", "portvol init --store")
+		cli(t, append(args, "--store", "file://"+missing)...).fails(t, exitNoStore, "directory "+missing+" does not exist", "portvol init --store")
+		cli(t, append(args, "--store", "file://"+empty)...).fails(t, exitNoStore, "holds no portvol store", "portvol init --store")
 	}
 	if _, err := os.Stat(missing); !os.IsNotExist(err) {
 		t.Errorf("a command created %s (%v)", missing, err)
@@ -332,13 +332,13 @@ func TestS3CommandsDoNotCreateBuckets(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	makeTree(t, src)
 	other := strings.Replace(ts.url, "s3://"+srv.Bucket+"/", "s3://nosuch-bucket/", 1)
-	cli(t, "snapshots", "--store", other, "v").fails(t, exitError, `bucket "nosuch-bucket" does not exist`, "portvol init --store")
-	cli(t, "import", "--store", other, src, "v").fails(t, exitError, `bucket "nosuch-bucket" does not exist`, "portvol init --store")
+	cli(t, "snapshots", "--store", other, "v").fails(t, exitNoStore, `bucket "nosuch-bucket" does not exist`, "portvol init --store")
+	cli(t, "import", "--store", other, src, "v").fails(t, exitNoStore, `bucket "nosuch-bucket" does not exist`, "portvol init --store")
 	if _, err := os.Stat(filepath.Join(srv.DataDir(), "nosuch-bucket")); !os.IsNotExist(err) {
 		t.Errorf("a command created the bucket (%v)", err)
 	}
 	// An existing bucket with nothing under the prefix is no store either.
-	cli(t, "import", "--store", ts.url, src, "v").fails(t, exitError, "has no portvol configuration", "portvol init --store")
+	cli(t, "import", "--store", ts.url, src, "v").fails(t, exitNoStore, "has no portvol configuration", "portvol init --store")
 	if keys := storeKeys(t, ts.store, ""); len(keys) != 0 {
 		t.Errorf("a refused import wrote %v", keys)
 	}

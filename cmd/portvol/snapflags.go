@@ -57,11 +57,11 @@ func (f *snapFlags) readKey() ([]byte, error) {
 	}
 	data, err := readBoundedFile(f.keyFile, maxKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("reading the encryption key: %w", err)
+		return nil, keyFileError(f.keyFile, err)
 	}
 	key, err := snapshot.ParseKey(data)
 	if err != nil {
-		return nil, fmt.Errorf("encryption key file %s: %w", f.keyFile, err)
+		return nil, fmt.Errorf("encryption key file %s: %w: a key is 32 bytes, raw, as 64 hex digits or in base64", f.keyFile, err)
 	}
 	return key, nil
 }
@@ -105,11 +105,16 @@ func (s *session) repoError(err error) error {
 	where := s.flags.where()
 	switch {
 	case errors.Is(err, snapshot.ErrKeyRequired):
-		return fmt.Errorf("store %s is encrypted: pass its key with --encryption-key-file (or PORTVOL_ENCRYPTION_KEY_FILE)", where)
+		return codedError{code: exitKey, err: fmt.Errorf("store %s is encrypted: pass its key with --encryption-key-file (or PORTVOL_ENCRYPTION_KEY_FILE): %w", where, snapshot.ErrKeyRequired)}
 	case errors.Is(err, snapshot.ErrWrongKey):
-		return fmt.Errorf("store %s: the key in %s is not this store's encryption key; use the key the store was created with", where, s.flags.keyFile)
+		return codedError{code: exitKey, err: fmt.Errorf("store %s: the key in %s is not this store's encryption key; use the key the store was created with", where, s.flags.keyFile)}
 	}
 	return err // connect's errors name the store
+}
+
+// storeError names the store in an error of reading it.
+func (s *session) storeError(err error) error {
+	return fmt.Errorf("store %s: %w", s.flags.where(), err)
 }
 
 // cliHostID is the host id the command line writes with: the hostname

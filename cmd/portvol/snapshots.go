@@ -27,7 +27,8 @@ volume's head (the snapshot the next mount restores) is marked with *.
 --json prints an array of objects instead, with stable field names.`,
 		Example: `  portvol snapshots --store s3://backups/portvol pg
   portvol snapshots --store s3://backups/portvol pg --json | jq -r '.[-1].id'`,
-		Args: exactArgs("VOLUME"),
+		Args:              exactArgs("VOLUME"),
+		ValidArgsFunction: volumeArgFromStore(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runSnapshots(cmd.Context(), &o, args[0], stdout)
 		},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/portvol/portvol/transfer"
 	"github.com/portvol/portvol/transfer/localdir"
+	"github.com/portvol/portvol/transfer/meter"
 	"github.com/portvol/portvol/transfer/retry"
 	"github.com/portvol/portvol/transfer/s3"
 )
@@ -145,6 +146,12 @@ func parseS3URL(u *url.URL, bad func(string, ...any) (storeConfig, error)) (stor
 // bucket fails with an error matching transfer.ErrStoreMissing: a typo in
 // --store must not start a new, empty store.
 func openStore(ctx context.Context, rawURL string, getenv func(string) string, create bool) (transfer.ObjectStore, error) {
+	return openMeteredStore(ctx, rawURL, getenv, create, meter.Reports{})
+}
+
+// openMeteredStore is openStore with the meter decorator under the
+// retries, so that reports see every attempt.
+func openMeteredStore(ctx context.Context, rawURL string, getenv func(string) string, create bool, reports meter.Reports) (transfer.ObjectStore, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
@@ -163,7 +170,7 @@ func openStore(ctx context.Context, rawURL string, getenv func(string) string, c
 		if err != nil {
 			return nil, fmt.Errorf("opening store %s: %w", shown, err)
 		}
-		return retry.New(st, retry.Options{}), nil
+		return retry.New(meter.New(st, reports), retry.Options{}), nil
 	}
 	opts := cfg.s3
 	if !create {
@@ -185,7 +192,7 @@ func openStore(ctx context.Context, rawURL string, getenv func(string) string, c
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", shown, err)
 	}
-	return retry.New(s, retry.Options{}), nil
+	return retry.New(meter.New(s, reports), retry.Options{}), nil
 }
 
 // userinfo matches the user[:password]@ part of every URL inside a

@@ -33,7 +33,8 @@ Exits 0 and prints "ok: N chunks, M packs verified" when all is well; exits 1
 naming every damaged or missing object otherwise.`,
 		Example: `  portvol verify --store s3://backups/portvol pg
   portvol verify --store s3://backups/portvol pg --all`,
-		Args: exactArgs("VOLUME"),
+		Args:              exactArgs("VOLUME"),
+		ValidArgsFunction: volumeArgFromStore(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runVerify(cmd.Context(), &o, args[0], stdout, stderr)
 		},

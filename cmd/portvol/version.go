@@ -106,7 +106,7 @@ func newVersionCmd(stdout io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the portvol version, module version and VCS revision it was built from",
-		Args:  cobra.NoArgs,
+		Args:  exactArgs(),
 		RunE: func(*cobra.Command, []string) error {
 			return currentVersion().write(stdout)
 		},

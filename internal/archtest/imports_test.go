@@ -44,6 +44,7 @@ var rules = map[string][]string{
 	// Leaf helpers every package may import: the standard library only.
 	"internal/volname": {},
 	"internal/durable": {},
+	"internal/metrics": {"transfer/meter", "github.com/prometheus/client_golang"},
 }
 
 func ruleFor(pkg string) ([]string, bool) {

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -49,6 +50,9 @@ func (s *Store) translate(op, key string, err error) error {
 		return fmt.Errorf("%s: S3 %s (HTTP %d): %s", what, code, er.StatusCode, er.Message)
 	}
 	hint := s.hint(code)
+	if code == "NoSuchBucket" {
+		return fmt.Errorf("%s: S3 %s (HTTP %d): %s%s: %w: %w", what, code, er.StatusCode, er.Message, hint, transfer.ErrStoreMissing, transfer.ErrPermanent)
+	}
 	return fmt.Errorf("%s: S3 %s (HTTP %d): %s%s: %w", what, code, er.StatusCode, er.Message, hint, transfer.ErrPermanent)
 }
 
@@ -85,6 +89,14 @@ func (s *Store) anonymous() bool {
 	return err != nil || v.AccessKeyID == ""
 }
 
+// dnsCause is a DNS error without the repetition of the host name.
+func dnsCause(e *net.DNSError) error {
+	if e.IsNotFound {
+		return fmt.Errorf("no such host %s", e.Name)
+	}
+	return e
+}
+
 // translateTransport classifies errors below HTTP: TLS trust and protocol
 // mismatches are permanent, everything else (refused, reset, timeouts,
 // DNS) transient.
@@ -99,9 +111,17 @@ func (s *Store) translateTransport(what string, err error) error {
 	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		return fmt.Errorf("%s: %s speaks plain HTTP: use an http:// endpoint: %w", what, s.opts.Endpoint, transfer.ErrPermanent)
 	}
+	var dns *net.DNSError
+	var op *net.OpError
+	switch {
+	case errors.As(err, &dns):
+		return fmt.Errorf("%s: cannot resolve the host of %s: check endpoint= in the store URL and this host's DNS: %w", what, s.opts.Endpoint, dnsCause(dns))
+	case errors.As(err, &op) && op.Op == "dial":
+		return fmt.Errorf("%s: cannot connect to %s: check endpoint= in the store URL, and that the S3 service runs and is reachable from this host: %w", what, s.opts.Endpoint, op.Err)
+	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		// url.Error repeats the whole URL; the cause is what matters.
+		// url.Error repeats the whole URL (escaped); the cause is what matters.
 		return fmt.Errorf("%s: %s: %w", what, s.opts.Endpoint, ue.Err)
 	}
 	return fmt.Errorf("%s: %w", what, err)

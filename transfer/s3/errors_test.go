@@ -46,6 +46,13 @@ func TestTranslate(t *testing.T) {
 		{resp("", 429), nil, true, ""},
 		{&url.Error{Op: "Put", URL: "http://x", Err: &net.OpError{Op: "read", Err: syscall.ECONNRESET}}, nil, true, ""},
 		{&url.Error{Op: "Put", URL: "http://x", Err: syscall.ECONNREFUSED}, nil, true, ""},
+		// Dial and DNS failures say what to check, with the endpoint as the
+		// user wrote it (url.Error would show the request URL, escaped).
+		{&url.Error{Op: "Put", URL: "http://127.0.0.1:1/b/k%2F1", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}},
+			nil, true, "cannot connect to http://127.0.0.1:1: check endpoint= in the store URL, and that the S3 service runs"},
+		{&url.Error{Op: "Put", URL: "http://x", Err: &net.DNSError{Name: "s3.example.invalid", Err: "no such host", IsNotFound: true}},
+			nil, true, "cannot resolve the host of http://127.0.0.1:1: check endpoint= in the store URL and this host's DNS: no such host s3.example.invalid"},
+		{resp("NoSuchBucket", 404), transfer.ErrStoreMissing, false, "does not exist"},
 	}
 	for _, c := range cases {
 		got := s.translate("put", "k", c.err)
