@@ -2,8 +2,6 @@ package snapshot
 
 import (
 	"context"
-	"flag"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +13,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var makeGoldenStore = flag.String("make-golden-store", "", "write a store made by this version's Create into testdata/<name>")
+// testdata/store-v1-plain and store-v1-encrypted are whole stores that
+// format 1's Create wrote (commit cbd91b6 of the format branch, through a
+// generator since removed: this package writes format 2 only): a snapshot
+// of goldenTree and a child where db/copy2 changed, each object a file
+// named by its key.
 
 // goldenTree is the deterministic tree kept in the golden stores.
 func goldenTree(t testing.TB, dir string) {
@@ -35,23 +37,6 @@ func goldenTree(t testing.TB, dir string) {
 		t.Fatal(err)
 	}
 	setOldTimes(t, dir)
-}
-
-// dumpStore writes every object of s to dir/<key>.
-func dumpStore(t *testing.T, s transfer.ObjectStore, dir string) {
-	ctx := context.Background()
-	for _, k := range storeKeys(t, s, "") {
-		rc, err := s.Get(ctx, k, 0, -1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, filepath.Join(dir, filepath.FromSlash(k)), data, 0o644)
-	}
 }
 
 // loadGoldenStore reads a dumped store into memory.
@@ -77,42 +62,6 @@ func loadGoldenStore(t *testing.T, dir string) transfer.ObjectStore {
 		t.Fatal(err)
 	}
 	return s
-}
-
-func TestMakeGoldenStore(t *testing.T) {
-	if *makeGoldenStore == "" {
-		return
-	}
-	for _, enc := range []bool{false, true} {
-		name := *makeGoldenStore + "-plain"
-		var key []byte
-		if enc {
-			name, key = *makeGoldenStore+"-encrypted", testKey
-		}
-		s := memstore.New()
-		ctx := context.Background()
-		if err := Init(ctx, s, InitOptions{Key: key, BlockSize: 64 << 10}); err != nil {
-			t.Fatal(err)
-		}
-		r, err := Open(ctx, s, Options{Key: key})
-		if err != nil {
-			t.Fatal(err)
-		}
-		src := filepath.Join(t.TempDir(), "src")
-		goldenTree(t, src)
-		m1, err := r.Create(ctx, "pg", src, CreateOptions{Host: "golden", Generation: 3})
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, filepath.Join(src, "db", "copy2"), dbLike(64<<10, 23), 0o600)
-		setOldTimes(t, src)
-		if _, err := r.Create(ctx, "pg", src, CreateOptions{Host: "golden", Generation: 3, Parent: m1.ID}); err != nil {
-			t.Fatal(err)
-		}
-		out := filepath.Join("testdata", name)
-		os.RemoveAll(out)
-		dumpStore(t, s, out)
-	}
 }
 
 // setOldTimes gives every path under dir a fixed, old mtime, deepest
