@@ -63,7 +63,9 @@ func TestPullFollow(t *testing.T) {
 
 	follow := func(ctx context.Context) (*syncBuffer, chan int) {
 		out, code := &syncBuffer{}, make(chan int, 1)
-		go func() { code <- run(ctx, []string{"pull", "--follow", "db", "--interval", "100ms", "--socket", sockB}, out, &syncBuffer{}) }()
+		go func() {
+			code <- run(ctx, []string{"pull", "--follow", "db", "--interval", "100ms", "--socket", sockB}, out, &syncBuffer{})
+		}()
 		return out, code
 	}
 	waitFor := func(out *syncBuffer, n int, what string) {
