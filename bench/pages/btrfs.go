@@ -70,7 +70,7 @@ func runBtrfs(ctx context.Context, work string, gib int, seed uint64) (res *btrf
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	c, err := btrfs.Open(ctx, btrfs.Options{StateDir: filepath.Join(dir, "state"), PoolSize: int64(2*gib+3) << 30, ForcePool: true})
+	c, err := btrfs.Open(ctx, btrfs.Options{StateDir: filepath.Join(dir, "state"), PoolSize: int64(3*gib+4) << 30, ForcePool: true})
 	if err != nil {
 		return nil, err
 	}
@@ -133,6 +133,9 @@ func runBtrfs(ctx context.Context, work string, gib int, seed uint64) (res *btrf
 	}
 	res.dd, err = timed(func() error { return ddCopy(c.Path("src"), c.Path("dd")) })
 	if err != nil {
+		return nil, err
+	}
+	if err := c.Remove(ctx, "dd"); err != nil {
 		return nil, err
 	}
 
