@@ -99,6 +99,7 @@ type Driver struct {
 	restoreIdle    time.Duration
 	retryBase      time.Duration // first wait of background retries
 	view           storeView
+	standby        standbyTimes // how often standby volumes are looked for and followed
 
 	volsMu sync.Mutex
 	vols   map[string]*vstate
@@ -168,6 +169,7 @@ func New(cfg Config) (*Driver, error) {
 		restoreIdle:    restoreIdle,
 		retryBase:      time.Second,
 		view:           storeView{ttl: viewTTL},
+		standby:        standbyTimes{scan: standbyScanEvery, follow: DefaultFollowInterval},
 		firstTry:       make(chan struct{}),
 		vols:           map[string]*vstate{},
 		bg:             bg,

@@ -3,11 +3,13 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/prune"
 )
 
@@ -19,6 +21,10 @@ const (
 	// OptTakeover: what happens when another host's lease on the volume has
 	// expired: "manual" (portvol takeover) or "auto".
 	OptTakeover = "takeover"
+	// OptStandby: hosts (comma-separated host ids) whose plugins keep their
+	// copy within one snapshot of the head while another host owns the
+	// volume (see standby.go). No default: no standby hosts.
+	OptStandby = "standby"
 	// keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly: the
 	// retention policy applied after each publish (package prune). Not
 	// set: prune.DefaultPolicy. All 0: keep every snapshot.
@@ -84,9 +90,29 @@ var keepSpec = optionSpec{
 	},
 }
 
+// standbySpec is the spec of the standby option; like keep_*, no default
+// is filled in.
+var standbySpec = optionSpec{
+	syntax: "host ids separated by commas, such as hostB,hostC",
+	parse: func(s string) (string, error) {
+		hosts := strings.Split(s, ",")
+		for i, h := range hosts {
+			hosts[i] = strings.TrimSpace(h)
+			if err := lease.CheckHost(hosts[i]); err != nil {
+				return "", err
+			}
+		}
+		sort.Strings(hosts)
+		return strings.Join(slices.Compact(hosts), ","), nil
+	},
+}
+
 func specFor(k string) (optionSpec, bool) {
 	if spec, ok := optionSpecs[k]; ok {
 		return spec, true
+	}
+	if k == OptStandby {
+		return standbySpec, true
 	}
 	for _, n := range prune.OptionNames {
 		if k == n {
@@ -103,6 +129,7 @@ func OptionNames() []string {
 		names = append(names, n)
 	}
 	names = append(names, prune.OptionNames...)
+	names = append(names, OptStandby)
 	sort.Strings(names)
 	return names
 }
