@@ -96,6 +96,7 @@ type Driver struct {
 	mountWait      time.Duration
 	trashRetention time.Duration
 	callTimeout    time.Duration // handler deadline of slow calls
+	bodyTimeout    time.Duration // handler deadline for a request body
 	restoreIdle    time.Duration
 	retryBase      time.Duration // first wait of background retries
 	view           storeView
@@ -165,6 +166,7 @@ func New(cfg Config) (*Driver, error) {
 		mountWait:      cfg.MountWait,
 		trashRetention: cfg.TrashRetention,
 		callTimeout:    slowCallTimeout,
+		bodyTimeout:    bodyTimeout,
 		restoreIdle:    restoreIdle,
 		retryBase:      time.Second,
 		view:           storeView{ttl: viewTTL},
