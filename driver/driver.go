@@ -100,6 +100,7 @@ type Driver struct {
 	restoreIdle    time.Duration
 	retryBase      time.Duration // first wait of background retries
 	view           storeView
+	lost           lostHeads // takeover notes: the lost hosts' last heads
 
 	volsMu sync.Mutex
 	vols   map[string]*vstate
