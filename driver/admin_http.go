@@ -34,6 +34,8 @@ const (
 	AdminPull = "/Portvol.Pull"
 	// AdminUndelete answers {"Result": UndeleteResult}.
 	AdminUndelete = "/Portvol.Undelete"
+	// AdminConvert answers {"Result": ConvertResult}.
+	AdminConvert = "/Portvol.Convert"
 )
 
 // AdminRequest is the body of the command line's calls.
@@ -53,6 +55,10 @@ func (h *handler) adminRoutes(mux *http.ServeMux) {
 	})
 	h.adminCall(mux, AdminUndelete, time.Minute, func(ctx context.Context, r AdminRequest) (any, error) {
 		res, err := d.Undelete(ctx, r.Volume)
+		return map[string]any{"Result": res}, err
+	})
+	h.adminCall(mux, AdminConvert, adminTimeout, func(ctx context.Context, r AdminRequest) (any, error) {
+		res, err := d.Convert(ctx, r.Volume)
 		return map[string]any{"Result": res}, err
 	})
 	h.adminStream(mux, AdminTakeover, func(ctx context.Context, r AdminRequest, progress func(string, *snapshot.Progress)) (any, error) {
