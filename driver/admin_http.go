@@ -38,6 +38,8 @@ const (
 	AdminFollow = "/Portvol.Follow"
 	// AdminUndelete answers {"Result": UndeleteResult}.
 	AdminUndelete = "/Portvol.Undelete"
+	// AdminConvert answers {"Result": ConvertResult}.
+	AdminConvert = "/Portvol.Convert"
 )
 
 // AdminRequest is the body of the command line's calls.
@@ -59,6 +61,10 @@ func (h *handler) adminRoutes(mux *http.ServeMux) {
 	})
 	h.adminCall(mux, AdminUndelete, time.Minute, func(ctx context.Context, r AdminRequest) (any, error) {
 		res, err := d.Undelete(ctx, r.Volume)
+		return map[string]any{"Result": res}, err
+	})
+	h.adminCall(mux, AdminConvert, adminTimeout, func(ctx context.Context, r AdminRequest) (any, error) {
+		res, err := d.Convert(ctx, r.Volume)
 		return map[string]any{"Result": res}, err
 	})
 	h.adminStream(mux, AdminTakeover, adminTimeout, func(ctx context.Context, r AdminRequest, progress func(string, *snapshot.Progress)) (any, error) {
