@@ -104,9 +104,11 @@ type Driver struct {
 	mountWait      time.Duration
 	trashRetention time.Duration
 	callTimeout    time.Duration // handler deadline of slow calls
+	bodyTimeout    time.Duration // handler deadline for a request body
 	restoreIdle    time.Duration
 	retryBase      time.Duration // first wait of background retries
 	view           storeView
+	lost           lostHeads // takeover notes: the lost hosts' last heads
 
 	volsMu sync.Mutex
 	vols   map[string]*vstate
@@ -180,6 +182,7 @@ func New(cfg Config) (*Driver, error) {
 		mountWait:      cfg.MountWait,
 		trashRetention: cfg.TrashRetention,
 		callTimeout:    slowCallTimeout,
+		bodyTimeout:    bodyTimeout,
 		restoreIdle:    restoreIdle,
 		retryBase:      time.Second,
 		view:           storeView{ttl: viewTTL},

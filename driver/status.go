@@ -86,13 +86,14 @@ func (d *Driver) describe(rec metadata.Volume, mounts metadata.Mounts, in *info,
 		ls := held.Status()
 		st.Owner, st.Lease, st.Generation, st.HeadSnapshot = d.hostID, "held", ls.Generation, ls.Head
 		if ls.Takeover != nil {
-			st.TakenOver = takeoverNote(ls.Takeover, ls.Head)
+			// This host took it: its own note names the head it restored.
+			st.TakenOver = d.takeoverText(rec.Name, ls.Generation, ls.Takeover, ls.Head, ls.Generation, rec.TakenOver)
 		}
 	case in != nil && in.Head.Exists:
 		r := in.Head.Record
 		st.Owner, st.Lease, st.Generation, st.HeadSnapshot = r.Owner, string(r.State), r.Generation, r.Head
 		if r.Takeover != nil {
-			st.TakenOver = takeoverNote(r.Takeover, r.Head)
+			st.TakenOver = d.takeoverText(rec.Name, r.Generation, r.Takeover, r.Head, r.HeadGeneration, rec.TakenOver)
 		}
 	case in != nil:
 		st.Lease = "none"

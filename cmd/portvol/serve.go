@@ -181,6 +181,9 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 	srv := &http.Server{
 		Handler:           driver.NewHandler(d, log),
 		ReadHeaderTimeout: 10 * time.Second,
+		// Bodies have their own deadline in the handler (driver.NewHandler);
+		// a kept-alive connection nobody uses is closed after a while.
+		IdleTimeout: 2 * time.Minute,
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
