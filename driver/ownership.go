@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/portvol/portvol/internal/durable"
 	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/localcopy"
 	"github.com/portvol/portvol/metadata"
 )
 
@@ -202,23 +201,32 @@ func (d *Driver) fenceLocked(ctx context.Context, name string, gen uint64, cause
 	d.log.WithField("volume", name).WithField("generation", gen).Error("fenced: " + msg)
 }
 
-// moveAside renames name's data directory to <volume dir>/<as> and
-// returns that path relative to the state directory; "" if there was no
-// data directory.
+// moveAside renames name's copy to <its volume dir>/<as> (beside it, on
+// its filesystem) and returns that path relative to the state directory;
+// "" if there was no copy. The copy's base instant is dropped with it.
 func (d *Driver) moveAside(name, as string) (string, error) {
-	data := d.dataDir(name)
-	if _, err := os.Lstat(data); errors.Is(err, os.ErrNotExist) {
-		return "", nil
-	}
-	dst := filepath.Join(d.volumeDir(name), as)
-	if err := os.Rename(data, dst); err != nil {
-		return "", fmt.Errorf("move %s aside: %w", data, err)
-	}
-	if err := durable.SyncDir(d.volumeDir(name)); err != nil {
+	ctx := context.Background()
+	rec, err := d.db.Volume(ctx, name)
+	if err != nil && !errors.Is(err, metadata.ErrNotFound) {
 		return "", err
 	}
-	rel, _ := filepath.Rel(d.stateDir, dst)
-	return rel, nil
+	rec.Name = name
+	c, err := d.localOf(rec)
+	if err != nil {
+		return "", err
+	}
+	if ok, err := c.Exists(ctx, name); err != nil || !ok {
+		return "", err
+	}
+	dst, err := c.MoveAside(ctx, name, as)
+	if errors.Is(err, localcopy.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	d.dropBase(ctx, c, name)
+	return d.relToState(dst), nil
 }
 
 // settle gives up the lease of a volume nobody mounts any more, under the

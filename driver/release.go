@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/localcopy"
 	"github.com/portvol/portvol/metadata"
 	"github.com/portvol/portvol/snapshot"
 )
@@ -65,15 +66,16 @@ func (d *Driver) releaseOnce(ctx context.Context, v *vstate, l *lease.Lease, j *
 	}
 	if _, serr := os.Stat(d.dataDir(name)); rec.Dirty && serr == nil {
 		unchanged := false
+		var base localcopy.Frozen
 		if *made == "" {
-			m, err := b.Snapshots.Create(ctx, name, d.dataDir(name), snapshot.CreateOptions{
+			m, f, err := d.createSnapshot(ctx, b, name, snapshot.CreateOptions{
 				Parent: l.Head(), Host: d.hostID, Generation: l.Generation(),
 				StatCache: d.statCache(name), Progress: j.setProgress, SkipUnchanged: true,
 			})
 			if err != nil {
 				return err
 			}
-			*made, unchanged = m.ID, m.Unchanged
+			*made, unchanged, base = m.ID, m.Unchanged, f
 			if unchanged {
 				d.log.WithField("volume", name).WithField("head", m.ID).Info("final snapshot: nothing changed since the head; nothing published")
 			} else {
@@ -88,6 +90,7 @@ func (d *Driver) releaseOnce(ctx context.Context, v *vstate, l *lease.Lease, j *
 		}
 		if err := d.update(ctx, name, func(r *metadata.Volume) {
 			r.LocalSnapshot, r.Dirty = *made, false
+			recordBase(r, *made, base)
 			if unchanged {
 				r.ConfirmedAt = time.Now().UTC()
 			}
@@ -187,7 +190,7 @@ func (d *Driver) periodicSnapshot(ctx context.Context, name string, l *lease.Lea
 	if err != nil {
 		return "", err
 	}
-	m, err := b.Snapshots.Create(ctx, name, d.dataDir(name), snapshot.CreateOptions{
+	m, base, err := d.createSnapshot(ctx, b, name, snapshot.CreateOptions{
 		Parent: l.Head(), Host: d.hostID, Generation: l.Generation(), StatCache: d.statCache(name),
 		SkipUnchanged: true,
 	})
@@ -198,6 +201,7 @@ func (d *Driver) periodicSnapshot(ctx context.Context, name string, l *lease.Lea
 		// Nothing changed: no identical snapshot; the head is confirmed.
 		return "", d.update(ctx, name, func(r *metadata.Volume) {
 			r.LocalSnapshot, r.ConfirmedAt, r.LastError, r.LastErrorAt = m.ID, time.Now().UTC(), "", time.Time{}
+			recordBase(r, m.ID, base)
 		})
 	}
 	if err := l.Publish(ctx, m.ID); err != nil {
@@ -207,5 +211,8 @@ func (d *Driver) periodicSnapshot(ctx context.Context, name string, l *lease.Lea
 	if rec, err := d.db.Volume(ctx, name); err == nil {
 		d.retain(ctx, b, name, rec.Options, m.ID)
 	}
-	return m.ID, d.update(ctx, name, func(r *metadata.Volume) { r.LocalSnapshot, r.LastError, r.LastErrorAt = m.ID, "", time.Time{} })
+	return m.ID, d.update(ctx, name, func(r *metadata.Volume) {
+		r.LocalSnapshot, r.LastError, r.LastErrorAt = m.ID, "", time.Time{}
+		recordBase(r, m.ID, base)
+	})
 }
