@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -39,6 +38,8 @@ const (
 	AdminFollow = "/Portvol.Follow"
 	// AdminUndelete answers {"Result": UndeleteResult}.
 	AdminUndelete = "/Portvol.Undelete"
+	// AdminConvert answers {"Result": ConvertResult}.
+	AdminConvert = "/Portvol.Convert"
 )
 
 // AdminRequest is the body of the command line's calls.
@@ -60,6 +61,10 @@ func (h *handler) adminRoutes(mux *http.ServeMux) {
 	})
 	h.adminCall(mux, AdminUndelete, time.Minute, func(ctx context.Context, r AdminRequest) (any, error) {
 		res, err := d.Undelete(ctx, r.Volume)
+		return map[string]any{"Result": res}, err
+	})
+	h.adminCall(mux, AdminConvert, adminTimeout, func(ctx context.Context, r AdminRequest) (any, error) {
+		res, err := d.Convert(ctx, r.Volume)
 		return map[string]any{"Result": res}, err
 	})
 	h.adminStream(mux, AdminTakeover, adminTimeout, func(ctx context.Context, r AdminRequest, progress func(string, *snapshot.Progress)) (any, error) {
@@ -113,9 +118,9 @@ func adminError(err error) map[string]string {
 	return map[string]string{"Err": err.Error(), "Kind": kind}
 }
 
-func decodeAdmin(r *http.Request) (AdminRequest, error) {
+func (h *handler) decodeAdmin(w http.ResponseWriter, r *http.Request) (AdminRequest, error) {
 	var req AdminRequest
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	body, err := h.readBody(w, r)
 	if err == nil && len(body) > 0 {
 		err = json.Unmarshal(body, &req)
 	}
@@ -127,7 +132,7 @@ func decodeAdmin(r *http.Request) (AdminRequest, error) {
 
 func (h *handler) adminCall(mux *http.ServeMux, path string, timeout time.Duration, call func(context.Context, AdminRequest) (any, error)) {
 	mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
-		req, err := decodeAdmin(r)
+		req, err := h.decodeAdmin(w, r)
 		if err != nil {
 			reply(w, http.StatusBadRequest, map[string]string{"Err": err.Error()})
 			return
@@ -154,7 +159,7 @@ func (h *handler) adminStream(mux *http.ServeMux, path string, timeout time.Dura
 // own; timeout 0 is none (the call ends when the caller hangs up).
 func (h *handler) adminStreamRaw(mux *http.ServeMux, path string, timeout time.Duration, call func(context.Context, AdminRequest, func(string, *snapshot.Progress), func(any)) (any, error)) {
 	mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
-		req, err := decodeAdmin(r)
+		req, err := h.decodeAdmin(w, r)
 		if err != nil {
 			reply(w, http.StatusBadRequest, map[string]string{"Err": err.Error()})
 			return

@@ -292,3 +292,27 @@ volume of that name exists.`,
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
 }
+
+func newConvertCmd(stdout io.Writer) *cobra.Command {
+	var socket string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "convert VOLUME",
+		Short: "Move a directory volume's copy on this host into a btrfs subvolume",
+		Long: `Move this host's copy of VOLUME, kept in a plain directory (made before portvol
+kept volumes in btrfs subvolumes, or with --volume-fs directory), into a btrfs
+subvolume, keeping owners, modes, times, extended attributes, hard links and
+holes. From then on its periodic snapshots are read from one instant of the
+whole volume (point-in-time) instead of file by file. Refused while the volume
+is mounted on this host. Directory volumes also move into a subvolume by
+themselves at their next restore.`,
+		Args:              adminArgs(1, 1),
+		ValidArgsFunction: volumeArgFromPlugin,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAdmin(cmd.Context(), socket, driver.AdminConvert, "convert", driver.AdminRequest{Volume: args[0]}, asJSON, stdout, nil)
+		},
+	}
+	c.Flags().StringVar(&socket, "socket", "", socketHelp)
+	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return c
+}

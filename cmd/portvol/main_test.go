@@ -28,6 +28,13 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	os.Setenv("PORTVOL_LOCK_DIR", dir)
+	// The servers these tests start keep volumes in directories: a
+	// host-run portvol with btrfs makes a pool image and leaves it mounted
+	// on the host, which the command line's tests do not need
+	// (localcopy/btrfs and the integration tests cover btrfs).
+	if os.Getenv("PORTVOL_VOLUME_FS") == "" {
+		os.Setenv("PORTVOL_VOLUME_FS", "directory")
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
