@@ -109,7 +109,7 @@ type Driver struct {
 	retryBase      time.Duration // first wait of background retries
 	view           storeView
 	standby        standbyTimes // how often standby volumes are looked for and followed
-	lost           lostHeads // takeover notes: the lost hosts' last heads
+	lost           lostHeads    // takeover notes: the lost hosts' last heads
 
 	volsMu sync.Mutex
 	vols   map[string]*vstate
