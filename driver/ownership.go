@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/portvol/portvol/catalog"
 	"github.com/portvol/portvol/internal/durable"
 	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/metadata"
@@ -73,6 +74,17 @@ func (d *Driver) ensureLease(ctx context.Context, b *Backend, v *vstate, opts ma
 	case err != nil:
 		return nil, false, errUnavailable(name, err)
 	}
+	// The name may have been removed and created again between this
+	// Mount's look at the store (localRecord) and the acquisition: the
+	// lease is then the new volume's, and this host's copy belongs to the
+	// old one. Holding the lease, nobody can remove the volume any more,
+	// so its record read now is the one this Mount serves.
+	if rec.Incarnation != "" {
+		if err := d.checkIncarnation(ctx, b, v, rec); err != nil {
+			_ = l.Release(context.WithoutCancel(ctx))
+			return nil, false, err
+		}
+	}
 	// Record the generation before anything else: after a crash the
 	// restarted process resumes it instead of finding its own lease held
 	// by a stranger.
@@ -91,6 +103,35 @@ func (d *Driver) ensureLease(ctx context.Context, b *Backend, v *vstate, opts ma
 		log.Info("lease acquired")
 	}
 	return l, true, nil
+}
+
+// checkIncarnation makes sure rec, this host's record of v, belongs to
+// the volume the store has under that name now; if the name was created
+// again, the old copy is retired (unpublished changes kept under kept/)
+// and a record of the new volume takes its place. v stays this call's
+// state of the volume.
+func (d *Driver) checkIncarnation(ctx context.Context, b *Backend, v *vstate, rec metadata.Volume) error {
+	name := v.name
+	cv, err := catalog.Get(ctx, b.Store, name)
+	switch {
+	case errors.Is(err, catalog.ErrNotFound):
+		return errorf(ErrNotFound, "volume %q was removed while this Mount waited for it (it may be being created again): retry the mount", name)
+	case err != nil:
+		return errUnavailable(name, err)
+	case incarnation(cv) == rec.Incarnation:
+		return nil
+	}
+	if err := d.retire(ctx, rec, "the volume was removed and created again while a Mount waited"); err != nil {
+		return err
+	}
+	d.volsMu.Lock()
+	d.vols[name] = v // retire forgets the volume's state; this Mount goes on with it
+	d.volsMu.Unlock()
+	if _, err := d.remember(ctx, cv, false); err != nil {
+		return err
+	}
+	d.log.WithField("volume", name).Warn("the volume was removed and created again while this Mount waited: this host's copy of the old one was set aside, the new one starts from the store")
+	return nil
 }
 
 // takeoverNote says what a takeover lost.
