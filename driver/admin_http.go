@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -32,14 +31,23 @@ const (
 	AdminTakeover = "/Portvol.Takeover"
 	// AdminPull streams progress, then {"Result": PullResult}.
 	AdminPull = "/Portvol.Pull"
+	// AdminFollow streams progress — {"Progress": "...", "Pulled":
+	// PullResult} after each pull that changed the copy — until the
+	// caller hangs up or this host owns the volume, then {"Result":
+	// PullResult}. It has no time limit.
+	AdminFollow = "/Portvol.Follow"
 	// AdminUndelete answers {"Result": UndeleteResult}.
 	AdminUndelete = "/Portvol.Undelete"
+	// AdminConvert answers {"Result": ConvertResult}.
+	AdminConvert = "/Portvol.Convert"
 )
 
 // AdminRequest is the body of the command line's calls.
 type AdminRequest struct {
 	Volume string
 	Force  bool `json:",omitempty"`
+	// Interval is how often a follow reads the head (0: the default).
+	Interval time.Duration `json:",omitempty"`
 }
 
 // adminTimeout bounds a takeover (which may watch a lease for a TTL).
@@ -55,16 +63,33 @@ func (h *handler) adminRoutes(mux *http.ServeMux) {
 		res, err := d.Undelete(ctx, r.Volume)
 		return map[string]any{"Result": res}, err
 	})
-	h.adminStream(mux, AdminTakeover, func(ctx context.Context, r AdminRequest, progress func(string, *snapshot.Progress)) (any, error) {
+	h.adminCall(mux, AdminConvert, adminTimeout, func(ctx context.Context, r AdminRequest) (any, error) {
+		res, err := d.Convert(ctx, r.Volume)
+		return map[string]any{"Result": res}, err
+	})
+	h.adminStream(mux, AdminTakeover, adminTimeout, func(ctx context.Context, r AdminRequest, progress func(string, *snapshot.Progress)) (any, error) {
 		return d.Takeover(ctx, r.Volume, r.Force, func(s string) { progress(s, nil) })
 	})
-	h.adminStream(mux, AdminPull, func(ctx context.Context, r AdminRequest, progress func(string, *snapshot.Progress)) (any, error) {
-		return d.Pull(ctx, r.Volume, func(p snapshot.Progress) {
+	restoring := func(progress func(string, *snapshot.Progress)) func(snapshot.Progress) {
+		return func(p snapshot.Progress) {
 			if p.Bytes > 0 {
 				progress(fmt.Sprintf("restoring: %s, %s fetched, %s reused", progressText(p), humanize.IBytes(p.Transferred), humanize.IBytes(p.Reused)), &p)
 			} else {
 				progress("restoring: reading the snapshot", &p)
 			}
+		}
+	}
+	h.adminStream(mux, AdminPull, adminTimeout, func(ctx context.Context, r AdminRequest, progress func(string, *snapshot.Progress)) (any, error) {
+		return d.Pull(ctx, r.Volume, restoring(progress))
+	})
+	h.adminStreamRaw(mux, AdminFollow, 0, func(ctx context.Context, r AdminRequest, progress func(string, *snapshot.Progress), send func(any)) (any, error) {
+		if r.Interval < 0 {
+			return nil, errorf(ErrInvalid, "follow interval %v: must be positive", r.Interval)
+		}
+		return d.Follow(ctx, r.Volume, r.Interval, func(res PullResult) {
+			send(map[string]any{"Progress": res.Message, "Pulled": res})
+		}, restoring(progress), func(err error) {
+			progress(fmt.Sprintf("cannot pull now (%v); trying again", err), nil)
 		})
 	})
 }
@@ -93,9 +118,9 @@ func adminError(err error) map[string]string {
 	return map[string]string{"Err": err.Error(), "Kind": kind}
 }
 
-func decodeAdmin(r *http.Request) (AdminRequest, error) {
+func (h *handler) decodeAdmin(w http.ResponseWriter, r *http.Request) (AdminRequest, error) {
 	var req AdminRequest
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	body, err := h.readBody(w, r)
 	if err == nil && len(body) > 0 {
 		err = json.Unmarshal(body, &req)
 	}
@@ -107,7 +132,7 @@ func decodeAdmin(r *http.Request) (AdminRequest, error) {
 
 func (h *handler) adminCall(mux *http.ServeMux, path string, timeout time.Duration, call func(context.Context, AdminRequest) (any, error)) {
 	mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
-		req, err := decodeAdmin(r)
+		req, err := h.decodeAdmin(w, r)
 		if err != nil {
 			reply(w, http.StatusBadRequest, map[string]string{"Err": err.Error()})
 			return
@@ -124,14 +149,25 @@ func (h *handler) adminCall(mux *http.ServeMux, path string, timeout time.Durati
 	})
 }
 
-func (h *handler) adminStream(mux *http.ServeMux, path string, call func(context.Context, AdminRequest, func(string, *snapshot.Progress)) (any, error)) {
+func (h *handler) adminStream(mux *http.ServeMux, path string, timeout time.Duration, call func(context.Context, AdminRequest, func(string, *snapshot.Progress)) (any, error)) {
+	h.adminStreamRaw(mux, path, timeout, func(ctx context.Context, r AdminRequest, progress func(string, *snapshot.Progress), _ func(any)) (any, error) {
+		return call(ctx, r, progress)
+	})
+}
+
+// adminStreamRaw is adminStream whose call may also send lines of its
+// own; timeout 0 is none (the call ends when the caller hangs up).
+func (h *handler) adminStreamRaw(mux *http.ServeMux, path string, timeout time.Duration, call func(context.Context, AdminRequest, func(string, *snapshot.Progress), func(any)) (any, error)) {
 	mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
-		req, err := decodeAdmin(r)
+		req, err := h.decodeAdmin(w, r)
 		if err != nil {
 			reply(w, http.StatusBadRequest, map[string]string{"Err": err.Error()})
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), adminTimeout)
+		ctx, cancel := r.Context(), context.CancelFunc(func() {})
+		if timeout > 0 {
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+		}
 		defer cancel()
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.WriteHeader(http.StatusOK)
@@ -151,7 +187,7 @@ func (h *handler) adminStream(mux *http.ServeMux, path string, call func(context
 				return
 			}
 			send(map[string]any{"Progress": s, "Restore": p})
-		})
+		}, send)
 		if err != nil {
 			h.log.WithField("call", path).WithField("volume", req.Volume).WithError(err).Info("command failed")
 			send(adminError(err))

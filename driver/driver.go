@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/localcopy"
 	"github.com/portvol/portvol/metadata"
 )
 
@@ -75,6 +76,11 @@ type Config struct {
 	// Observer is told about mounts, leases, snapshots and restores (for
 	// metrics); nil means nobody.
 	Observer Observer
+	// Copies is where new local copies are made (btrfs subvolumes or
+	// directories); nil means directories in StateDir (localcopy.Dir).
+	// Copies made as directories before stay in StateDir until their next
+	// restore or Convert.
+	Copies localcopy.Copies
 }
 
 // Driver implements the volume plugin operations. Its methods are safe for
@@ -88,6 +94,8 @@ type Driver struct {
 	mnt       mounter
 	locks     volLocks
 	obs       Observer
+	copies    localcopy.Copies // where new copies go
+	dirs      *localcopy.Dir   // directory copies (made before, or by choice)
 
 	connect        func(ctx context.Context) (*Backend, error)
 	backend        atomic.Pointer[Backend]
@@ -96,9 +104,11 @@ type Driver struct {
 	mountWait      time.Duration
 	trashRetention time.Duration
 	callTimeout    time.Duration // handler deadline of slow calls
+	bodyTimeout    time.Duration // handler deadline for a request body
 	restoreIdle    time.Duration
 	retryBase      time.Duration // first wait of background retries
 	view           storeView
+	lost           lostHeads // takeover notes: the lost hosts' last heads
 
 	volsMu sync.Mutex
 	vols   map[string]*vstate
@@ -152,8 +162,15 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
+	dirs := localcopy.NewDir(stateDir)
+	copies := cfg.Copies
+	if copies == nil {
+		copies = dirs
+	}
 	bg, stop := context.WithCancel(context.Background())
 	return &Driver{
+		copies:         copies,
+		dirs:           dirs,
 		obs:            cfg.Observer,
 		stateDir:       stateDir,
 		mountRoot:      mountRoot,
@@ -165,6 +182,7 @@ func New(cfg Config) (*Driver, error) {
 		mountWait:      cfg.MountWait,
 		trashRetention: cfg.TrashRetention,
 		callTimeout:    slowCallTimeout,
+		bodyTimeout:    bodyTimeout,
 		restoreIdle:    restoreIdle,
 		retryBase:      time.Second,
 		view:           storeView{ttl: viewTTL},
@@ -199,11 +217,6 @@ func mkdirResolved(dir string) (string, error) {
 // volumeDir is <state-dir>/volumes/<name>; name must be valid.
 func (d *Driver) volumeDir(name string) string {
 	return filepath.Join(d.stateDir, "volumes", name)
-}
-
-// dataDir is where the volume's data lives.
-func (d *Driver) dataDir(name string) string {
-	return filepath.Join(d.volumeDir(name), "data")
 }
 
 // mountpoint is what Mount returns for name.
@@ -308,6 +321,9 @@ func errorf(kind error, format string, args ...any) error {
 }
 
 // statCache is the snapshot engine's stat cache of name's data directory.
+// It lives in the state directory's volumes/<name> wherever the copy is
+// (a btrfs pool's copies are elsewhere), which is made here if missing.
 func (d *Driver) statCache(name string) string {
+	_ = os.MkdirAll(d.volumeDir(name), 0o700) // a failure shows when the cache is written
 	return filepath.Join(d.volumeDir(name), "statcache")
 }

@@ -51,13 +51,14 @@ func TestCreateRejectsBadNames(t *testing.T) {
 func TestCreateOptions(t *testing.T) {
 	e := newEnv(t)
 	msg := e.fail("VolumeDriver.Create", map[string]any{"Name": "v", "Opts": map[string]string{"sise": "1G"}})
-	if !strings.Contains(msg, `unknown option "sise"`) || !strings.Contains(msg, "valid options are: keep_daily, keep_hourly, keep_last, keep_monthly, keep_weekly, snapshot_interval, takeover") {
+	if !strings.Contains(msg, `unknown option "sise"`) || !strings.Contains(msg, "valid options are: keep_daily, keep_hourly, keep_last, keep_monthly, keep_weekly, size, snapshot_interval, takeover") {
 		t.Errorf("unknown option error = %q", msg)
 	}
 	for _, bad := range []map[string]string{
 		{"snapshot_interval": "often"}, {"snapshot_interval": "-5m"}, {"snapshot_interval": "5ms"},
 		{"snapshot_interval": ""}, {"takeover": "maybe"},
 		{"keep_last": "-1"}, {"keep_daily": "seven"}, {"keep_weekly": "1e9"},
+		{"size": "lots"}, {"size": "512k"}, {"size": "-1G"}, {"size": "20X"}, {"size": ""},
 	} {
 		msg := e.fail("VolumeDriver.Create", map[string]any{"Name": "v", "Opts": bad})
 		for k := range bad {
@@ -439,4 +440,42 @@ func TestAbandonedMountIsRolledBack(t *testing.T) {
 		return e.mounts("v") == 0 && !isMounted(t, mp)
 	})
 	e.ok("VolumeDriver.Remove", map[string]any{"Name": "v"})
+}
+
+// The sizes Docker users write all mean binary units and compare equal.
+func TestSizeOption(t *testing.T) {
+	for in, want := range map[string]string{
+		"20G": "20G", "20g": "20G", "20GB": "20G", "20GiB": "20G", "20 gib": "20G",
+		"1.5T": "1536G", "512M": "512M", "1048576": "1M", "1073741824b": "1G",
+	} {
+		got, err := ParseOptions(map[string]string{"size": in})
+		if err != nil || got["size"] != want {
+			t.Errorf("size=%q: got %q, %v; want %q", in, got["size"], err, want)
+		}
+	}
+	if n := sizeLimit(map[string]string{"size": "256M"}); n != 256<<20 {
+		t.Errorf("sizeLimit(256M) = %d", n)
+	}
+	if got, _ := ParseOptions(nil); got["size"] != "" {
+		t.Errorf("no size option became %q: volumes without a limit must compare equal to older ones", got["size"])
+	}
+}
+
+// A host that keeps volumes in directories cannot enforce a size limit:
+// Create says so and creates nothing; inspect says what the copies are.
+func TestSizeNeedsBtrfs(t *testing.T) {
+	e := newEnv(t)
+	msg := e.fail("VolumeDriver.Create", map[string]any{"Name": "v", "Opts": map[string]string{"size": "20G"}})
+	if !strings.Contains(msg, "option size needs btrfs volumes") || !strings.Contains(msg, "--volume-fs btrfs") {
+		t.Errorf("size on a directory host: %q", msg)
+	}
+	e.fail("VolumeDriver.Get", map[string]any{"Name": "v"})
+	e.ok("VolumeDriver.Create", map[string]any{"Name": "w"})
+	st := e.status("w")
+	if st["filesystem"] != "directory" || st["snapshot_consistency"] != "file-by-file" || st["size_limit_bytes"] != float64(0) {
+		t.Errorf("status of a directory volume: %v", st)
+	}
+	if _, ok := st["used_bytes"]; !ok {
+		t.Errorf("status has no used_bytes: %v", st)
+	}
 }

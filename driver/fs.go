@@ -35,8 +35,16 @@ func (d *Driver) measure(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	var used int64
+	if rec, err := d.db.Volume(ctx, name); err == nil {
+		if c, err := d.localOf(rec); err == nil {
+			if u, err := c.Usage(ctx, name); err == nil {
+				used = u.Used
+			}
+		}
+	}
 	err = d.db.UpdateVolume(ctx, name, func(v *metadata.Volume) error {
-		v.SizeBytes, v.SizeAt = size, start
+		v.SizeBytes, v.UsedBytes, v.SizeAt = size, used, start
 		return nil
 	})
 	if errors.Is(err, metadata.ErrNotFound) {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"time"
 
@@ -22,6 +24,16 @@ const (
 
 // maxBody bounds request bodies; real ones are a few hundred bytes.
 const maxBody = 1 << 20
+
+// bodyTimeout bounds reading a request body once its headers arrived
+// (http.Server's ReadHeaderTimeout covers the headers): dockerd sends a
+// few hundred bytes at once, so a client that stalls in the middle is
+// gone or broken, and must not keep a handler (and the connection) for
+// ever. It is not http.Server's ReadTimeout on purpose: that deadline
+// stays on the connection while the call runs, and net/http's background
+// read, which notices a hang-up, would take it for one and cancel every
+// call slower than the timeout.
+const bodyTimeout = 10 * time.Second
 
 // contentType is what plugins conventionally answer with; dockerd ignores it.
 const contentType = "application/vnd.docker.plugins.v1.1+json"
@@ -103,8 +115,13 @@ func (h *handler) route(mux *http.ServeMux, method string, timeout time.Duration
 	mux.HandleFunc("POST /VolumeDriver."+method, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		var req request
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
-		if err == nil && len(body) > 0 {
+		body, err := h.readBody(w, r)
+		if err != nil {
+			h.log.WithField("call", method).WithError(err).Warn("request body not received")
+			reply(w, http.StatusRequestTimeout, map[string]string{"Err": "portvol: " + method + " request: " + err.Error()})
+			return
+		}
+		if len(body) > 0 {
 			err = json.Unmarshal(body, &req)
 		}
 		if err != nil {
@@ -142,6 +159,32 @@ func (h *handler) route(mux *http.ServeMux, method string, timeout time.Duration
 		}
 		reply(w, http.StatusOK, resp)
 	})
+}
+
+// readBody reads r's body (up to maxBody) within the driver's body
+// deadline, then lifts the deadline again (see bodyTimeout).
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	timeout := h.d.bodyTimeout
+	if err := rc.SetReadDeadline(time.Now().Add(timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return nil, fmt.Errorf("set a read deadline: %w", err)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	if err != nil {
+		// The deadline stays: net/http reads what is left of the body
+		// before it answers, and must not wait for it either.
+		w.Header().Set("Connection", "close")
+	} else {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return nil, fmt.Errorf("the request body did not arrive within %s of its headers; the client sent %d byte(s) of it and stalled", timeout, len(body))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the request body: %w", err)
+	}
+	return body, nil
 }
 
 func reply(w http.ResponseWriter, status int, body any) {

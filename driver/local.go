@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"github.com/portvol/portvol/catalog"
+	"golang.org/x/sys/unix"
+
 	"github.com/portvol/portvol/internal/durable"
+	"github.com/portvol/portvol/localcopy"
 	"github.com/portvol/portvol/metadata"
 )
 
@@ -61,6 +64,12 @@ func (d *Driver) localRecord(ctx context.Context, b *Backend, name string) (meta
 			rec, _ = d.db.Volume(ctx, name)
 			return rec, in, err
 		}
+		if busy, err := d.inUse(ctx, name); err != nil || busy {
+			if err == nil {
+				err = errorf(ErrBusy, "volume %q: this host's copy belongs to an earlier volume of this name and is still in use here (mounted, held or uploading): unmount it first", name)
+			}
+			return rec, in, err
+		}
 		if err := d.retire(ctx, rec, "it belongs to an earlier volume of this name"); err != nil {
 			return rec, in, err
 		}
@@ -78,23 +87,33 @@ func (d *Driver) remember(ctx context.Context, v catalog.Volume, created bool) (
 		Name: name, Options: v.Options, CreatedAt: v.CreatedAt, CreatedBy: v.CreatedBy,
 		Incarnation: incarnation(v), Local: metadata.LocalAbsent,
 	}
-	data := d.dataDir(name)
-	_, statErr := os.Stat(data)
+	fs, err := d.existingCopy(ctx, name)
+	if err != nil {
+		return rec, fmt.Errorf("volume %q: %w", name, err)
+	}
+	c, err := d.localFor(name, fs)
+	if err != nil {
+		return rec, err
+	}
+	exists, err := c.Exists(ctx, name)
+	if err != nil {
+		return rec, fmt.Errorf("volume %q: %w", name, err)
+	}
 	switch {
-	case statErr == nil && created:
+	case exists && created:
 		d.log.WithField("volume", name).Warn("a data directory without a record exists for this name: the new volume keeps its contents")
-		rec.Local, rec.Dirty, rec.SizeAt = metadata.LocalReady, true, time.Time{}
+		rec.Local, rec.Dirty, rec.SizeAt, rec.Filesystem = metadata.LocalReady, true, time.Time{}, fs
 		d.measureLater(name)
-	case statErr == nil:
-		aside, err := d.moveAside(name, "orphan-"+time.Now().UTC().Format("20060102T150405Z"))
+	case exists:
+		aside, err := c.MoveAside(ctx, name, "orphan-"+time.Now().UTC().Format("20060102T150405Z"))
 		if err != nil {
 			return rec, fmt.Errorf("volume %q: %w", name, err)
 		}
 		d.log.WithField("volume", name).WithField("path", aside).Warn("a data directory without a record was moved aside: the volume's data comes from the store")
-		rec.Aside = []string{aside}
+		rec.Aside = []string{d.relToState(aside)}
 	case created:
-		if err := durable.MkdirAll(data, 0o755); err != nil {
-			return rec, fmt.Errorf("volume %q: create data directory: %w", name, err)
+		if rec.Filesystem, err = d.createCopy(ctx, name, v.Options); err != nil {
+			return rec, err
 		}
 		rec.Local, rec.SizeAt = metadata.LocalReady, time.Now().UTC()
 	}
@@ -117,9 +136,14 @@ func (d *Driver) retire(ctx context.Context, rec metadata.Volume, why string) er
 	stamp := strconv.FormatInt(time.Now().UnixNano(), 10)
 	keep := func(rel, label string) error {
 		dst := filepath.Join(d.stateDir, "kept", name+"."+label+"."+stamp)
-		if err := os.Rename(filepath.Join(d.stateDir, rel), dst); err != nil && !errors.Is(err, os.ErrNotExist) {
+		err := os.Rename(filepath.Join(d.stateDir, rel), dst)
+		switch {
+		case errors.Is(err, unix.EXDEV):
+			// In the btrfs pool: kept where it is.
+			log.WithField("path", filepath.Join(d.stateDir, rel)).Warn("kept a copy of the volume's data (" + why + "): portvol import can turn it into a new volume")
+		case err != nil && !errors.Is(err, os.ErrNotExist):
 			return fmt.Errorf("volume %q: keep %s: %w", name, rel, err)
-		} else if err == nil {
+		case err == nil:
 			log.WithField("path", dst).Warn("kept a copy of the volume's data (" + why + "): portvol import can turn it into a new volume")
 		}
 		return nil
@@ -129,10 +153,23 @@ func (d *Driver) retire(ctx context.Context, rec metadata.Volume, why string) er
 			return err
 		}
 	}
-	if _, err := os.Stat(d.dataDir(name)); err == nil && rec.Dirty {
-		rel, _ := filepath.Rel(d.stateDir, d.dataDir(name))
-		if err := keep(rel, "unpublished"); err != nil {
-			return err
+	c, cerr := d.localOf(rec)
+	if cerr == nil {
+		if ok, _ := c.Exists(ctx, name); ok && rec.Dirty {
+			aside, err := c.MoveAside(ctx, name, "unpublished-"+stamp)
+			if err != nil {
+				return fmt.Errorf("volume %q: keep its unpublished copy: %w", name, err)
+			}
+			if err := keep(d.relToState(aside), "unpublished"); err != nil {
+				return err
+			}
+		}
+		if c != localcopy.Copies(d.dirs) {
+			// Subvolumes are deleted here (quick); directories go with the
+			// volume's directory to the trash below.
+			if err := c.Remove(ctx, name); err != nil {
+				return fmt.Errorf("volume %q: %w", name, err)
+			}
 		}
 	}
 	// The rest goes to the trash first: after a crash between the two steps

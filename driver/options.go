@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portvol/portvol/localcopy"
 	"github.com/portvol/portvol/prune"
 )
 
@@ -19,6 +20,12 @@ const (
 	// OptTakeover: what happens when another host's lease on the volume has
 	// expired: "manual" (portvol takeover) or "auto".
 	OptTakeover = "takeover"
+	// OptSize: the volume's size limit (20G, 512M, 1.5T, 20GiB, ...; every
+	// unit is binary, as in Docker's own size options). Enforced on btrfs
+	// volumes by a quota group: a writer past it gets EDQUOT ("Disk quota
+	// exceeded"). Not set: no limit. It cannot be changed once the volume
+	// exists.
+	OptSize = "size"
 	// keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly: the
 	// retention policy applied after each publish (package prune). Not
 	// set: prune.DefaultPolicy. All 0: keep every snapshot.
@@ -84,9 +91,42 @@ var keepSpec = optionSpec{
 	},
 }
 
+// sizeSpec is the spec of the size option: no default is filled in (a
+// volume without it has no limit, and volumes created before the option
+// existed compare equal to new ones without it). Values are normalised to
+// the largest binary unit that divides them (20GiB, 20GB → 20G).
+var sizeSpec = optionSpec{
+	syntax: "a size such as 20G, 512M or 1.5T (binary units; at least 1M)",
+	parse: func(s string) (string, error) {
+		n, err := localcopy.ParseSizeLimit(s)
+		if err != nil {
+			msg := strings.TrimPrefix(err.Error(), fmt.Sprintf("size %q: ", s))
+			return "", errors.New(strings.TrimPrefix(msg, localcopy.ErrInvalid.Error()+": "))
+		}
+		return localcopy.FormatSize(n), nil
+	},
+}
+
+// sizeLimit is the size limit in bytes that normalised options ask for,
+// 0 for none.
+func sizeLimit(opts map[string]string) int64 {
+	v, ok := opts[OptSize]
+	if !ok || v == "" {
+		return 0
+	}
+	n, err := localcopy.ParseSize(v)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
 func specFor(k string) (optionSpec, bool) {
 	if spec, ok := optionSpecs[k]; ok {
 		return spec, true
+	}
+	if k == OptSize {
+		return sizeSpec, true
 	}
 	for _, n := range prune.OptionNames {
 		if k == n {
@@ -103,6 +143,7 @@ func OptionNames() []string {
 		names = append(names, n)
 	}
 	names = append(names, prune.OptionNames...)
+	names = append(names, OptSize)
 	sort.Strings(names)
 	return names
 }

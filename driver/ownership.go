@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/portvol/portvol/catalog"
-	"github.com/portvol/portvol/internal/durable"
 	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/localcopy"
 	"github.com/portvol/portvol/metadata"
 )
 
@@ -27,15 +25,25 @@ const acquireMargin = 3 * time.Second
 func (d *Driver) ensureLease(ctx context.Context, b *Backend, v *vstate, opts map[string]string) (l *lease.Lease, fresh bool, err error) {
 	name := v.name
 	if l := v.holding(); l != nil {
-		st := l.Status()
-		if st.Fenced == nil && !st.Released {
+		// A write of this lease may have an unknown outcome (a release
+		// cancelled by this Mount, say): find out before believing either
+		// way that this host holds the volume or released it.
+		err := l.Settle(ctx)
+		var fenced *lease.FencedError
+		switch {
+		case err == nil:
 			return l, false, nil
+		case errors.As(err, &fenced):
+			d.fenceLocked(ctx, name, l.Generation(), fenced)
+		case errors.Is(err, lease.ErrReleased):
+			if err := d.afterRelease(ctx, v, l); err != nil {
+				return nil, false, err
+			}
+			d.log.WithField("volume", name).WithField("generation", l.Generation()).Info("the release this Mount interrupted had applied: acquiring the volume again")
+		default:
+			return nil, false, errUnavailable(name, fmt.Errorf("finding out whether this host still holds the volume: %w", err))
 		}
-		if st.Fenced != nil {
-			d.fenceLocked(ctx, name, l.Generation(), st.Fenced)
-		} else {
-			d.dropLease(v)
-		}
+		d.dropLease(v)
 	}
 	rec, err := d.db.Volume(ctx, name)
 	if err != nil {
@@ -74,16 +82,21 @@ func (d *Driver) ensureLease(ctx context.Context, b *Backend, v *vstate, opts ma
 	case err != nil:
 		return nil, false, errUnavailable(name, err)
 	}
-	// The name may have been removed and created again between this
-	// Mount's look at the store (localRecord) and the acquisition: the
-	// lease is then the new volume's, and this host's copy belongs to the
-	// old one. Holding the lease, nobody can remove the volume any more,
-	// so its record read now is the one this Mount serves.
-	if rec.Incarnation != "" {
-		if err := d.checkIncarnation(ctx, b, v, rec); err != nil {
-			_ = l.Release(context.WithoutCancel(ctx))
-			return nil, false, err
+	// While this Mount waited, the volume may have been removed and
+	// created again: the lease is then a newer volume's than the record
+	// this host has. Give it back; the caller starts over with the volume
+	// the store has now.
+	if in, err := d.readInfo(ctx, b, name); err != nil || !in.Exists() || rec.Incarnation != "" && incarnation(in.Vol) != rec.Incarnation {
+		if rerr := l.Release(context.WithoutCancel(ctx)); rerr != nil {
+			d.log.WithField("volume", name).WithError(rerr).Warn("could not give back a lease taken for a volume that changed meanwhile; it expires")
 		}
+		switch {
+		case err != nil:
+			return nil, false, errUnavailable(name, err)
+		case !in.Exists():
+			return nil, false, errorf(ErrNotFound, "volume %q was removed while this Mount waited for it: create it again with docker volume create", name)
+		}
+		return nil, false, errRecreated
 	}
 	// Record the generation before anything else: after a crash the
 	// restarted process resumes it instead of finding its own lease held
@@ -105,34 +118,9 @@ func (d *Driver) ensureLease(ctx context.Context, b *Backend, v *vstate, opts ma
 	return l, true, nil
 }
 
-// checkIncarnation makes sure rec, this host's record of v, belongs to
-// the volume the store has under that name now; if the name was created
-// again, the old copy is retired (unpublished changes kept under kept/)
-// and a record of the new volume takes its place. v stays this call's
-// state of the volume.
-func (d *Driver) checkIncarnation(ctx context.Context, b *Backend, v *vstate, rec metadata.Volume) error {
-	name := v.name
-	cv, err := catalog.Get(ctx, b.Store, name)
-	switch {
-	case errors.Is(err, catalog.ErrNotFound):
-		return errorf(ErrNotFound, "volume %q was removed while this Mount waited for it (it may be being created again): retry the mount", name)
-	case err != nil:
-		return errUnavailable(name, err)
-	case incarnation(cv) == rec.Incarnation:
-		return nil
-	}
-	if err := d.retire(ctx, rec, "the volume was removed and created again while a Mount waited"); err != nil {
-		return err
-	}
-	d.volsMu.Lock()
-	d.vols[name] = v // retire forgets the volume's state; this Mount goes on with it
-	d.volsMu.Unlock()
-	if _, err := d.remember(ctx, cv, false); err != nil {
-		return err
-	}
-	d.log.WithField("volume", name).Warn("the volume was removed and created again while this Mount waited: this host's copy of the old one was set aside, the new one starts from the store")
-	return nil
-}
+// errRecreated: the volume was removed and created again while a Mount
+// waited for its lease; the Mount starts over with the new volume.
+var errRecreated = errors.New("the volume was created again while this Mount waited")
 
 // takeoverNote says what a takeover lost.
 func takeoverNote(t *lease.Takeover, head string) string {
@@ -213,23 +201,32 @@ func (d *Driver) fenceLocked(ctx context.Context, name string, gen uint64, cause
 	d.log.WithField("volume", name).WithField("generation", gen).Error("fenced: " + msg)
 }
 
-// moveAside renames name's data directory to <volume dir>/<as> and
-// returns that path relative to the state directory; "" if there was no
-// data directory.
+// moveAside renames name's copy to <its volume dir>/<as> (beside it, on
+// its filesystem) and returns that path relative to the state directory;
+// "" if there was no copy. The copy's base instant is dropped with it.
 func (d *Driver) moveAside(name, as string) (string, error) {
-	data := d.dataDir(name)
-	if _, err := os.Lstat(data); errors.Is(err, os.ErrNotExist) {
-		return "", nil
-	}
-	dst := filepath.Join(d.volumeDir(name), as)
-	if err := os.Rename(data, dst); err != nil {
-		return "", fmt.Errorf("move %s aside: %w", data, err)
-	}
-	if err := durable.SyncDir(d.volumeDir(name)); err != nil {
+	ctx := context.Background()
+	rec, err := d.db.Volume(ctx, name)
+	if err != nil && !errors.Is(err, metadata.ErrNotFound) {
 		return "", err
 	}
-	rel, _ := filepath.Rel(d.stateDir, dst)
-	return rel, nil
+	rec.Name = name
+	c, err := d.localOf(rec)
+	if err != nil {
+		return "", err
+	}
+	if ok, err := c.Exists(ctx, name); err != nil || !ok {
+		return "", err
+	}
+	dst, err := c.MoveAside(ctx, name, as)
+	if errors.Is(err, localcopy.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	d.dropBase(ctx, c, name)
+	return d.relToState(dst), nil
 }
 
 // settle gives up the lease of a volume nobody mounts any more, under the
@@ -246,4 +243,17 @@ func (d *Driver) settle(ctx context.Context, v *vstate) {
 		}
 	})
 	d.startRelease(v, l)
+}
+
+// inUse reports whether this host uses its copy of name: mounted, holding
+// its lease, or restoring or releasing it. A copy in use is never retired,
+// even when the store has a newer volume of that name: its Unmount (or
+// its fencing) comes first.
+func (d *Driver) inUse(ctx context.Context, name string) (bool, error) {
+	mounts, err := d.db.Mounts(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	v := d.state(name)
+	return mounts.Total() > 0 || v.holding() != nil || v.currentJob() != nil, nil
 }

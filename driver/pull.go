@@ -18,6 +18,9 @@ type PullResult struct {
 	Message  string `json:"message"`
 	Fetched  uint64 `json:"fetched_bytes"` // bytes received from the store
 	Reused   uint64 `json:"reused_bytes"`  // bytes taken from the older local copy
+	// Owned: this host owns the volume (mounted here, holding its lease
+	// or uploading its final snapshot): its copy is the newest there is.
+	Owned bool `json:"owned,omitempty"`
 }
 
 // Pull brings this host's copy of volume name to the store's head snapshot
@@ -74,12 +77,15 @@ func (d *Driver) startPull(ctx context.Context, name string, res *PullResult) (*
 	j := v.currentJob()
 	switch {
 	case mounts.Total() > 0:
+		res.Owned = true
 		return nil, errorf(ErrInUse, "volume %q is mounted on this host: its copy is in use and the newest there is; nothing to pull", name)
 	case j != nil && j.kind == "release":
+		res.Owned = true
 		return nil, errorf(ErrBusy, "volume %q: this host is still uploading its final snapshot: its copy is newer than the store's; nothing to pull", name)
 	case j != nil:
 		return j, nil // a restore is running: report on it
 	case v.holding() != nil:
+		res.Owned = true
 		res.Snapshot, res.Message = rec.LocalSnapshot, fmt.Sprintf("this host owns volume %s: its copy is the newest there is", name)
 		return nil, nil
 	}

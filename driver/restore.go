@@ -9,7 +9,6 @@ import (
 
 	"github.com/dustin/go-humanize"
 
-	"github.com/portvol/portvol/internal/durable"
 	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/metadata"
 	"github.com/portvol/portvol/snapshot"
@@ -64,10 +63,11 @@ func (d *Driver) ensureData(ctx context.Context, b *Backend, v *vstate, l *lease
 		if exists {
 			return nil
 		}
-		if err := durable.MkdirAll(d.dataDir(name), 0o755); err != nil {
-			return fmt.Errorf("volume %q: create data directory: %w", name, err)
+		fs, err := d.createCopy(ctx, name, rec.Options)
+		if err != nil {
+			return err
 		}
-		return d.update(ctx, name, func(r *metadata.Volume) { r.Local, r.LocalSnapshot = metadata.LocalReady, "" })
+		return d.update(ctx, name, func(r *metadata.Volume) { r.Local, r.LocalSnapshot, r.Filesystem = metadata.LocalReady, "", fs })
 	}
 	previous := ""
 	if exists {
@@ -89,18 +89,15 @@ func (d *Driver) startRestore(v *vstate, target, previous string, leased bool) *
 	return d.startJob(v, "restore", target, func(ctx context.Context, j *job) error {
 		b, err := d.store(ctx)
 		if err == nil {
-			err = b.Snapshots.Restore(ctx, name, target, d.dataDir(name), snapshot.RestoreOptions{
-				Previous: previous, StatCache: d.statCache(name), Progress: func(p snapshot.Progress) {
-					j.setProgress(p)
-					d.obs.RestoreProgress(name, p.BytesDone, p.Bytes)
-				},
-			})
+			err = d.restoreCopy(ctx, b, name, target, previous, j)
 		}
 		if err != nil {
 			_ = d.update(ctx, name, func(r *metadata.Volume) {
 				r.Local = metadata.LocalAbsent
-				if _, serr := os.Stat(d.dataDir(name)); serr == nil {
-					r.Local = metadata.LocalReady
+				if c, lerr := d.localOf(*r); lerr == nil {
+					if ok, _ := c.Exists(ctx, name); ok {
+						r.Local = metadata.LocalReady
+					}
 				}
 				if !errors.Is(err, context.Canceled) {
 					r.LastError, r.LastErrorAt = fmt.Sprintf("restoring snapshot %s: %s", target, err), time.Now().UTC()
@@ -125,6 +122,70 @@ func (d *Driver) startRestore(v *vstate, target, previous string, leased bool) *
 		d.measureLater(name)
 		return nil
 	})
+}
+
+// restoreCopy restores snapshot target of name into a restore target of
+// the implementation new copies go to (a new subvolume, or a directory
+// beside the live one), then puts it in place of the live copy
+// atomically. previous is the snapshot the live copy holds ("" if
+// unknown): chunks it still has are copied from it instead of fetched.
+// A directory copy restored into a subvolume stays one (and its directory
+// is deleted).
+func (d *Driver) restoreCopy(ctx context.Context, b *Backend, name, target, previous string, j *job) error {
+	rec, err := d.db.Volume(ctx, name)
+	if err != nil {
+		return err
+	}
+	to := d.copies
+	from, ferr := d.localOf(rec)
+	reuse := ""
+	if ferr == nil {
+		if ok, _ := from.Exists(ctx, name); ok {
+			reuse = from.Path(name)
+		}
+	}
+	if reuse == "" {
+		previous = ""
+	}
+	t, err := to.RestoreTarget(ctx, name, false, createOptions(to, rec.Options))
+	if err != nil {
+		return err
+	}
+	err = b.Snapshots.Restore(ctx, name, target, t.Path, snapshot.RestoreOptions{
+		Into: true, ReuseDir: reuse, Previous: previous, StatCache: d.statCache(name),
+		Progress: func(p snapshot.Progress) {
+			j.setProgress(p)
+			d.obs.RestoreProgress(name, p.BytesDone, p.Bytes)
+		},
+	})
+	if err != nil {
+		if aerr := to.AbortRestore(context.WithoutCancel(ctx), t); aerr != nil {
+			d.log.WithField("volume", name).WithError(aerr).Warn("could not delete an unfinished restore target; the next restore removes it")
+		}
+		return err
+	}
+	if ferr == nil {
+		d.dropBase(ctx, from, name) // the base belongs to the copy being replaced
+	}
+	if err := to.CommitRestore(ctx, t); err != nil {
+		_ = to.AbortRestore(context.WithoutCancel(ctx), t)
+		return err
+	}
+	moved := ferr == nil && from != to
+	if err := d.update(ctx, name, func(r *metadata.Volume) { r.Filesystem = to.Filesystem() }); err != nil {
+		return err
+	}
+	if moved && reuse != "" && reuse != to.Path(name) {
+		// The directory copy this restore replaced (the restored copy is
+		// the volume from now on).
+		if err := from.Remove(context.WithoutCancel(ctx), name); err != nil {
+			d.log.WithField("volume", name).WithError(err).Warn("restored into a subvolume, but could not delete the old directory copy")
+		}
+	}
+	if moved {
+		d.log.WithField("volume", name).WithField("filesystem", to.Filesystem()).Info("the volume's copy moved into a " + to.Filesystem() + " subvolume with this restore")
+	}
+	return nil
 }
 
 // awaitRestore waits for restore job j until shortly before ctx's

@@ -1,11 +1,13 @@
 package driver
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"time"
 
 	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/localcopy"
 	"github.com/portvol/portvol/metadata"
 	"github.com/portvol/portvol/snapshot"
 )
@@ -41,10 +43,28 @@ type VolumeStatus struct {
 	KeptCopies []string `json:"kept_copies,omitempty"`
 	// Store is "ok" or why the store could not be read.
 	Store string `json:"store"`
+	// Filesystem is where this host keeps the copy: btrfs (a subvolume)
+	// or directory.
+	Filesystem string `json:"filesystem"`
+	// SnapshotConsistency is what a periodic snapshot of this copy is
+	// worth: point-in-time (read from one frozen instant of the whole
+	// volume) or file-by-file (read from the live directory).
+	SnapshotConsistency string `json:"snapshot_consistency"`
+	// SizeLimitBytes is the size limit (option size), 0 for none;
+	// SizeLimitEnforced says whether this host's copy enforces it (a
+	// directory copy cannot).
+	SizeLimitBytes    int64 `json:"size_limit_bytes"`
+	SizeLimitEnforced bool  `json:"size_limit_enforced"`
+	// UsedBytes is the disk space this host's copy takes (the quota
+	// group's count for a limited subvolume, else as last measured).
+	UsedBytes int64 `json:"used_bytes"`
 }
 
-// periodicNote goes with volumes that snapshot periodically.
-const periodicNote = "periodic snapshots are taken while containers write (as consistent as a crash at that moment); the final snapshot at unmount is quiescent"
+// Notes that go with volumes that snapshot periodically, by consistency.
+const (
+	periodicNote           = "periodic snapshots are read from a read-only btrfs snapshot taken at one instant (as consistent as a crash at that instant, which databases recover from); the final snapshot at unmount is quiescent"
+	periodicNoteFileByFile = "periodic snapshots are copied file by file while containers write (not a valid backup of a running database: use btrfs volumes for that); the final snapshot at unmount is quiescent"
+)
 
 // describe builds the status of a volume from this host's record and
 // mounts and, if in is not nil, what the store said.
@@ -66,13 +86,14 @@ func (d *Driver) describe(rec metadata.Volume, mounts metadata.Mounts, in *info,
 		ls := held.Status()
 		st.Owner, st.Lease, st.Generation, st.HeadSnapshot = d.hostID, "held", ls.Generation, ls.Head
 		if ls.Takeover != nil {
-			st.TakenOver = takeoverNote(ls.Takeover, ls.Head)
+			// This host took it: its own note names the head it restored.
+			st.TakenOver = d.takeoverText(rec.Name, ls.Generation, ls.Takeover, ls.Head, ls.Generation, rec.TakenOver)
 		}
 	case in != nil && in.Head.Exists:
 		r := in.Head.Record
 		st.Owner, st.Lease, st.Generation, st.HeadSnapshot = r.Owner, string(r.State), r.Generation, r.Head
 		if r.Takeover != nil {
-			st.TakenOver = takeoverNote(r.Takeover, r.Head)
+			st.TakenOver = d.takeoverText(rec.Name, r.Generation, r.Takeover, r.Head, r.HeadGeneration, rec.TakenOver)
 		}
 	case in != nil:
 		st.Lease = "none"
@@ -87,7 +108,30 @@ func (d *Driver) describe(rec metadata.Volume, mounts metadata.Mounts, in *info,
 		st.TakenOver = rec.TakenOver
 	}
 	st.Local = d.localText(rec, mounts, v)
+	d.describeCopy(&st, rec)
 	return st
+}
+
+// describeCopy fills in where the copy lives and its size.
+func (d *Driver) describeCopy(st *VolumeStatus, rec metadata.Volume) {
+	st.Filesystem, st.SizeLimitBytes, st.UsedBytes = fsName(rec), sizeLimit(rec.Options), rec.UsedBytes
+	c, err := d.localOf(rec)
+	if err != nil {
+		st.SnapshotConsistency = "unknown"
+		return
+	}
+	if rec.Local == metadata.LocalAbsent && rec.Filesystem == "" {
+		c = d.copies // no copy yet: the next one goes there
+		st.Filesystem = c.Filesystem()
+	}
+	st.SnapshotConsistency = string(c.Consistency())
+	st.SizeLimitEnforced = st.SizeLimitBytes > 0 && c.Filesystem() == localcopy.FilesystemBtrfs
+	if st.SizeLimitEnforced {
+		// The quota group's count: one ioctl, current as of the last commit.
+		if u, err := c.Usage(context.Background(), rec.Name); err == nil {
+			st.UsedBytes = u.Used
+		}
+	}
 }
 
 // localText is the Local field.
@@ -122,24 +166,28 @@ func (st VolumeStatus) Map(rec metadata.Volume, mounts metadata.Mounts) map[stri
 		sizeAt = rec.SizeAt.Format(time.RFC3339)
 	}
 	m := map[string]any{
-		"owner":             st.Owner,
-		"lease":             st.Lease,
-		"generation":        st.Generation,
-		"head_snapshot":     st.HeadSnapshot,
-		"head_age":          st.HeadAge,
-		"confirmed_age":     st.ConfirmedAge,
-		"local":             st.Local,
-		"local_snapshot":    st.LocalSnapshot,
-		"last_error":        st.LastError,
-		"store":             st.Store,
-		"mounted":           mounts.Total() > 0,
-		"mounts":            mounts.Total(),
-		"mount_ids":         len(mounts),
-		"size_bytes":        rec.SizeBytes,
-		"size_measured_at":  sizeAt,
-		"created_by":        rec.CreatedBy,
-		OptSnapshotInterval: rec.Options[OptSnapshotInterval],
-		OptTakeover:         rec.Options[OptTakeover],
+		"owner":                st.Owner,
+		"lease":                st.Lease,
+		"generation":           st.Generation,
+		"head_snapshot":        st.HeadSnapshot,
+		"head_age":             st.HeadAge,
+		"confirmed_age":        st.ConfirmedAge,
+		"local":                st.Local,
+		"local_snapshot":       st.LocalSnapshot,
+		"last_error":           st.LastError,
+		"store":                st.Store,
+		"mounted":              mounts.Total() > 0,
+		"mounts":               mounts.Total(),
+		"mount_ids":            len(mounts),
+		"size_bytes":           rec.SizeBytes,
+		"size_measured_at":     sizeAt,
+		"created_by":           rec.CreatedBy,
+		"filesystem":           st.Filesystem,
+		"snapshot_consistency": st.SnapshotConsistency,
+		"size_limit_bytes":     st.SizeLimitBytes,
+		"used_bytes":           st.UsedBytes,
+		OptSnapshotInterval:    rec.Options[OptSnapshotInterval],
+		OptTakeover:            rec.Options[OptTakeover],
 	}
 	if st.TakenOver != "" {
 		m["taken_over"] = st.TakenOver
@@ -147,8 +195,14 @@ func (st VolumeStatus) Map(rec metadata.Volume, mounts metadata.Mounts) map[stri
 	if len(st.KeptCopies) > 0 {
 		m["kept_copies"] = st.KeptCopies
 	}
+	if st.SizeLimitBytes > 0 && !st.SizeLimitEnforced {
+		m["size_limit_note"] = "this host keeps the volume in a directory, which cannot enforce the size limit (use --volume-fs btrfs)"
+	}
 	if iv, err := time.ParseDuration(rec.Options[OptSnapshotInterval]); err == nil && iv > 0 {
 		m["snapshot_note"] = periodicNote
+		if st.SnapshotConsistency != string(localcopy.ConsistencyPointInTime) {
+			m["snapshot_note"] = periodicNoteFileByFile
+		}
 	}
 	return m
 }

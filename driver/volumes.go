@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/localcopy"
 	"github.com/portvol/portvol/metadata"
 )
 
@@ -36,6 +37,9 @@ func (d *Driver) Create(ctx context.Context, name string, opts map[string]string
 	if err != nil {
 		return fmt.Errorf("volume %q: %w", name, err)
 	}
+	if sizeLimit(norm) > 0 && d.copies.Filesystem() != localcopy.FilesystemBtrfs {
+		return errorf(ErrInvalid, "volume %q: option size needs btrfs volumes, but this portvol keeps volumes in directories (--volume-fs directory, or a kernel without btrfs), which cannot enforce a limit: start portvol with --volume-fs btrfs, or create the volume without size", name)
+	}
 	unlock, err := d.locks.lock(ctx, name)
 	if err != nil {
 		return err
@@ -49,6 +53,13 @@ func (d *Driver) Create(ctx context.Context, name string, opts map[string]string
 	if err != nil {
 		return err
 	}
+	if !created && cv.Options[OptSize] != norm[OptSize] {
+		have := cv.Options[OptSize]
+		if have == "" {
+			have = "none"
+		}
+		return errorf(ErrConflict, "volume %q already exists with size limit %s: the size limit of an existing volume cannot be changed; create a new volume with the size you want and copy the data over", name, have)
+	}
 	if !created && !maps.Equal(cv.Options, norm) {
 		return errorf(ErrConflict, "volume %q already exists with other options (%s): create it with the same options, or remove it first", name, diffOptions(cv.Options, norm))
 	}
@@ -57,6 +68,14 @@ func (d *Driver) Create(ctx context.Context, name string, opts map[string]string
 	case err == nil && rec.Incarnation == incarnation(cv):
 		return nil
 	case err == nil:
+		if busy, err := d.inUse(ctx, name); err != nil {
+			return err
+		} else if busy {
+			// This host still uses its copy of an earlier volume of the
+			// name: leave it be; its next first Mount takes the new one.
+			d.log.WithField("volume", name).Warn("volume created again in the store while this host still uses its copy of the earlier one: that copy stays until it is unmounted")
+			return nil
+		}
 		if _, _, err := d.localRecord(ctx, b, name); err != nil {
 			return err
 		}

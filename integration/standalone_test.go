@@ -31,7 +31,8 @@ func TestStandaloneSocket(t *testing.T) {
 	}
 	defer logf.Close()
 	srv := pe.command(filepath.Join(repoRoot, "build", "portvol"), "serve",
-		"--socket", sock, "--state-dir", state, "--log-level", "debug")
+		"--socket", sock, "--state-dir", state, "--log-level", "debug",
+		"--volume-fs", "directory") // a host-run btrfs pool would stay mounted on the host after the test
 	srv.Stdout, srv.Stderr = logf, logf
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)

@@ -158,6 +158,9 @@ type FileChange struct {
 	// Size is the file's size in the later instant.
 	Size int64
 	// Ranges are the byte ranges written since the base, sorted, merged.
+	// Ranges cloned from other files (FICLONERANGE) keep their source's
+	// generation and are not in it on btrfs: compare extent locations
+	// (btrfs.ChangeSource does) when that matters.
 	Ranges []Range
 	// Holes are the ranges of [0, Size) that hold no data in the later
 	// instant (punched or never written), sorted, merged. A hole punched

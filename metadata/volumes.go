@@ -50,6 +50,21 @@ type Volume struct {
 	// measured at SizeAt (zero time: never measured).
 	SizeBytes int64     `json:"size_bytes"`
 	SizeAt    time.Time `json:"size_at"`
+	// UsedBytes is the disk space the local copy takes (allocated blocks,
+	// or the btrfs quota group's referenced bytes), measured at SizeAt.
+	UsedBytes int64 `json:"used_bytes,omitempty"`
+
+	// Filesystem is where the local copy lives: "btrfs" (a subvolume) or
+	// "directory"; "" is a directory (records from before subvolumes).
+	Filesystem string `json:"filesystem,omitempty"`
+	// BaseSnapshot is the published snapshot whose frozen instant the
+	// local copies keep as the base of the next snapshot; BaseInstant and
+	// BaseGeneration identify that instant (localcopy.Frozen's ID and
+	// Generation). The base is trusted only when the kept instant matches
+	// both (a crash between keeping and recording makes it unusable).
+	BaseSnapshot   string `json:"base_snapshot,omitempty"`
+	BaseInstant    string `json:"base_instant,omitempty"`
+	BaseGeneration uint64 `json:"base_generation,omitempty"`
 
 	// Incarnation identifies which creation of this name in the store the
 	// local copy belongs to (the store record's creation time and host).

@@ -31,6 +31,14 @@ type RestoreOptions struct {
 	// building a new tree. Not atomic by itself (see doc.go, "Restore in
 	// place"): on an error dir holds a mix, to be thrown away.
 	InPlace bool
+	// Into: dir is an empty directory made for this restore (such as a
+	// new btrfs subvolume that the caller swaps in afterwards); the tree
+	// is built in it directly, with no staging directory and no swap. On
+	// an error dir holds part of the tree, to be thrown away. Chunks of
+	// Previous are taken from ReuseDir, the copy that holds it, if set.
+	Into bool
+	// ReuseDir is where the copy holding Previous is, for Into.
+	ReuseDir string
 	// Progress, if set, is called from one goroutine a few times a second.
 	Progress func(Progress)
 }
@@ -81,6 +89,9 @@ func (r *Repo) Restore(ctx context.Context, volume, id, dir string, opts Restore
 	}
 	if opts.InPlace {
 		return r.restoreInPlace(ctx, volume, id, dir, m, prog, opts)
+	}
+	if opts.Into {
+		return r.restoreInto(ctx, volume, id, dir, m, prog, opts)
 	}
 	parentDir, base := filepath.Dir(dir), filepath.Base(dir)
 	fi, err := os.Lstat(dir)
@@ -228,4 +239,56 @@ func writeRestoreCache(m *Manifest, paths []string, dir, cachePath string) error
 		sc.Entries[paths[i]] = statEntryOf(&st)
 	}
 	return writeStatCache(cachePath, sc)
+}
+
+// restoreInto is Restore with opts.Into: the tree is built in the empty
+// directory dir itself.
+func (r *Repo) restoreInto(ctx context.Context, volume, id, dir string, m *Manifest, prog *progress, opts RestoreOptions) error {
+	if err := checkCacheOutside(opts.StatCache, opts.ReuseDir); opts.ReuseDir != "" && err != nil {
+		return err
+	}
+	names, err := os.ReadDir(dir)
+	switch {
+	case err != nil:
+		return fmt.Errorf("volume %q: restore target: %w", volume, err)
+	case len(names) > 0:
+		return fmt.Errorf("volume %q: restore target %s is not empty: %w", volume, dir, ErrInvalid)
+	}
+	rs := &restorer{r: r, m: m, paths: m.Paths(), old: -1, stage: -1, prog: prog}
+	defer rs.close()
+	if opts.ReuseDir != "" {
+		if _, err := os.Lstat(opts.ReuseDir); err == nil {
+			rs.prepareReuse(ctx, volume, opts.ReuseDir, opts)
+		}
+	}
+	if rs.stage, err = openDir(dir); err != nil {
+		return fmt.Errorf("volume %q: restore target: %w", volume, err)
+	}
+	fail := func(err error) error {
+		return fmt.Errorf("volume %q: restoring snapshot %s into %s: %w", volume, id, dir, err)
+	}
+	if err := rs.build(ctx); err != nil {
+		return fail(err)
+	}
+	if err := rs.fill(ctx); err != nil {
+		return fail(err)
+	}
+	rs.prog.setPhase("finish")
+	if err := rs.applyMetadata(); err != nil {
+		return fail(err)
+	}
+	if err := unix.Syncfs(rs.stage); err != nil {
+		return fmt.Errorf("volume %q: syncing restored data: %w", volume, err)
+	}
+	if err := removeStatCache(opts.StatCache); err != nil {
+		return fmt.Errorf("volume %q: %w", volume, err)
+	}
+	rs.closeStage()
+	rs.closeOld()
+	if opts.StatCache != "" {
+		if err := writeRestoreCache(m, rs.paths, dir, opts.StatCache); err != nil {
+			return fmt.Errorf("volume %q: snapshot %s restored, but %w", volume, id, err)
+		}
+	}
+	return nil
 }

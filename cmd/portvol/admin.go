@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -187,23 +188,89 @@ know is dead.`,
 
 func newPullCmd(stdout, stderr io.Writer) *cobra.Command {
 	var socket string
-	var asJSON bool
+	var asJSON, follow bool
+	var interval time.Duration
 	c := &cobra.Command{
 		Use:   "pull VOLUME",
 		Short: "Bring this host's copy of a volume to its latest snapshot, ahead of a move",
 		Long: `Restore VOLUME's latest published snapshot into this host's copy without taking
 ownership, so that a later Mount here fetches only what changed since. A host
 that keeps an older copy fetches only the chunks it lacks. Refused while the
-volume is mounted here. Interrupting the command leaves the pull running.`,
+volume is mounted here. Interrupting the command leaves the pull running.
+
+With --follow the plugin keeps this host's copy within one snapshot of the head
+while another host owns the volume: it reads the head every --interval and
+pulls each new snapshot, printing a line for each. A planned move here then
+waits only for the last delta. It stops, with exit code 0, on Ctrl-C (a pull
+that is running finishes in the plugin) or when this host comes to own the
+volume (a container here mounted it).`,
 		Args:              adminArgs(1, 1),
 		ValidArgsFunction: volumeArgFromPlugin,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runAdmin(cmd.Context(), socket, driver.AdminPull, "pull", driver.AdminRequest{Volume: args[0]}, asJSON, stdout, stderr)
+			if !follow {
+				if cmd.Flags().Changed("interval") {
+					return usageError{errors.New("--interval is for --follow")}
+				}
+				return runAdmin(cmd.Context(), socket, driver.AdminPull, "pull", driver.AdminRequest{Volume: args[0]}, asJSON, stdout, stderr)
+			}
+			if interval < 100*time.Millisecond {
+				return usageError{fmt.Errorf("--interval %v: at least 100ms (how often the head is read)", interval)}
+			}
+			return runFollow(cmd.Context(), socket, args[0], interval, asJSON, stdout, stderr)
 		},
 	}
 	c.Flags().StringVar(&socket, "socket", "", socketHelp)
 	c.Flags().BoolVar(&asJSON, "json", false, jsonHelp)
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep pulling each new snapshot until Ctrl-C or until this host owns the volume")
+	c.Flags().DurationVar(&interval, "interval", driver.DefaultFollowInterval, "with --follow: how often to read the volume's head")
 	return c
+}
+
+// runFollow streams a follow: each pull that changed the copy is a line
+// on stdout (with asJSON its PullResult as a JSON object), restore
+// progress goes to stderr. Ctrl-C ends it with a nil error.
+func runFollow(ctx context.Context, socket, volume string, interval time.Duration, asJSON bool, stdout, stderr io.Writer) error {
+	cl, err := newPluginClient(socket)
+	if err != nil {
+		return err
+	}
+	rep := newReporter(stderr, asJSON, "pull", volume)
+	last := ""
+	var out struct{ Result map[string]any }
+	err = cl.stream(ctx, driver.AdminFollow, driver.AdminRequest{Volume: volume, Interval: interval}, func(l progressLine) {
+		switch {
+		case l.Pulled != nil:
+			rep.done()
+			last = l.Pulled.Snapshot
+			if asJSON {
+				_ = writeJSON(stdout, l.Pulled)
+			} else {
+				fmt.Fprintln(stdout, l.Pulled.Message)
+			}
+		case l.Restore != nil:
+			rep.update(*l.Restore)
+		default:
+			rep.message(*l.Progress)
+		}
+	}, &out)
+	rep.done()
+	if err != nil && ctx.Err() != nil {
+		msg := fmt.Sprintf("stopped following volume %s; this host's copy holds snapshot %s (a pull that was running finishes in the plugin)", volume, dash(last))
+		if asJSON {
+			return writeJSON(stdout, map[string]any{"volume": volume, "snapshot": last, "message": msg, "stopped": true})
+		}
+		_, err = fmt.Fprintln(stdout, msg)
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(stdout, out.Result)
+	}
+	msg, _ := out.Result["message"].(string)
+	_, err = fmt.Fprintln(stdout, msg)
+	return err
 }
 
 func newUndeleteCmd(stdout io.Writer) *cobra.Command {
@@ -219,6 +286,30 @@ volume of that name exists.`,
 		ValidArgsFunction: volumeArgFromPlugin,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runAdmin(cmd.Context(), socket, driver.AdminUndelete, "undelete", driver.AdminRequest{Volume: args[0]}, asJSON, stdout, nil)
+		},
+	}
+	c.Flags().StringVar(&socket, "socket", "", socketHelp)
+	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return c
+}
+
+func newConvertCmd(stdout io.Writer) *cobra.Command {
+	var socket string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "convert VOLUME",
+		Short: "Move a directory volume's copy on this host into a btrfs subvolume",
+		Long: `Move this host's copy of VOLUME, kept in a plain directory (made before portvol
+kept volumes in btrfs subvolumes, or with --volume-fs directory), into a btrfs
+subvolume, keeping owners, modes, times, extended attributes, hard links and
+holes. From then on its periodic snapshots are read from one instant of the
+whole volume (point-in-time) instead of file by file. Refused while the volume
+is mounted on this host. Directory volumes also move into a subvolume by
+themselves at their next restore.`,
+		Args:              adminArgs(1, 1),
+		ValidArgsFunction: volumeArgFromPlugin,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAdmin(cmd.Context(), socket, driver.AdminConvert, "convert", driver.AdminRequest{Volume: args[0]}, asJSON, stdout, nil)
 		},
 	}
 	c.Flags().StringVar(&socket, "socket", "", socketHelp)

@@ -119,6 +119,7 @@ func decodeAnswer(dec *json.Decoder, status int, out any) error {
 type progressLine struct {
 	Progress *string
 	Restore  *snapshot.Progress
+	Pulled   *driver.PullResult // a follow's pull that changed the copy
 }
 
 // stream makes a long call: progress receives its progress lines, out the

@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -18,17 +19,42 @@ import (
 	"github.com/portvol/portvol/driver"
 	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/snapshot"
+	"github.com/portvol/portvol/writer"
 )
-
-// releaseTimeout bounds giving the lease back after a failure or an
-// interrupt, when the command's own context is already done.
-const releaseTimeout = 30 * time.Second
 
 type importOptions struct {
 	snapFlags
 	options   []string // -o key=value
 	hostID    string
 	statCache string
+	leaseTTL  time.Duration
+	lockDir   string
+}
+
+// importObserver, if set (by tests), hears when an import takes its
+// lease and when it is about to give it back.
+var importObserver func(volume string, generation uint64, held bool)
+
+// openClaim takes this host's local claim on volume, which lets a re-run
+// continue the lease of a killed run at once. nil without a lock
+// directory (no home directory and no --lock-dir).
+func (o *importOptions) openClaim(storeID, host, volume string) (*writer.Claim, error) {
+	dir := o.lockDir
+	if dir == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return nil, nil
+		}
+		dir = filepath.Join(cache, "portvol", "locks")
+	}
+	c, err := writer.OpenClaim(dir, storeID, host, volume)
+	if errors.Is(err, writer.ErrBusy) {
+		return nil, fmt.Errorf("import refused: %w", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: check --lock-dir (PORTVOL_LOCK_DIR), a local directory this user can write", err)
+	}
+	return c, nil
 }
 
 func newImportCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -44,6 +70,12 @@ as docker volume create -o would). import takes the volume's lease like a
 host mounting it does: while a plugin somewhere has the volume mounted, import
 is refused. Earlier snapshots are kept; the new one becomes the head.
 
+An import that died holding the lease (killed, or the store unreachable for
+longer than its retries) is recovered by running the same import again on this
+host: its lock file under --lock-dir proves the earlier run gone, and the lease
+is continued at once. A second import of the volume on this host while one runs
+is refused.
+
 The store must exist: create it with portvol init (a mistyped --store fails
 rather than starting a new, empty store).`,
 		Example: `  portvol import --store s3://backups/portvol /srv/pgdata pg
@@ -58,6 +90,8 @@ rather than starting a new, empty store).`,
 	o.snapFlags.register(f)
 	f.StringArrayVarP(&o.options, "opt", "o", nil, "volume option NAME=VALUE for a volume that does not exist yet (repeatable); valid: "+strings.Join(driver.OptionNames(), ", "))
 	f.StringVar(&o.hostID, "host-id", "", "host id to take the lease as (default <hostname>-cli)")
+	f.DurationVar(&o.leaseTTL, "lease-ttl", lease.DefaultTTL, "how long the import's lease lasts without renewal (as serve --lease-ttl)")
+	f.StringVar(&o.lockDir, "lock-dir", "", "local directory of this host's import lock files, which let a re-run continue the lease of a killed import at once (default ~/.cache/portvol/locks)")
 	f.StringVar(&o.statCache, "stat-cache", "", "local file (outside SRC_DIR) recording what import saw, so that the next import of the same directory reads only changed files")
 	return c
 }
@@ -93,6 +127,7 @@ type importResult struct {
 	Parent        string  `json:"parent,omitempty"`
 	Host          string  `json:"host"`
 	Generation    uint64  `json:"generation"`
+	Lease         string  `json:"lease"` // acquired, resumed (a killed earlier run's) or took over
 	Created       bool    `json:"volume_created"`
 	Files         uint64  `json:"files"`
 	Dirs          uint64  `json:"dirs"`
@@ -111,6 +146,9 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 	}
 	if err := checkVolumeArg(volume); err != nil {
 		return err
+	}
+	if o.leaseTTL < time.Second || o.leaseTTL > time.Hour || o.leaseTTL%time.Millisecond != 0 {
+		return usageError{fmt.Errorf("--lease-ttl %s: use whole milliseconds from 1s to 1h", o.leaseTTL)}
 	}
 	opts, err := parseVolumeOptions(o.options)
 	if err != nil {
@@ -142,7 +180,7 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 	if err != nil {
 		return err
 	}
-	lm, err := lease.New(s.store, lease.Options{Host: host})
+	lm, err := lease.New(s.store, lease.Options{Host: host, TTL: o.leaseTTL})
 	if err != nil {
 		return err
 	}
@@ -150,20 +188,32 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 	if err != nil {
 		return err
 	}
-	l, err := lm.Acquire(ctx, volume)
-	if err != nil {
-		var held *lease.HeldError
-		if errors.As(err, &held) {
-			return fmt.Errorf("import refused: %w", err)
+	wo := writer.Options{Leases: lm, Volume: volume, Observe: importObserver, Notify: func(msg string) {
+		if !o.json {
+			fmt.Fprintln(stderr, "portvol: "+msg)
 		}
+	}}
+	if claim, err := o.openClaim(s.id, host, volume); err != nil {
+		return err
+	} else if claim != nil {
+		defer claim.Close()
+		wo.Claim = claim
+	} else if !o.json {
+		fmt.Fprintln(stderr, "portvol: no lock directory (set --lock-dir): a killed import of this volume is recovered only after its lease has been unchanged for a TTL")
+	}
+	m, out, err := createAndPublish(ctx, repo, wo, src, o, host, stderr)
+	if err != nil {
 		return err
 	}
-	m, err := createAndPublish(ctx, repo, l, src, o, host, stderr)
-	if err != nil {
-		return err
+	switch {
+	case o.json:
+	case out.How == writer.Resumed:
+		fmt.Fprintf(stderr, "portvol: continued the lease (generation %d) that a killed earlier import on this host left held\n", out.Generation)
+	case out.How == writer.TookOver:
+		fmt.Fprintf(stderr, "portvol: took over the lease this host id left held, after seeing it unchanged for a TTL (now generation %d)\n", out.Generation)
 	}
 	res := importResult{
-		Volume: volume, Snapshot: m.ID, Parent: m.Parent, Host: host, Generation: m.Generation, Created: created,
+		Volume: volume, Snapshot: m.ID, Parent: m.Parent, Host: host, Generation: m.Generation, Lease: string(out.How), Created: created,
 		Files: m.Stats.Files, Dirs: m.Stats.Dirs, Bytes: m.Stats.Bytes, DataBytes: m.Stats.DataBytes,
 		FilesRead: m.Stats.FilesRead, BytesRead: m.Stats.BytesRead, NewBytes: m.Stats.NewBytes,
 		UploadedBytes: m.Stats.UploadedBytes, Seconds: round3(time.Since(start).Seconds()),
@@ -179,52 +229,53 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 }
 
 // createAndPublish snapshots src as the successor of the lease's head,
-// publishes it and releases the lease. The lease is released on every
-// path, also when ctx ends (SIGINT).
-func createAndPublish(ctx context.Context, repo *snapshot.Repo, l *lease.Lease, src string, o *importOptions, host string, stderr io.Writer) (*snapshot.Manifest, error) {
-	volume := l.Volume()
-	cctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	kaDone := make(chan struct{})
-	go func() {
-		defer close(kaDone)
-		if err := l.KeepAlive(cctx, nil); err != nil {
-			cancel(err) // fenced: stop uploading, publishing would fail
-		}
-	}()
-	rep := newReporter(stderr, o.json, "import", volume)
-	m, err := repo.Create(cctx, volume, src, snapshot.CreateOptions{
-		Parent: l.Head(), Host: host, Generation: l.Generation(), StatCache: o.statCache, Progress: rep.update,
+// publishes it and releases the lease, through package writer (the same
+// sequence the plugin runs). The lease is released on every path, also
+// when ctx ends (SIGINT); a lease a killed earlier run left held is
+// continued (see writer.Acquire).
+func createAndPublish(ctx context.Context, repo *snapshot.Repo, wo writer.Options, src string, o *importOptions, host string, stderr io.Writer) (*snapshot.Manifest, writer.Outcome, error) {
+	volume := wo.Volume
+	var res writer.Result
+	out, err := writer.Run(ctx, wo, func(ctx context.Context, l *lease.Lease) error {
+		rep := newReporter(stderr, o.json, "import", volume)
+		var err error
+		res, err = writer.Snapshot(ctx, repo, l, src, writer.SnapshotOptions{
+			Host: host, StatCache: o.statCache, Progress: rep.update,
+		})
+		rep.done()
+		return err
 	})
-	rep.done()
-	if err == nil {
-		err = l.Publish(cctx, m.ID)
-	}
-	if cause := context.Cause(cctx); err != nil && errors.Is(cause, lease.ErrFenced) {
-		err = cause
-	}
-	cancel(nil)
-	<-kaDone
-	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
-	defer rcancel()
-	rerr := l.Release(rctx)
+	var held *lease.HeldError
 	switch {
+	case errors.As(err, &held) && out.Generation == 0:
+		return nil, out, fmt.Errorf("import refused: %w", err)
+	case out.Generation == 0:
+		return nil, out, err // nothing was taken
+	}
+	// The release settles a publish whose answer was lost: what the head
+	// is now says whether this import's snapshot made it.
+	published := res.ID != "" && out.Head == res.ID && (res.Published || err != nil && out.ReleaseErr == nil)
+	rerr := out.ReleaseErr
+	again := fmt.Sprintf("run the same portvol import again on this host (it continues the lease this run holds), or from another host portvol takeover %s once it has expired", volume)
+	switch {
+	case err != nil && published:
+		// Published after all (a lost answer, settled by the release).
 	case err != nil && ctx.Err() != nil:
 		if rerr != nil {
-			return nil, fmt.Errorf("volume %q: import interrupted, nothing was published, and releasing the lease failed (%w): run portvol import again, or portvol takeover %s", volume, rerr, volume)
+			return nil, out, fmt.Errorf("volume %q: import interrupted, nothing was published, and releasing the lease failed (%w): %s", volume, rerr, again)
 		}
-		return nil, fmt.Errorf("volume %q: import interrupted: nothing was published and the lease is released", volume)
+		return nil, out, fmt.Errorf("volume %q: import interrupted: nothing was published and the lease is released", volume)
 	case err != nil && errors.Is(err, lease.ErrFenced):
-		return nil, err
+		return nil, out, err
 	case err != nil:
 		if rerr != nil {
-			return nil, fmt.Errorf("%w (releasing the lease failed too: %w)", err, rerr)
+			return nil, out, fmt.Errorf("%w (releasing the lease failed too: %w; %s)", err, rerr, again)
 		}
-		return nil, fmt.Errorf("%w; nothing was published and the lease is released, run import again to retry", err)
+		return nil, out, fmt.Errorf("%w; nothing was published and the lease is released, run import again to retry", err)
 	case rerr != nil:
-		return nil, fmt.Errorf("volume %q: snapshot %s is published, but releasing the lease failed: %w; run portvol import again or portvol takeover %s", volume, m.ID, rerr, volume)
+		return nil, out, fmt.Errorf("volume %q: snapshot %s is published, but releasing the lease failed: %w; %s", volume, res.ID, rerr, again)
 	}
-	return m, nil
+	return res.Manifest, out, nil
 }
 
 // ensureVolume creates the volume's record unless it exists. opts nil

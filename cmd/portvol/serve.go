@@ -149,7 +149,8 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 		return err
 	}
 	log = log.WithField("host", hostID)
-	if err := prepareVolumeFS(ctx, o, log); err != nil {
+	copies, err := openVolumeFS(ctx, o, log)
+	if err != nil {
 		return err
 	}
 	m := metrics.New(buildInfo(), nil)
@@ -165,6 +166,7 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 		MountWait:      o.mountWait,
 		TrashRetention: o.trashRetention,
 		Observer:       m,
+		Copies:         copies,
 	})
 	if err != nil {
 		return err
@@ -179,6 +181,9 @@ func serve(ctx context.Context, o serveOptions, stdout io.Writer) error {
 	srv := &http.Server{
 		Handler:           driver.NewHandler(d, log),
 		ReadHeaderTimeout: 10 * time.Second,
+		// Bodies have their own deadline in the handler (driver.NewHandler);
+		// a kept-alive connection nobody uses is closed after a while.
+		IdleTimeout: 2 * time.Minute,
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()

@@ -40,7 +40,7 @@ func TestSnapshotCommandArguments(t *testing.T) {
 		{"import three arguments", []string{"import", "--store", store, src, "v", "w"}, "got 3"},
 		{"import bad volume", []string{"import", "--store", store, src, "../etc"}, `invalid volume name "../etc"`},
 		{"import option without value", []string{"import", "--store", store, src, "v", "-o", "takeover"}, `-o "takeover": want NAME=VALUE`},
-		{"import unknown option", []string{"import", "--store", store, src, "v", "-o", "size=1G"}, `unknown option "size"`},
+		{"import unknown option", []string{"import", "--store", store, src, "v", "-o", "sise=1G"}, `unknown option "sise"`},
 		{"import bad option value", []string{"import", "--store", store, src, "v", "-o", "snapshot_interval=often"}, "invalid value"},
 		{"import option twice", []string{"import", "--store", store, src, "v", "-o", "takeover=auto", "-o", "takeover=manual"}, "-o takeover given twice"},
 		{"import bad host id", []string{"import", "--store", store, src, "v", "--host-id", "a b"}, "--host-id: invalid host id"},

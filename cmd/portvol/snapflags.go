@@ -71,6 +71,7 @@ type session struct {
 	flags *snapFlags
 	store transfer.ObjectStore
 	key   []byte
+	id    string // the store's store_id
 }
 
 // openSession opens the existing store and its snapshot repository. No
@@ -91,7 +92,7 @@ func (f *snapFlags) openSession(ctx context.Context, write bool) (*session, *sna
 	if err != nil {
 		return nil, nil, s.repoError(err)
 	}
-	s.store = c.store
+	s.store, s.id = c.store, c.id
 	return s, c.repo, nil
 }
 
