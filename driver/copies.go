@@ -220,14 +220,6 @@ func (d *Driver) Convert(ctx context.Context, name string) (ConvertResult, error
 		return res, err
 	}
 	res.Filesystem = fsName(rec)
-	conv, ok := d.copies.(localcopy.Converter)
-	if !ok {
-		return res, errorf(ErrInvalid, "volume %q: this portvol keeps volumes in %s (--volume-fs): start it with --volume-fs btrfs to convert volumes into subvolumes", name, kindOf(d.copies))
-	}
-	if rec.Filesystem == d.copies.Filesystem() {
-		res.Message = fmt.Sprintf("volume %s is a %s subvolume already", name, rec.Filesystem)
-		return res, nil
-	}
 	mounts, err := d.db.Mounts(ctx, name)
 	if err != nil {
 		return res, err
@@ -238,6 +230,14 @@ func (d *Driver) Convert(ctx context.Context, name string) (ConvertResult, error
 		return res, errorf(ErrInUse, "volume %q is mounted on this host (%d time(s)): stop the containers that use it, then convert", name, mounts.Total())
 	case v.currentJob() != nil:
 		return res, errorf(ErrBusy, "volume %q: a restore or its final snapshot is running; convert once it is done", name)
+	}
+	conv, ok := d.copies.(localcopy.Converter)
+	if !ok {
+		return res, errorf(ErrInvalid, "volume %q: this portvol keeps volumes in %s (--volume-fs): start it with --volume-fs btrfs to convert volumes into subvolumes", name, kindOf(d.copies))
+	}
+	if rec.Filesystem == d.copies.Filesystem() {
+		res.Message = fmt.Sprintf("volume %s is a %s subvolume already", name, rec.Filesystem)
+		return res, nil
 	}
 	from, err := d.localOf(rec)
 	if err != nil {

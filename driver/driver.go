@@ -321,6 +321,9 @@ func errorf(kind error, format string, args ...any) error {
 }
 
 // statCache is the snapshot engine's stat cache of name's data directory.
+// It lives in the state directory's volumes/<name> wherever the copy is
+// (a btrfs pool's copies are elsewhere), which is made here if missing.
 func (d *Driver) statCache(name string) string {
+	_ = os.MkdirAll(d.volumeDir(name), 0o700) // a failure shows when the cache is written
 	return filepath.Join(d.volumeDir(name), "statcache")
 }

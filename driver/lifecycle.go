@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/metadata"
 )
 
@@ -142,21 +143,38 @@ func (d *Driver) firstMount(ctx context.Context, name string) (metadata.Volume, 
 	if err != nil {
 		return metadata.Volume{}, fmt.Errorf("volume %q: %w", name, err)
 	}
-	rctx, cancel := context.WithTimeout(ctx, storeReadTimeout)
-	rec, in, err := d.localRecord(rctx, b, name)
-	cancel()
-	if err != nil {
-		return rec, err
-	}
-	v := d.state(name)
-	// A release still running here (a remount right after an unmount):
-	// stop it and keep the lease it holds, with the changes still local.
-	if j := v.currentJob(); j != nil && j.kind == "release" {
-		if err := d.stopJob(ctx, v); err != nil {
-			return rec, fmt.Errorf("volume %q: waiting for the previous unmount's upload to stop: %w", name, err)
+	var (
+		rec   metadata.Volume
+		v     *vstate
+		l     *lease.Lease
+		fresh bool
+	)
+	for range 3 {
+		rctx, cancel := context.WithTimeout(ctx, storeReadTimeout)
+		var in info
+		rec, in, err = d.localRecord(rctx, b, name)
+		cancel()
+		if err != nil {
+			return rec, err
 		}
+		v = d.state(name)
+		// A release still running here (a remount right after an unmount):
+		// stop it. Whether its lease is still this host's is settled by
+		// ensureLease before anything relies on it.
+		if j := v.currentJob(); j != nil && j.kind == "release" {
+			if err := d.stopJob(ctx, v); err != nil {
+				return rec, fmt.Errorf("volume %q: waiting for the previous unmount's upload to stop: %w", name, err)
+			}
+		}
+		l, fresh, err = d.ensureLease(ctx, b, v, in.Vol.Options)
+		if !errors.Is(err, errRecreated) {
+			break
+		}
+		d.log.WithField("volume", name).Info("the volume was removed and created again while this Mount waited: mounting the new volume")
 	}
-	l, fresh, err := d.ensureLease(ctx, b, v, in.Vol.Options)
+	if errors.Is(err, errRecreated) {
+		return rec, errorf(ErrBusy, "volume %q was removed and created again, over and over, while this Mount waited for it: retry", name)
+	}
 	if err != nil {
 		return rec, err
 	}

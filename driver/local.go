@@ -64,6 +64,12 @@ func (d *Driver) localRecord(ctx context.Context, b *Backend, name string) (meta
 			rec, _ = d.db.Volume(ctx, name)
 			return rec, in, err
 		}
+		if busy, err := d.inUse(ctx, name); err != nil || busy {
+			if err == nil {
+				err = errorf(ErrBusy, "volume %q: this host's copy belongs to an earlier volume of this name and is still in use here (mounted, held or uploading): unmount it first", name)
+			}
+			return rec, in, err
+		}
 		if err := d.retire(ctx, rec, "it belongs to an earlier volume of this name"); err != nil {
 			return rec, in, err
 		}

@@ -52,9 +52,19 @@ func (e *env) publish(v, id string, write func(mp string)) {
 
 func (e *env) released(v string) {
 	e.t.Helper()
+	var last map[string]any
+	defer func() {
+		if e.t.Failed() && last != nil {
+			e.t.Logf("%s's last status of %s: %v", e.host, v, last)
+		}
+	}()
 	eventually(e.t, e.host+" to release "+v, func() bool {
 		st := e.status(v)
-		return st["lease"] == "released" && st["local"] == "ready"
+		if st["lease"] == "released" && st["local"] == "ready" {
+			return true
+		}
+		last = st
+		return false
 	})
 }
 

@@ -25,15 +25,25 @@ const acquireMargin = 3 * time.Second
 func (d *Driver) ensureLease(ctx context.Context, b *Backend, v *vstate, opts map[string]string) (l *lease.Lease, fresh bool, err error) {
 	name := v.name
 	if l := v.holding(); l != nil {
-		st := l.Status()
-		if st.Fenced == nil && !st.Released {
+		// A write of this lease may have an unknown outcome (a release
+		// cancelled by this Mount, say): find out before believing either
+		// way that this host holds the volume or released it.
+		err := l.Settle(ctx)
+		var fenced *lease.FencedError
+		switch {
+		case err == nil:
 			return l, false, nil
+		case errors.As(err, &fenced):
+			d.fenceLocked(ctx, name, l.Generation(), fenced)
+		case errors.Is(err, lease.ErrReleased):
+			if err := d.afterRelease(ctx, v, l); err != nil {
+				return nil, false, err
+			}
+			d.log.WithField("volume", name).WithField("generation", l.Generation()).Info("the release this Mount interrupted had applied: acquiring the volume again")
+		default:
+			return nil, false, errUnavailable(name, fmt.Errorf("finding out whether this host still holds the volume: %w", err))
 		}
-		if st.Fenced != nil {
-			d.fenceLocked(ctx, name, l.Generation(), st.Fenced)
-		} else {
-			d.dropLease(v)
-		}
+		d.dropLease(v)
 	}
 	rec, err := d.db.Volume(ctx, name)
 	if err != nil {
@@ -72,6 +82,22 @@ func (d *Driver) ensureLease(ctx context.Context, b *Backend, v *vstate, opts ma
 	case err != nil:
 		return nil, false, errUnavailable(name, err)
 	}
+	// While this Mount waited, the volume may have been removed and
+	// created again: the lease is then a newer volume's than the record
+	// this host has. Give it back; the caller starts over with the volume
+	// the store has now.
+	if in, err := d.readInfo(ctx, b, name); err != nil || !in.Exists() || rec.Incarnation != "" && incarnation(in.Vol) != rec.Incarnation {
+		if rerr := l.Release(context.WithoutCancel(ctx)); rerr != nil {
+			d.log.WithField("volume", name).WithError(rerr).Warn("could not give back a lease taken for a volume that changed meanwhile; it expires")
+		}
+		switch {
+		case err != nil:
+			return nil, false, errUnavailable(name, err)
+		case !in.Exists():
+			return nil, false, errorf(ErrNotFound, "volume %q was removed while this Mount waited for it: create it again with docker volume create", name)
+		}
+		return nil, false, errRecreated
+	}
 	// Record the generation before anything else: after a crash the
 	// restarted process resumes it instead of finding its own lease held
 	// by a stranger.
@@ -91,6 +117,10 @@ func (d *Driver) ensureLease(ctx context.Context, b *Backend, v *vstate, opts ma
 	}
 	return l, true, nil
 }
+
+// errRecreated: the volume was removed and created again while a Mount
+// waited for its lease; the Mount starts over with the new volume.
+var errRecreated = errors.New("the volume was created again while this Mount waited")
 
 // takeoverNote says what a takeover lost.
 func takeoverNote(t *lease.Takeover, head string) string {
@@ -213,4 +243,17 @@ func (d *Driver) settle(ctx context.Context, v *vstate) {
 		}
 	})
 	d.startRelease(v, l)
+}
+
+// inUse reports whether this host uses its copy of name: mounted, holding
+// its lease, or restoring or releasing it. A copy in use is never retired,
+// even when the store has a newer volume of that name: its Unmount (or
+// its fencing) comes first.
+func (d *Driver) inUse(ctx context.Context, name string) (bool, error) {
+	mounts, err := d.db.Mounts(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	v := d.state(name)
+	return mounts.Total() > 0 || v.holding() != nil || v.currentJob() != nil, nil
 }

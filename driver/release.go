@@ -105,8 +105,17 @@ func (d *Driver) releaseOnce(ctx context.Context, v *vstate, l *lease.Lease, j *
 	if err := l.Release(ctx); err != nil {
 		return err
 	}
+	return d.afterRelease(ctx, v, l)
+}
+
+// afterRelease records that this host released v's lease l (its release
+// applied, as this host knows from the answer or from settling it): the
+// copy stays as the last snapshot this host published, and nothing here
+// holds the volume any more.
+func (d *Driver) afterRelease(ctx context.Context, v *vstate, l *lease.Lease) error {
+	name := v.name
 	_, statErr := os.Stat(d.dataDir(name))
-	err = d.update(ctx, name, func(r *metadata.Volume) {
+	err := d.update(ctx, name, func(r *metadata.Volume) {
 		r.Generation, r.LastError, r.LastErrorAt = 0, "", time.Time{}
 		switch {
 		case r.Local == metadata.LocalDiverged:

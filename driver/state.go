@@ -142,7 +142,21 @@ func (d *Driver) hold(v *vstate, l *lease.Lease) {
 	go func() {
 		defer d.wg.Done()
 		defer close(done)
-		err := l.KeepAlive(ctx, func(err error, lapsed bool) {
+		// Renew only while this host's record of the volume knows the
+		// lease: a removal, or a newer volume of the name, forgets it.
+		known := func() error {
+			rec, err := d.db.Volume(ctx, v.name)
+			switch {
+			case errors.Is(err, metadata.ErrNotFound):
+				return errUnknownLease
+			case err != nil:
+				return nil // the database answers again later; keep the lease meanwhile
+			case rec.Generation != l.Generation():
+				return errUnknownLease
+			}
+			return nil
+		}
+		err := l.KeepAliveWhile(ctx, known, func(err error, lapsed bool) {
 			switch {
 			case err == nil:
 				log.Info("lease renewed again")
@@ -154,11 +168,24 @@ func (d *Driver) hold(v *vstate, l *lease.Lease) {
 				log.WithError(err).Warn("lease renewal failed; retrying")
 			}
 		})
-		if errors.Is(err, lease.ErrFenced) {
+		switch {
+		case errors.Is(err, lease.ErrFenced):
 			d.fenceLater(v.name, l.Generation(), err)
+		case errors.Is(err, errUnknownLease) && !l.Status().Released:
+			log.Error("stopped renewing a lease that this host's record of the volume does not know (the volume was removed or created again); it expires")
+			v.mu.Lock()
+			if v.lease == l {
+				v.lease, v.keepStop, v.keepDone = nil, nil, nil
+			}
+			v.mu.Unlock()
+			d.obs.LeaseHeld(v.name, false)
 		}
 	}()
 }
+
+// errUnknownLease: the lease kept alive is not the one this host's record
+// of the volume holds.
+var errUnknownLease = errors.New("no record of this host knows the lease")
 
 // dropLease stops keeping v's lease alive and forgets it.
 func (d *Driver) dropLease(v *vstate) {

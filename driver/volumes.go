@@ -68,6 +68,14 @@ func (d *Driver) Create(ctx context.Context, name string, opts map[string]string
 	case err == nil && rec.Incarnation == incarnation(cv):
 		return nil
 	case err == nil:
+		if busy, err := d.inUse(ctx, name); err != nil {
+			return err
+		} else if busy {
+			// This host still uses its copy of an earlier volume of the
+			// name: leave it be; its next first Mount takes the new one.
+			d.log.WithField("volume", name).Warn("volume created again in the store while this host still uses its copy of the earlier one: that copy stays until it is unmounted")
+			return nil
+		}
 		if _, _, err := d.localRecord(ctx, b, name); err != nil {
 			if created {
 				return d.undoCreate(ctx, b, name, err)

@@ -108,6 +108,16 @@
 // settles them before its next write, and a later Acquire by the same
 // Manager adopts a record that is its own unsettled acquisition.
 //
+// A holder whose call was cancelled acts on neither belief ("I hold", "I
+// released") before Lease.Settle has found out: it renews on top of the
+// last version it knows, which settles every earlier write for good (a
+// late copy is conditional on a version that is then gone). A release of
+// ours applied if the record holds its bytes, or went on from our
+// generation through a released state: removed at our generation, or the
+// next generation acquired without a takeover. Then the lease is released
+// (ErrReleased), even though another host may hold the volume by now;
+// anything else not ours is a *FencedError.
+//
 // # Crash recovery
 //
 // The driver persists the generation it holds. After a crash the record

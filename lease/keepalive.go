@@ -51,6 +51,16 @@ func (m *Manager) lapseAfter() time.Duration { return m.ttl - m.ttl/10 }
 // notify(nil, false). notify may be nil. A lapsed lease is not lost: if no
 // host took it over, the next renewal succeeds and ownership continues.
 func (l *Lease) KeepAlive(ctx context.Context, notify func(err error, lapsed bool)) error {
+	return l.KeepAliveWhile(ctx, nil, notify)
+}
+
+// KeepAliveWhile is KeepAlive that calls valid before every renewal and
+// stops, returning valid's error, once it fails: the holder ties the
+// renewals to its own record of the lease, so that a lease nothing on this
+// host knows any more (its volume removed, or its record replaced by a
+// newer volume of that name) is never renewed and can expire. valid may be
+// nil.
+func (l *Lease) KeepAliveWhile(ctx context.Context, valid func() error, notify func(err error, lapsed bool)) error {
 	if notify == nil {
 		notify = func(error, bool) {}
 	}
@@ -66,6 +76,11 @@ func (l *Lease) KeepAlive(ctx context.Context, notify func(err error, lapsed boo
 		}
 		if !failing && l.sinceWrite() < ttl/3 {
 			continue // a publish renewed it meanwhile
+		}
+		if valid != nil {
+			if err := valid(); err != nil {
+				return err
+			}
 		}
 		err := l.Renew(ctx)
 		switch {

@@ -3,6 +3,7 @@ package lease_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -146,5 +147,41 @@ func TestKeepAliveRidesOutStoreOutage(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("KeepAlive after release: %v", err)
+	}
+}
+
+// A holder that no longer knows its lease stops renewing it: the lease
+// expires instead of being kept alive for nobody.
+func TestKeepAliveWhileStopsForALeaseNobodyKnows(t *testing.T) {
+	store, clock := memstore.New(), leasetest.NewClock()
+	l, err := manager(t, store, "hostA", clock).Acquire(t.Context(), "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var known atomic.Bool
+	known.Store(true)
+	forgotten := errors.New("no record of this lease")
+	done := make(chan error, 1)
+	go func() {
+		done <- l.KeepAliveWhile(t.Context(), func() error {
+			if known.Load() {
+				return nil
+			}
+			return forgotten
+		}, nil)
+	}()
+	clock.BlockUntil(1)
+	clock.Advance(ttl / 3)
+	clock.BlockUntil(1) // renewed once, sleeping again
+	if got := seq(t, store, "db"); got != 2 {
+		t.Fatalf("seq %d, want one renewal while the lease is known", got)
+	}
+	known.Store(false)
+	clock.Advance(ttl / 3)
+	if err := <-done; !errors.Is(err, forgotten) {
+		t.Fatalf("KeepAliveWhile after the lease was forgotten: %v", err)
+	}
+	if got := seq(t, store, "db"); got != 2 {
+		t.Errorf("seq %d: renewed a lease nobody knows", got)
 	}
 }

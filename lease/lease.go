@@ -123,6 +123,11 @@ func (l *Lease) write(ctx context.Context, op string, mutate func(*Record)) erro
 			l.released = l.rec.State == Released
 			continue
 		}
+		if l.releaseLanded(cur) {
+			// Our release applied, and the volume went on from there.
+			l.rec.State, l.etag, l.unsettled, l.released = Released, "", nil, true
+			continue
+		}
 		l.fenced = &FencedError{Volume: l.volume, Host: l.m.host, Generation: l.rec.Generation, Head: l.rec.Head, Op: op}
 		if cur.Exists {
 			c := cur.Record
@@ -131,6 +136,59 @@ func (l *Lease) write(ctx context.Context, op string, mutate func(*Record)) erro
 		f := *l.fenced
 		return &f
 	}
+}
+
+// Settle finds out what became of this lease's writes whose outcome is
+// unknown (a call cancelled or timed out after its write was sent), so that
+// the holder acts on neither belief, "I hold" or "I released", before it
+// knows. With nothing unknown it returns at once without reading the
+// store. Otherwise it renews on top of the version this lease last knew:
+// that settles every earlier write for good, since a late copy of one is
+// conditional on a version that is then gone.
+//
+// It returns nil if the lease is held (an unknown publish that applied is
+// taken as published: see Head), an error matching ErrReleased if a
+// release of ours applied (whoever acquired the volume since), or a
+// *FencedError if another host took the volume from this lease.
+func (l *Lease) Settle(ctx context.Context) error {
+	l.mu.Lock()
+	unknown := len(l.unsettled) > 0 || l.released || l.fenced != nil
+	l.mu.Unlock()
+	if !unknown {
+		return nil
+	}
+	return l.write(ctx, "settle", func(*Record) {})
+}
+
+// releaseLanded reports whether cur, a record none of this lease's writes
+// made, can only exist because an unsettled release of ours applied: the
+// volume went on from our generation through a released state. Only a
+// released generation can be removed (state removed, or released again by
+// Revive or Undelete, at our generation), and the next generation was
+// acquired normally (no takeover) only if ours was released. Anything
+// else, including records two or more generations on, proves nothing.
+func (l *Lease) releaseLanded(cur Observation) bool {
+	if !cur.Exists || !l.releaseUnsettled() {
+		return false
+	}
+	r := cur.Record
+	switch r.Generation {
+	case l.gen:
+		return r.State != Held
+	case l.gen + 1:
+		return r.Takeover == nil
+	}
+	return false
+}
+
+// releaseUnsettled reports whether one of the unsettled writes is a release.
+func (l *Lease) releaseUnsettled() bool {
+	for _, u := range l.unsettled {
+		if r, err := Decode(u); err == nil && r.State == Released {
+			return true
+		}
+	}
+	return false
 }
 
 func (l *Lease) isUnsettled(data []byte) bool {

@@ -9,6 +9,7 @@ import (
 	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/snapshot"
 	"github.com/portvol/portvol/transfer"
+	"github.com/portvol/portvol/writer"
 )
 
 // Exit codes. The numbers above 2 are restic's (0.17 and later) for the
@@ -70,7 +71,7 @@ func exitCode(ctx context.Context, err error) int {
 			return exitKey
 		}
 		return exitError
-	case errors.Is(err, lease.ErrHeld):
+	case errors.Is(err, lease.ErrHeld), errors.Is(err, writer.ErrBusy):
 		return exitHeld
 	case isKeyError(err):
 		return exitKey

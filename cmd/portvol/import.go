@@ -121,6 +121,7 @@ type importResult struct {
 	Parent        string  `json:"parent,omitempty"`
 	Host          string  `json:"host"`
 	Generation    uint64  `json:"generation"`
+	Lease         string  `json:"lease"` // acquired, resumed (a killed earlier run's) or took over
 	Created       bool    `json:"volume_created"`
 	Files         uint64  `json:"files"`
 	Dirs          uint64  `json:"dirs"`
@@ -198,11 +199,15 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 	if err != nil {
 		return err
 	}
-	if out.How != writer.Acquired && !o.json {
-		fmt.Fprintf(stderr, "portvol: the lease (generation %d) that an earlier run on this host left held was %s\n", out.Generation, out.How)
+	switch {
+	case o.json:
+	case out.How == writer.Resumed:
+		fmt.Fprintf(stderr, "portvol: continued the lease (generation %d) that a killed earlier import on this host left held\n", out.Generation)
+	case out.How == writer.TookOver:
+		fmt.Fprintf(stderr, "portvol: took over the lease this host id left held, after seeing it unchanged for a TTL (now generation %d)\n", out.Generation)
 	}
 	res := importResult{
-		Volume: volume, Snapshot: m.ID, Parent: m.Parent, Host: host, Generation: m.Generation, Created: created,
+		Volume: volume, Snapshot: m.ID, Parent: m.Parent, Host: host, Generation: m.Generation, Lease: string(out.How), Created: created,
 		Files: m.Stats.Files, Dirs: m.Stats.Dirs, Bytes: m.Stats.Bytes, DataBytes: m.Stats.DataBytes,
 		FilesRead: m.Stats.FilesRead, BytesRead: m.Stats.BytesRead, NewBytes: m.Stats.NewBytes,
 		UploadedBytes: m.Stats.UploadedBytes, Seconds: round3(time.Since(start).Seconds()),

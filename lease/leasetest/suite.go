@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) transfer.ObjectStore) {
 		{"Undelete", testUndelete},
 		{"CorruptAndNewerRecords", testCorrupt},
 		{"LostResponses", testLostResponses},
+		{"SettleUnknownRelease", testSettle},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newEnv(t, newStore(t))) })
 	}
