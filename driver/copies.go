@@ -126,6 +126,10 @@ func (d *Driver) createSnapshot(ctx context.Context, b *Backend, name string, op
 	if err != nil {
 		return nil, localcopy.Frozen{}, fmt.Errorf("volume %q: %w", name, err)
 	}
+	// The live directory may change while it is read: a file that
+	// vanishes is left out, one replaced is read anew, and the snapshot
+	// completes (file by file, as the status says).
+	opts.Live = !f.PointInTime()
 	m, err := b.Snapshots.Create(ctx, name, f.Path, opts)
 	if err != nil {
 		if rerr := c.Release(context.WithoutCancel(ctx), f); rerr != nil {

@@ -285,3 +285,63 @@ func TestDirectoryVolumeMovesIntoSubvolume(t *testing.T) {
 	a.ok("VolumeDriver.Unmount", mountID("v", "a4"))
 	a.released("v")
 }
+
+// snapObserver records the outcome of every snapshot.
+type snapObserver struct {
+	nopObserver
+	mu   sync.Mutex
+	ok   int
+	errs []error
+}
+
+func (o *snapObserver) SnapshotDone(_ string, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err != nil {
+		o.errs = append(o.errs, err)
+		return
+	}
+	o.ok++
+}
+
+// A directory volume's periodic snapshots are file by file, but complete
+// while files vanish and are replaced under them (a database recycling
+// its log segments and renaming its checkpoint files): none fails.
+func TestDirectorySnapshotsCompleteUnderChurn(t *testing.T) {
+	requireRoot(t)
+	e := newHost(t, "hostA", filepath.Join(t.TempDir(), "store"))
+	obs := &snapObserver{}
+	e.tune = func(d *Driver) { d.obs = obs }
+	e.start(nil)
+	e.ok("VolumeDriver.Create", map[string]any{"Name": "v", "Opts": map[string]string{"snapshot_interval": "1s"}})
+	mp := e.ok("VolumeDriver.Mount", mountID("v", "a1"))["Mountpoint"].(string)
+	if st := e.status("v"); st["snapshot_consistency"] != "file-by-file" {
+		t.Errorf("a directory volume's snapshots are %v", st["snapshot_consistency"])
+	}
+	block := randomBytes(t, 256<<10)
+	stop := time.Now().Add(4 * time.Second)
+	for i := 0; time.Now().Before(stop) || obs.count() < 2; i++ {
+		// Segments come and go; the control file is replaced by rename.
+		seg := filepath.Join(mp, fmt.Sprintf("seg-%03d", i%40))
+		os.WriteFile(seg, block, 0o600)
+		os.Remove(filepath.Join(mp, fmt.Sprintf("seg-%03d", (i+20)%40)))
+		os.WriteFile(filepath.Join(mp, "control.tmp"), fmt.Appendf(nil, "control %d", i), 0o600)
+		os.Rename(filepath.Join(mp, "control.tmp"), filepath.Join(mp, "control"))
+		if time.Now().After(stop.Add(20 * time.Second)) {
+			t.Fatalf("no two snapshots in 24 s of churn: %d published, failures %v", obs.count(), obs.errs)
+		}
+	}
+	e.ok("VolumeDriver.Unmount", mountID("v", "a1"))
+	e.released("v")
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if len(obs.errs) > 0 {
+		t.Errorf("%d snapshots published, %d failed under churn: %v", obs.ok, len(obs.errs), obs.errs)
+	}
+}
+
+func (o *snapObserver) count() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.ok
+}

@@ -31,6 +31,14 @@ type CreateOptions struct {
 	// Parent's, write no new snapshot and return Parent's manifest with
 	// Unchanged set (the stat cache is still brought up to date).
 	SkipUnchanged bool
+	// Live: dir may change while Create reads it (a directory in use,
+	// read file by file): a file that vanishes before it is read is left
+	// out, a file replaced under its name (rename over it) is read as it
+	// is then, a directory that vanishes or is replaced while walked is
+	// kept without its entries, so the snapshot completes. Without Live
+	// such changes fail Create with ErrChanged. A frozen instant (a
+	// read-only btrfs snapshot) needs no Live.
+	Live bool
 	// Progress, if set, is called from one goroutine a few times a second.
 	Progress func(Progress)
 }
@@ -93,7 +101,7 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 
 	prog := startProgress(opts.Progress, "scan")
 	defer prog.finish()
-	t, err := walkTree(ctx, root)
+	t, err := walkTreeLive(ctx, root, opts.Live)
 	if err != nil {
 		return nil, fmt.Errorf("volume %q: scanning %s: %w", volume, dir, err)
 	}
@@ -128,15 +136,25 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 		return nil, fmt.Errorf("volume %q: snapshot of %s: %w", volume, dir, err)
 	}
 
+	read := make(map[*Node]bool, len(toRead))
+	gone := map[*Node]bool{}
+	for _, f := range toRead {
+		read[f.node] = true
+		if f.replaced {
+			t.stat[f.idx] = f.st
+		}
+		if f.vanished {
+			gone[f.node] = true
+		}
+	}
+	if len(gone) > 0 {
+		read = t.dropNodes(gone, read)
+	}
 	m := &Manifest{Info: Info{
 		ID: newSnapshotID(started), Volume: volume, Parent: opts.Parent, Host: opts.Host,
 		Generation: opts.Generation, Started: started, BlockSize: r.blockSize, Stats: t.stats,
 	}}
 	m.Nodes = t.nodes
-	read := make(map[*Node]bool, len(toRead))
-	for _, f := range toRead {
-		read[f.node] = true
-	}
 	m.Packs, m.Chunks = compactChunks(m.Nodes, read, reg, &m.Stats)
 	unchanged := parent != nil && sameSnapshot(m, parent)
 	if unchanged && opts.SkipUnchanged {
@@ -239,7 +257,7 @@ func (r *Repo) reuseUnchanged(t *tree, parent *Manifest, cache *statCache, chang
 			continue
 		}
 		st := t.stat[i]
-		f := &readFile{node: n, path: t.paths[i], st: st, fd: -1}
+		f := &readFile{node: n, idx: int32(i), path: t.paths[i], st: st, fd: -1, live: t.live}
 		if pi, ok := byPath[t.paths[i]]; ok {
 			pn := &parent.Nodes[pi]
 			if changes != nil {

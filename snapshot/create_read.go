@@ -18,8 +18,15 @@ const holeRef = ^uint32(0)
 // readFile is a file whose content Create reads this run.
 type readFile struct {
 	node *Node
+	idx  int32 // node's index in the tree
 	path string
 	st   statEntry
+	// live: the tree may change under Create (CreateOptions.Live);
+	// vanished: the file was gone when it was to be read, and is left out.
+	live, vanished bool
+	// replaced: the file at path was another one when it was read
+	// (live only): its stat entry in the tree must follow.
+	replaced bool
 	// only, if set, lists the blocks that may have changed since the
 	// parent (sorted, inclusive ranges); the others keep base's chunks.
 	only    [][2]uint64
@@ -157,6 +164,9 @@ func (r *Repo) readBlocks(parent context.Context, root int, files []*readFile, r
 			if err := r.openForRead(root, f); err != nil {
 				return err
 			}
+			if f.vanished {
+				continue
+			}
 			filesRead.Add(1)
 			fjobs := f.jobs()
 			for _, j := range fjobs {
@@ -251,12 +261,43 @@ func (r *Repo) openForRead(root int, f *readFile) error {
 		fd, err = openBeneath(root, f.path, unix.O_RDONLY|unix.O_NONBLOCK, 0)
 	}
 	if err != nil {
+		if f.live && (errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP)) {
+			f.vanished = true // deleted (or renamed away) since the walk
+			return nil
+		}
 		return fmt.Errorf("reading %s: %w", f.path, err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != f.st.Ino {
 		unix.Close(fd)
-		return fmt.Errorf("%s: replaced while snapshotting: %w", f.path, ErrChanged)
+		switch {
+		case !f.live:
+			return fmt.Errorf("%s: replaced while snapshotting: %w", f.path, ErrChanged)
+		case err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG:
+			f.vanished = true // no longer a regular file
+			return nil
+		}
+		// Replaced by another file (renamed over it): read that one, all
+		// of it, with its own metadata.
+		fd, err = openBeneath(root, f.path, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+		if err == nil {
+			if err = unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+				unix.Close(fd)
+				err = unix.ENOENT
+			}
+		}
+		if err != nil {
+			f.vanished = true
+			return nil
+		}
+		n := nodeFromStat(&st)
+		f.node.Mode, f.node.UID, f.node.GID, f.node.Mtime, f.node.Ctime, f.node.Inode = n.Mode, n.UID, n.GID, n.Mtime, n.Ctime, n.Inode
+		f.node.Size, f.st = uint64(st.Size), statEntryOf(&st)
+		if xs, xerr := readXattrs("", fd); xerr == nil {
+			f.node.Xattrs = xs
+		}
+		f.only, f.base = nil, nil
+		f.replaced = true
 	}
 	blocks, err := dataExtents(fd, int64(f.st.Size), r.blockSize)
 	if err != nil {

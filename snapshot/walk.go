@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -15,6 +16,57 @@ type tree struct {
 	paths []string
 	stat  []statEntry // per node; set for TypeFile
 	stats Stats
+	live  bool // see walkTreeLive
+}
+
+// dropNodes removes the file nodes in gone (files that vanished before
+// they could be read from a live directory) and the hard links to them,
+// renumbering the rest; it returns read (a set of nodes) for the new
+// node slice.
+func (t *tree) dropNodes(gone, read map[*Node]bool) map[*Node]bool {
+	newIdx := make([]int32, len(t.nodes))
+	kept := int32(0)
+	for i := range t.nodes {
+		n := &t.nodes[i]
+		if gone[n] || (n.Type == TypeHardlink && newIdx[n.Link] < 0) {
+			newIdx[i] = -1
+			if n.Type == TypeHardlink {
+				t.stats.Hardlinks--
+			} else {
+				t.stats.Files--
+				t.stats.Bytes -= n.Size
+			}
+			continue
+		}
+		newIdx[i] = kept
+		kept++
+	}
+	nodes := make([]Node, 0, kept)
+	paths := make([]string, 0, kept)
+	stat := make([]statEntry, 0, kept)
+	wasRead := make([]bool, 0, kept)
+	for i := range t.nodes {
+		if newIdx[i] < 0 {
+			continue
+		}
+		n := t.nodes[i]
+		if n.Parent >= 0 {
+			n.Parent = newIdx[n.Parent]
+		}
+		if n.Type == TypeHardlink {
+			n.Link = newIdx[n.Link]
+		}
+		nodes, paths, stat = append(nodes, n), append(paths, t.paths[i]), append(stat, t.stat[i])
+		wasRead = append(wasRead, read[&t.nodes[i]])
+	}
+	t.nodes, t.paths, t.stat = nodes, paths, stat
+	out := make(map[*Node]bool, len(read))
+	for i, r := range wasRead {
+		if r {
+			out[&t.nodes[i]] = true
+		}
+	}
+	return out
 }
 
 // walkTree records the tree under the directory open as root. It opens
@@ -22,7 +74,14 @@ type tree struct {
 // it never leaves the tree. Children of a directory follow it in name
 // order; subdirectories are then walked in the same order.
 func walkTree(ctx context.Context, root int) (*tree, error) {
-	t := &tree{}
+	return walkTreeLive(ctx, root, false)
+}
+
+// walkTreeLive is walkTree; live tolerates entries that vanish or are
+// replaced while it walks (CreateOptions.Live): they are left out, and a
+// directory replaced is kept without its entries.
+func walkTreeLive(ctx context.Context, root int, live bool) (*tree, error) {
+	t := &tree{live: live}
 	var st unix.Stat_t
 	if err := unix.Fstat(root, &st); err != nil {
 		return nil, err
@@ -105,6 +164,9 @@ func (t *tree) walkDir(ctx context.Context, dirfd int, dir int32, links map[[2]u
 		case unix.S_IFLNK:
 			target, err := readlinkat(dirfd, name)
 			if err != nil {
+				if t.live && errors.Is(err, unix.ENOENT) {
+					continue // removed meanwhile
+				}
 				return fmt.Errorf("readlink %s: %w", p, err)
 			}
 			n.Type, n.Target = TypeSymlink, target
@@ -124,6 +186,9 @@ func (t *tree) walkDir(ctx context.Context, dirfd int, dir int32, links map[[2]u
 		}
 		xs, err := readXattrs(procPath(dirfd, name), -1)
 		if err != nil {
+			if t.live && errors.Is(err, unix.ENOENT) {
+				continue // removed meanwhile
+			}
 			return fmt.Errorf("%s: %w", p, err)
 		}
 		n.Xattrs = xs
@@ -138,11 +203,17 @@ func (t *tree) walkDir(ctx context.Context, dirfd int, dir int32, links map[[2]u
 	for _, s := range subs {
 		fd, err := unix.Openat(dirfd, s.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
+			if t.live && (errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP)) {
+				continue // removed or replaced meanwhile: kept empty
+			}
 			return fmt.Errorf("open %s: %w", t.paths[s.node], err)
 		}
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil || st.Ino != s.ino {
 			unix.Close(fd)
+			if t.live {
+				continue // replaced meanwhile: kept empty
+			}
 			return fmt.Errorf("%s: replaced while walking: %w", t.paths[s.node], ErrChanged)
 		}
 		err = t.walkDir(ctx, fd, s.node, links)
