@@ -32,6 +32,7 @@ type lateStore struct {
 	delay atomic.Int64 // answers to lease-record writes come this late (ns)
 	loads atomic.Int64 // reads of lease records
 	cut   atomic.Int64 // lease-record writes applied whose answer the caller gave up on
+	down  atomic.Bool  // lease-record writes fail, unapplied, as with an unreachable server
 
 	mu   sync.Mutex
 	gate chan struct{} // while set, reads of lease records wait for it to close
@@ -46,6 +47,9 @@ func isLeaseRecord(key string) bool {
 func (s *lateStore) answer(ctx context.Context, key string, write func(context.Context) (string, error)) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
+	}
+	if s.down.Load() && isLeaseRecord(key) {
+		return "", errDown
 	}
 	etag, err := write(context.WithoutCancel(ctx))
 	if d := time.Duration(s.delay.Load()); d > 0 && isLeaseRecord(key) {
@@ -397,4 +401,34 @@ func testRecreateWhileAMountWaits(t *testing.T, kind string) {
 		t.Errorf("A's Mount after B's: %q", got)
 	}
 	a.ok("VolumeDriver.Unmount", mountID("v", "a3"))
+}
+
+// A remount stops the background release, whose outcome is unknown, and
+// cannot find out what happened because the store is unreachable: the
+// Mount fails, and the volume is given up again once the store is back,
+// rather than held (and renewed) by a host where nothing mounts it.
+func TestRemountThatCannotSettleGivesTheVolumeUp(t *testing.T) {
+	requireRoot(t)
+	bothStores(t, func(t *testing.T, kind string) {
+		es, ls, obs := raceHosts(t, kind, nil, "hostA", "hostB")
+		a, b := es[0], es[1]
+		a.ok("VolumeDriver.Create", map[string]any{"Name": "v", "Opts": map[string]string{"snapshot_interval": "0"}})
+		mp := a.ok("VolumeDriver.Mount", mountID("v", "a1"))["Mountpoint"].(string)
+		os.WriteFile(filepath.Join(mp, "f"), []byte("from A"), 0o644)
+		ls[0].down.Store(true) // the release cannot write the lease record
+		a.ok("VolumeDriver.Unmount", mountID("v", "a1"))
+		eventually(t, "A's release to fail", func() bool { return a.status("v")["last_error"] != "" })
+		if msg := a.fail("VolumeDriver.Mount", mountID("v", "a2")); !strings.Contains(msg, "store unreachable") {
+			t.Errorf("remount while the store is unreachable: %q", msg)
+		}
+		ls[0].down.Store(false)
+		if !settled(t, obs, "v", a, b) {
+			t.Fatalf("A kept the volume nobody mounts: head %+v, A %v", head(t, obs, "v").Record, a.status("v"))
+		}
+		mp = b.ok("VolumeDriver.Mount", mountID("v", "b1"))["Mountpoint"].(string)
+		if got, _ := os.ReadFile(filepath.Join(mp, "f")); string(got) != "from A" {
+			t.Errorf("B reads %q", got)
+		}
+		b.ok("VolumeDriver.Unmount", mountID("v", "b1"))
+	})
 }

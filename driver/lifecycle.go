@@ -176,6 +176,11 @@ func (d *Driver) firstMount(ctx context.Context, name string) (metadata.Volume, 
 		return rec, errorf(ErrBusy, "volume %q was removed and created again, over and over, while this Mount waited for it: retry", name)
 	}
 	if err != nil {
+		// A lease this host still holds (its release stopped above, but
+		// settling it failed) is given up again: nobody mounts the volume.
+		if v.holding() != nil && v.currentJob() == nil {
+			d.settle(context.WithoutCancel(ctx), v)
+		}
 		return rec, err
 	}
 	ok := false

@@ -11,6 +11,7 @@ import (
 	"github.com/portvol/portvol/localcopy"
 	"github.com/portvol/portvol/metadata"
 	"github.com/portvol/portvol/snapshot"
+	"github.com/portvol/portvol/writer"
 )
 
 // maxRetryWait caps the backoff of background retries.
@@ -65,27 +66,31 @@ func (d *Driver) releaseOnce(ctx context.Context, v *vstate, l *lease.Lease, j *
 		return err
 	}
 	if _, serr := os.Stat(d.dataDir(name)); rec.Dirty && serr == nil {
-		unchanged := false
+		// The create-and-publish every writer runs (package writer); a
+		// snapshot an earlier attempt made is published, not made again.
 		var base localcopy.Frozen
-		if *made == "" {
-			m, f, err := d.createSnapshot(ctx, b, name, snapshot.CreateOptions{
-				Parent: l.Head(), Host: d.hostID, Generation: l.Generation(),
-				StatCache: d.statCache(name), Progress: j.setProgress, SkipUnchanged: true,
-			})
-			if err != nil {
-				return err
-			}
-			*made, unchanged, base = m.ID, m.Unchanged, f
-			if unchanged {
-				d.log.WithField("volume", name).WithField("head", m.ID).Info("final snapshot: nothing changed since the head; nothing published")
-			} else {
-				d.log.WithField("volume", name).WithField("snapshot", m.ID).WithField("uploaded", m.Stats.UploadedBytes).Info("final snapshot taken")
-			}
+		res, err := writer.Snapshot(ctx, b.Snapshots, l, "", writer.SnapshotOptions{
+			Host: d.hostID, StatCache: d.statCache(name), Progress: j.setProgress, SkipUnchanged: true, Made: *made,
+			Create: func(ctx context.Context, o snapshot.CreateOptions) (*snapshot.Manifest, error) {
+				m, f, err := d.createSnapshot(ctx, b, name, o)
+				base = f
+				return m, err
+			},
+		})
+		if res.ID != "" {
+			*made = res.ID
 		}
-		if !unchanged && *made != l.Head() {
-			if err := l.Publish(ctx, *made); err != nil {
-				return err
-			}
+		switch m := res.Manifest; {
+		case m != nil && res.Unchanged:
+			d.log.WithField("volume", name).WithField("head", m.ID).Info("final snapshot: nothing changed since the head; nothing published")
+		case m != nil:
+			d.log.WithField("volume", name).WithField("snapshot", m.ID).WithField("uploaded", m.Stats.UploadedBytes).Info("final snapshot taken")
+		}
+		if err != nil {
+			return err
+		}
+		unchanged := res.Unchanged
+		if res.Published {
 			d.retain(ctx, b, name, rec.Options, *made)
 		}
 		if err := d.update(ctx, name, func(r *metadata.Volume) {
@@ -190,22 +195,25 @@ func (d *Driver) periodicSnapshot(ctx context.Context, name string, l *lease.Lea
 	if err != nil {
 		return "", err
 	}
-	m, base, err := d.createSnapshot(ctx, b, name, snapshot.CreateOptions{
-		Parent: l.Head(), Host: d.hostID, Generation: l.Generation(), StatCache: d.statCache(name),
-		SkipUnchanged: true,
+	var base localcopy.Frozen
+	res, err := writer.Snapshot(ctx, b.Snapshots, l, "", writer.SnapshotOptions{
+		Host: d.hostID, StatCache: d.statCache(name), SkipUnchanged: true,
+		Create: func(ctx context.Context, o snapshot.CreateOptions) (*snapshot.Manifest, error) {
+			m, f, err := d.createSnapshot(ctx, b, name, o)
+			base = f
+			return m, err
+		},
 	})
 	if err != nil {
 		return "", err
 	}
-	if m.Unchanged {
+	m := res.Manifest
+	if res.Unchanged {
 		// Nothing changed: no identical snapshot; the head is confirmed.
 		return "", d.update(ctx, name, func(r *metadata.Volume) {
 			r.LocalSnapshot, r.ConfirmedAt, r.LastError, r.LastErrorAt = m.ID, time.Now().UTC(), "", time.Time{}
 			recordBase(r, m.ID, base)
 		})
-	}
-	if err := l.Publish(ctx, m.ID); err != nil {
-		return "", err
 	}
 	d.view.invalidate(name)
 	if rec, err := d.db.Volume(ctx, name); err == nil {
@@ -215,4 +223,13 @@ func (d *Driver) periodicSnapshot(ctx context.Context, name string, l *lease.Lea
 		r.LocalSnapshot, r.LastError, r.LastErrorAt = m.ID, "", time.Time{}
 		recordBase(r, m.ID, base)
 	})
+}
+
+// warnCache logs that a snapshot could not write its stat cache (the
+// state directory is full, say): the snapshot is fine, the next one reads
+// every file again.
+func (d *Driver) warnCache(name string, err error) {
+	if err != nil {
+		d.log.WithField("volume", name).WithError(err).Warn("snapshot taken without its stat cache: the next snapshot reads every file; free space in the state directory")
+	}
 }

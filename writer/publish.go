@@ -15,8 +15,7 @@ import (
 // settles it first: the lease recognises its own write.
 var ErrUnsettled = errors.New("the outcome of a head record write is unknown")
 
-// settleTimeout bounds settling a write whose answer was lost, which runs
-// even when the caller's context has ended.
+// settleTimeout bounds settling a write whose answer was lost.
 const settleTimeout = 30 * time.Second
 
 // SnapshotOptions tune Snapshot.
@@ -29,6 +28,10 @@ type SnapshotOptions struct {
 	Changes       snapshot.ChangeSource
 	SkipUnchanged bool
 	Progress      func(snapshot.Progress)
+	// Create, if set, makes the snapshot in place of
+	// repo.Create(ctx, volume, dir, o): the plugin reads a frozen instant
+	// of its copy. Parent, Host and Generation are set by Snapshot.
+	Create func(ctx context.Context, o snapshot.CreateOptions) (*snapshot.Manifest, error)
 	// Made is a snapshot an earlier attempt created from the same,
 	// unchanged directory and could not publish: publish it instead of
 	// creating another.
@@ -66,10 +69,17 @@ func Snapshot(ctx context.Context, repo *snapshot.Repo, l *lease.Lease, dir stri
 	if o.Made != "" {
 		res.ID = o.Made
 	} else {
-		m, err := repo.Create(ctx, l.Volume(), dir, snapshot.CreateOptions{
+		co := snapshot.CreateOptions{
 			Parent: l.Head(), Host: o.Host, Generation: l.Generation(),
 			StatCache: o.StatCache, Changes: o.Changes, SkipUnchanged: o.SkipUnchanged, Progress: o.Progress,
-		})
+		}
+		create := o.Create
+		if create == nil {
+			create = func(ctx context.Context, co snapshot.CreateOptions) (*snapshot.Manifest, error) {
+				return repo.Create(ctx, l.Volume(), dir, co)
+			}
+		}
+		m, err := create(ctx, co)
 		if err != nil {
 			return res, err
 		}
@@ -95,20 +105,28 @@ func Publish(ctx context.Context, l *lease.Lease, id string) error {
 	return settle(ctx, l, id, err)
 }
 
-// settle finds out whether a publish of id whose answer was lost applied:
-// a renewal continues from our own write if it did (the lease knows the
-// bytes it sent), and once the renewal has applied, a delayed copy of the
-// publish can no longer apply (it was conditional on an older version).
+// settle finds out whether a publish of id whose answer was lost applied,
+// through lease.Lease.Settle: a renewal continues from our own write if it
+// did (the lease knows the bytes it sent), and once the renewal has
+// applied, a delayed copy of the publish can no longer apply (it was
+// conditional on an older version).
+//
+// A caller whose context has ended (a remount cancelling the plugin's
+// release, SIGINT) is not held up: the write stays unsettled in the lease,
+// whose next write (the release, or the remount's) settles it first.
 func settle(ctx context.Context, l *lease.Lease, id string, cause error) error {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	if ctx.Err() != nil {
+		return fmt.Errorf("volume %q: publishing snapshot %s: %w: %w", l.Volume(), id, ErrUnsettled, cause)
+	}
+	sctx, cancel := context.WithTimeout(ctx, settleTimeout)
 	defer cancel()
-	rerr := l.Renew(sctx)
+	rerr := l.Settle(sctx)
 	switch {
 	case rerr == nil && l.Head() == id:
 		return nil // it applied after all
 	case rerr == nil:
 		return fmt.Errorf("%w (snapshot %s was not published)", cause, id)
-	case errors.Is(rerr, lease.ErrFenced):
+	case errors.Is(rerr, lease.ErrFenced), errors.Is(rerr, lease.ErrReleased):
 		return rerr
 	}
 	return fmt.Errorf("volume %q: publishing snapshot %s: %w: %w (reading it back failed too: %w)", l.Volume(), id, ErrUnsettled, cause, rerr)

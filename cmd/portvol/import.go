@@ -70,6 +70,12 @@ as docker volume create -o would). import takes the volume's lease like a
 host mounting it does: while a plugin somewhere has the volume mounted, import
 is refused. Earlier snapshots are kept; the new one becomes the head.
 
+An import that died holding the lease (killed, or the store unreachable for
+longer than its retries) is recovered by running the same import again on this
+host: its lock file under --lock-dir proves the earlier run gone, and the lease
+is continued at once. A second import of the volume on this host while one runs
+is refused.
+
 The store must exist: create it with portvol init (a mistyped --store fails
 rather than starting a new, empty store).`,
 		Example: `  portvol import --store s3://backups/portvol /srv/pgdata pg
@@ -297,7 +303,9 @@ func (s *session) ensureVolume(ctx context.Context, lm *lease.Manager, volume st
 			return false, fmt.Errorf("volume %q was removed from store %s (by host %q): create it again with docker volume create -d portvol %s, or bring it back with portvol undelete %s, then import",
 				volume, s.flags.where(), o.Record.Owner, volume, volume)
 		}
-		have, created, err = catalog.Create(ctx, s.store, catalog.Volume{
+		// Through the driver's CreateRecord: it claims the head record
+		// first, so an undelete under way cannot lend this volume its head.
+		have, created, err = driver.CreateRecord(ctx, s.store, lm, catalog.Volume{
 			Name: volume, Options: want, CreatedAt: time.Now().UTC(), CreatedBy: host,
 		})
 	}
