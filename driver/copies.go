@@ -137,6 +137,7 @@ func (d *Driver) createSnapshot(ctx context.Context, b *Backend, name string, op
 		}
 		return nil, localcopy.Frozen{}, err
 	}
+	d.warnCache(name, m.CacheErr)
 	if f.PointInTime() {
 		if err := c.KeepBase(context.WithoutCancel(ctx), f); err != nil {
 			d.log.WithField("volume", name).WithError(err).Warn("could not keep the frozen instant as the base of the next snapshot")

@@ -224,3 +224,12 @@ func (d *Driver) periodicSnapshot(ctx context.Context, name string, l *lease.Lea
 		recordBase(r, m.ID, base)
 	})
 }
+
+// warnCache logs that a snapshot could not write its stat cache (the
+// state directory is full, say): the snapshot is fine, the next one reads
+// every file again.
+func (d *Driver) warnCache(name string, err error) {
+	if err != nil {
+		d.log.WithField("volume", name).WithError(err).Warn("snapshot taken without its stat cache: the next snapshot reads every file; free space in the state directory")
+	}
+}

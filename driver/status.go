@@ -92,6 +92,9 @@ func (d *Driver) describe(rec metadata.Volume, mounts metadata.Mounts, in *info,
 	case in != nil && in.Head.Exists:
 		r := in.Head.Record
 		st.Owner, st.Lease, st.Generation, st.HeadSnapshot = r.Owner, string(r.State), r.Generation, r.Head
+		if r.State == lease.Released && r.Generation == 0 {
+			st.Owner, st.Lease = "", "none" // claimed by its Create, never held
+		}
 		if r.Takeover != nil {
 			st.TakenOver = d.takeoverText(rec.Name, r.Generation, r.Takeover, r.Head, r.HeadGeneration, rec.TakenOver)
 		}

@@ -77,10 +77,16 @@ func (d *Driver) Create(ctx context.Context, name string, opts map[string]string
 			return nil
 		}
 		if _, _, err := d.localRecord(ctx, b, name); err != nil {
+			if created {
+				return d.undoCreate(ctx, b, name, err)
+			}
 			return err
 		}
 	case errors.Is(err, metadata.ErrNotFound):
 		if _, err := d.remember(ctx, cv, created); err != nil {
+			if created {
+				return d.undoCreate(ctx, b, name, err)
+			}
 			return err
 		}
 	default:
@@ -92,6 +98,29 @@ func (d *Driver) Create(ctx context.Context, name string, opts map[string]string
 		d.log.WithField("volume", name).WithField("created_by", cv.CreatedBy).Info("volume exists in the store: recorded on this host")
 	}
 	return nil
+}
+
+// undoCreate takes back the store record of a volume this Create made
+// when this host could not make its own part (its local copy, its
+// record): the Create fails, so the volume must not exist anywhere. It
+// goes the way of a removal (tombstone, then the record to the trash), so
+// a host that has mounted it meanwhile keeps it: the tombstone is refused
+// while another host holds the volume, and then it stays, said in the
+// error. cause is the local failure.
+func (d *Driver) undoCreate(ctx context.Context, b *Backend, name string, cause error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	err := b.Leases.Remove(ctx, name)
+	if err == nil {
+		err = d.finishRemoval(ctx, b, name)
+	}
+	d.view.invalidate(name)
+	if err != nil {
+		d.log.WithField("volume", name).WithError(err).Error("could not take back the store record of a volume whose creation failed on this host")
+		return fmt.Errorf("%w; the volume was created in the store, and taking that back failed too (%s): remove it with docker volume rm once the cause is fixed", cause, err)
+	}
+	d.log.WithField("volume", name).WithError(cause).Warn("creation failed on this host: the volume's store record was taken back")
+	return fmt.Errorf("%w (nothing was created: fix this and create the volume again)", cause)
 }
 
 // Remove moves volume name to the store's trash (portvol undelete brings

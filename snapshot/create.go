@@ -158,9 +158,7 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 	m.Packs, m.Chunks = compactChunks(m.Nodes, read, reg, &m.Stats)
 	unchanged := parent != nil && sameSnapshot(m, parent)
 	if unchanged && opts.SkipUnchanged {
-		if err := writeCreateCache(opts.StatCache, parent.ID, started, t); err != nil {
-			return nil, fmt.Errorf("volume %q: %w", volume, err)
-		}
+		parent.CacheErr = saveCreateCache(opts.StatCache, parent.ID, started, t)
 		parent.Unchanged = true
 		return parent, nil
 	}
@@ -172,9 +170,7 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 
 	// The stat cache goes first: if publishing fails, it names a snapshot
 	// that does not exist and is ignored.
-	if err := writeCreateCache(opts.StatCache, m.ID, started, t); err != nil {
-		return nil, fmt.Errorf("volume %q: %w", volume, err)
-	}
+	m.CacheErr = saveCreateCache(opts.StatCache, m.ID, started, t)
 	key := manifestKey(volume, m.ID)
 	data, err := encodeManifest(m, key, r.crypt)
 	if err != nil {
@@ -203,6 +199,23 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 		}
 	}
 	return m, nil
+}
+
+// saveCreateCache writes the stat cache for snapshot id, or, when that
+// fails, removes it. The cache is an optimisation: a snapshot never fails
+// (or, in a caller that retries, loops for ever while it holds the lease)
+// because its cache cannot be written — a full state directory is the
+// usual reason, and removing a file needs no space. A cache left in place
+// after both failed still describes what it names: a snapshot other than
+// the next Create's parent, or, unchanged, the parent itself.
+func saveCreateCache(path, id string, started time.Time, t *tree) error {
+	err := writeCreateCache(path, id, started, t)
+	if err != nil {
+		if rerr := removeStatCache(path); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}
+	return err
 }
 
 // writeCreateCache records what Create saw of the tree, for snapshot id.

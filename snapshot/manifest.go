@@ -133,6 +133,10 @@ type Manifest struct {
 	// Unchanged is set by Create when the snapshot has the same tree,
 	// metadata and content as its parent (CreateOptions.SkipUnchanged).
 	Unchanged bool
+	// CacheErr is set by Create when the stat cache could not be written
+	// (a full disk, say). The snapshot is complete without it: the cache
+	// only spares reading unchanged files, and the next Create reads them.
+	CacheErr error
 
 	parts []partRef // format 2: the list parts, in node and span order
 }

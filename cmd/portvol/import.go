@@ -303,7 +303,9 @@ func (s *session) ensureVolume(ctx context.Context, lm *lease.Manager, volume st
 			return false, fmt.Errorf("volume %q was removed from store %s (by host %q): create it again with docker volume create -d portvol %s, or bring it back with portvol undelete %s, then import",
 				volume, s.flags.where(), o.Record.Owner, volume, volume)
 		}
-		have, created, err = catalog.Create(ctx, s.store, catalog.Volume{
+		// Through the driver's CreateRecord: it claims the head record
+		// first, so an undelete under way cannot lend this volume its head.
+		have, created, err = driver.CreateRecord(ctx, s.store, lm, catalog.Volume{
 			Name: volume, Options: want, CreatedAt: time.Now().UTC(), CreatedBy: host,
 		})
 	}

@@ -134,6 +134,9 @@ func describeVolume(ctx context.Context, s *session, repo *snapshot.Repo, leases
 	} else if o.Exists {
 		r := o.Record
 		v.Owner, v.Lease, v.Generation, v.Head = r.Owner, string(r.State), r.Generation, r.Head
+		if r.State == lease.Released && r.Generation == 0 {
+			v.Owner, v.Lease = "", "none" // claimed by its Create, never held
+		}
 		if !r.Renewed.IsZero() {
 			renewed := r.Renewed
 			v.Renewed = &renewed
