@@ -43,12 +43,18 @@
 // Transitions:
 //
 //	Mount 0→1 (firstMount, under the volume lock):
-//	  cancel this host's running release, keeping its lease (a remount
-//	  right after an unmount loses nothing and takes no new generation);
-//	  ensureLease: keep the held lease, or Resume the recorded generation,
-//	  or WaitAcquire up to --mount-wait (taking an expired lease over with
+//	  cancel this host's running release (a remount right after an
+//	  unmount loses nothing and, unless the release had landed, takes no
+//	  new generation);
+//	  ensureLease: keep the held lease once Settle has found out what
+//	  became of its writes of unknown outcome (a release that landed is
+//	  recorded as one, and the Mount acquires again, behind any host that
+//	  took the volume meanwhile), or Resume the recorded generation, or
+//	  WaitAcquire up to --mount-wait (taking an expired lease over with
 //	  -o takeover=auto); a holder elsewhere fails the Mount with the
-//	  lease's message (holder, how long unchanged, portvol takeover);
+//	  lease's message (holder, how long unchanged, portvol takeover); a
+//	  lease acquired after the volume was removed and created again is
+//	  given back and the Mount starts over with the new volume;
 //	  ensureData on a new acquisition: data/ at the head → as is; data/
 //	  with changes the head lacks → moved aside (diverged-<time>); else
 //	  restore the head as a job (fetching only chunks the old copy lacks),
