@@ -105,6 +105,8 @@ type Driver struct {
 	trashRetention time.Duration
 	callTimeout    time.Duration // handler deadline of slow calls
 	bodyTimeout    time.Duration // handler deadline for a request body
+	bootID         func() (string, error)
+	answerHook     func(stage, name, id string) // tests: a process death while answering
 	restoreIdle    time.Duration
 	retryBase      time.Duration // first wait of background retries
 	view           storeView
@@ -184,6 +186,7 @@ func New(cfg Config) (*Driver, error) {
 		trashRetention: cfg.TrashRetention,
 		callTimeout:    slowCallTimeout,
 		bodyTimeout:    bodyTimeout,
+		bootID:         readBootID,
 		restoreIdle:    restoreIdle,
 		retryBase:      time.Second,
 		view:           storeView{ttl: viewTTL},

@@ -144,6 +144,11 @@ func (d *Driver) Remove(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	if mounts.Total() > 0 {
+		if mounts, err = d.dropUnconfirmedForRemove(ctx, name, mounts); err != nil {
+			return err
+		}
+	}
 	if n := mounts.Total(); n > 0 {
 		return errorf(ErrInUse, "volume %q is in use: mounted %d time(s) under %d mount ID(s); stop and remove the containers that use it, then retry", name, n, len(mounts))
 	}
