@@ -110,7 +110,8 @@ type Driver struct {
 	restoreIdle    time.Duration
 	retryBase      time.Duration // first wait of background retries
 	view           storeView
-	lost           lostHeads // takeover notes: the lost hosts' last heads
+	standby        standbyTimes // how often standby volumes are looked for and followed
+	lost           lostHeads    // takeover notes: the lost hosts' last heads
 
 	volsMu sync.Mutex
 	vols   map[string]*vstate
@@ -189,6 +190,7 @@ func New(cfg Config) (*Driver, error) {
 		restoreIdle:    restoreIdle,
 		retryBase:      time.Second,
 		view:           storeView{ttl: viewTTL},
+		standby:        standbyTimes{scan: standbyScanEvery, follow: DefaultFollowInterval},
 		firstTry:       make(chan struct{}),
 		vols:           map[string]*vstate{},
 		bg:             bg,
