@@ -73,7 +73,7 @@ func TestManagedBadInput(t *testing.T) {
 		}
 	}
 	out := dockerFails(t, "volume", "create", "-d", pluginName, "-o", "sise=1G", "opt-"+runID)
-	if !strings.Contains(out, `unknown option "sise"`) || !strings.Contains(out, "snapshot_interval, takeover") {
+	if !strings.Contains(out, `unknown option "sise"`) || !strings.Contains(out, "snapshot_interval, standby, takeover") {
 		t.Errorf("unknown option: %s", out)
 	}
 	out = dockerFails(t, "volume", "create", "-d", pluginName, "-o", "snapshot_interval=often", "opt-"+runID)
