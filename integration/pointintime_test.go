@@ -71,7 +71,7 @@ func TestPointInTime(t *testing.T) {
 	loadStart := time.Now()
 	bench := make(chan string, 1)
 	go func() {
-		out, _ := a.eng.cli("exec", pa.name, "pgbench", "-c", "4", "-j", "2", "-T", fmt.Sprint(int((pitLoad+30*time.Second).Seconds())),
+		out, _ := a.eng.cli("exec", pa.name, "pgbench", "-c", "4", "-j", "2", "-T", fmt.Sprint(int((pitLoad + 30*time.Second).Seconds())),
 			"-n", "-h", "/run/postgresql", "-U", "postgres", "postgres")
 		bench <- out
 	}()
