@@ -105,10 +105,11 @@ func Publish(ctx context.Context, l *lease.Lease, id string) error {
 	return settle(ctx, l, id, err)
 }
 
-// settle finds out whether a publish of id whose answer was lost applied:
-// a renewal continues from our own write if it did (the lease knows the
-// bytes it sent), and once the renewal has applied, a delayed copy of the
-// publish can no longer apply (it was conditional on an older version).
+// settle finds out whether a publish of id whose answer was lost applied,
+// through lease.Lease.Settle: a renewal continues from our own write if it
+// did (the lease knows the bytes it sent), and once the renewal has
+// applied, a delayed copy of the publish can no longer apply (it was
+// conditional on an older version).
 //
 // A caller whose context has ended (a remount cancelling the plugin's
 // release, SIGINT) is not held up: the write stays unsettled in the lease,
@@ -119,13 +120,13 @@ func settle(ctx context.Context, l *lease.Lease, id string, cause error) error {
 	}
 	sctx, cancel := context.WithTimeout(ctx, settleTimeout)
 	defer cancel()
-	rerr := l.Renew(sctx)
+	rerr := l.Settle(sctx)
 	switch {
 	case rerr == nil && l.Head() == id:
 		return nil // it applied after all
 	case rerr == nil:
 		return fmt.Errorf("%w (snapshot %s was not published)", cause, id)
-	case errors.Is(rerr, lease.ErrFenced):
+	case errors.Is(rerr, lease.ErrFenced), errors.Is(rerr, lease.ErrReleased):
 		return rerr
 	}
 	return fmt.Errorf("volume %q: publishing snapshot %s: %w: %w (reading it back failed too: %w)", l.Volume(), id, ErrUnsettled, cause, rerr)

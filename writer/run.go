@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/transfer"
 )
 
 // DefaultReleaseTimeout bounds giving the lease back after the work,
@@ -152,6 +153,16 @@ func Acquire(ctx context.Context, o Options) (*lease.Lease, How, error) {
 	}
 	how := Acquired
 	l, err := lm.Acquire(ctx, volume)
+	// A store failure may have hidden an applied acquisition: trying
+	// again settles it (the Manager recognises its own pending write and
+	// adopts it) before the run gives up, leaving nothing held unknowingly.
+	for wait := 200 * time.Millisecond; unknownOutcome(err) && ctx.Err() == nil && wait <= time.Second; wait *= 2 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+			l, err = lm.Acquire(ctx, volume)
+		}
+	}
 	var held *lease.HeldError
 	if errors.As(err, &held) && held.Owner == lm.Host() {
 		how = TookOver
@@ -170,6 +181,14 @@ func Acquire(ctx context.Context, o Options) (*lease.Lease, How, error) {
 		}
 	}
 	return l, how, nil
+}
+
+// unknownOutcome reports whether err is a store failure that may hide an
+// applied write, rather than an answer (held, removed, a bad record).
+func unknownOutcome(err error) bool {
+	var held *lease.HeldError
+	return err != nil && !errors.As(err, &held) && !errors.Is(err, lease.ErrRemoved) &&
+		!errors.Is(err, lease.ErrCorrupt) && !errors.Is(err, lease.ErrVersion) && transfer.Retryable(err)
 }
 
 // waitOwn watches a lease held by this host id that no claim proves dead,

@@ -215,3 +215,30 @@ func TestSnapshotSettlesLostPublish(t *testing.T) {
 		}
 	}
 }
+
+// An acquisition whose answer is lost (and whose read-back fails too) is
+// settled before Acquire gives up: the write applied, so the lease is
+// this run's, at the generation it wrote, and nothing is left held that
+// nobody knows about.
+func TestAcquireSettlesLostAnswer(t *testing.T) {
+	ctx := context.Background()
+	f := &flaky{ObjectStore: memstore.New()}
+	m := manager(t, f, "h")
+	l, err := m.Acquire(ctx, "vol") // the record exists: the next acquisition replaces it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.loseWrites, f.failLoads = 1, 4
+	f.mu.Unlock()
+	l, how, err := Acquire(ctx, Options{Leases: m, Volume: "vol"})
+	if err != nil || how != Acquired || l.Generation() != 2 {
+		t.Fatalf("acquire with a lost answer: %v %v", how, err)
+	}
+	if err := l.Renew(ctx); err != nil {
+		t.Errorf("the settled lease does not renew: %v", err)
+	}
+}
