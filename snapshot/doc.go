@@ -369,7 +369,8 @@
 // restore of a PostgreSQL data directory (pgbench -s 50, 1.4 GB) over a
 // local S3 server wrote it in 1 MiB pieces of alternating files. Create's
 // runs of 4 MiB (2026-12, loaded machine, alternating runs of the same
-// store, 7 each, bench/work/prof — not committed): median 6.4 s against
+// store, 7 each; an ad-hoc harness: versitygw on 127.0.0.1, import,
+// caches dropped, Restore): median 6.4 s against
 // 8.8 s with 1 MiB runs, individual runs 2.9–12.3 s; suggestive, not
 // conclusive, at a cost of 6 MiB more memory per worker. Then owner, mode,
 // xattrs and mtime (children before their directories, owner before
