@@ -270,6 +270,7 @@ func importsRace(t *testing.T, ts testStore, rounds int) {
 		var problems []string
 		m, _ := lease.New(ts.store, lease.Options{Host: "observer"})
 		owners := map[uint64]string{}
+		forced := map[uint64]bool{}
 		var last uint64
 		for ctx.Err() == nil {
 			o, err := m.Inspect(ctx, "pg")
@@ -284,6 +285,10 @@ func importsRace(t *testing.T, ts testStore, rounds int) {
 				if r.State == lease.Held {
 					owners[r.Generation] = r.Owner
 				}
+				if t := r.Takeover; t != nil && t.Forced && !forced[r.Generation] {
+					forced[r.Generation] = true
+					problems = append(problems, fmt.Sprintf("generation %d was taken from %s by force, before it expired", r.Generation, t.From))
+				}
 				last = max(last, r.Generation)
 			}
 			time.Sleep(2 * time.Millisecond)
@@ -297,6 +302,7 @@ func importsRace(t *testing.T, ts testStore, rounds int) {
 		from, to int64 // wall clock, ns
 	}
 	killedAt := map[int]int64{}
+	fenced := map[int]bool{} // fenced imports: their windows end unseen
 	codes := map[int]int{}
 	for round := range rounds {
 		procs := make([]*proc, len(configs))
@@ -313,6 +319,13 @@ func importsRace(t *testing.T, ts testStore, rounds int) {
 		for i, p := range procs {
 			code := p.wait()
 			codes[code]++
+			if code == exitError && strings.Contains(p.stderr.String(), "lost ownership") {
+				// Its renewals came too late on a loaded machine and a
+				// process of the same id took the expired lease: the
+				// design's fencing, which the store observer checks.
+				fenced[p.cmd.Process.Pid] = true
+				continue
+			}
 			if i != victim && code != exitOK && code != exitHeld {
 				t.Errorf("round %d: import %d (%s) failed: exit %d\n%s", round, i, configs[i].host, code, p.stderr.String())
 			}
@@ -370,7 +383,7 @@ func importsRace(t *testing.T, ts testStore, rounds int) {
 	overlaps := 0
 	for i, a := range windows {
 		for _, b := range windows[i+1:] {
-			if a.from < b.to && b.from < a.to {
+			if a.from < b.to && b.from < a.to && !fenced[a.pid] && !fenced[b.pid] {
 				overlaps++
 				t.Errorf("two imports held the volume at once: pid %d generation %d [%d, %d) and pid %d generation %d [%d, %d)",
 					a.pid, a.gen, a.from, a.to, b.pid, b.gen, b.from, b.to)
@@ -378,8 +391,8 @@ func importsRace(t *testing.T, ts testStore, rounds int) {
 		}
 	}
 	cli(t, "verify", "--store", ts.url, "--all", "pg").ok(t)
-	t.Logf("%d rounds of %d concurrent imports, %d killed: exit codes %v; %d lease windows observed, %d overlapping",
-		rounds, len(configs), len(killedAt), codes, len(windows), overlaps)
+	t.Logf("%d rounds of %d concurrent imports, %d killed, %d fenced: exit codes %v; %d lease windows observed, %d overlapping",
+		rounds, len(configs), len(killedAt), len(fenced), codes, len(windows), overlaps)
 }
 
 func TestImportsRace(t *testing.T)   { importsRace(t, localStore(t), 5) }
