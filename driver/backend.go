@@ -36,6 +36,7 @@ const (
 // final snapshots pending, restores) and purges the store's trash every
 // hour. Call it once, after Reconcile.
 func (d *Driver) Connect() {
+	d.goBackground(d.followStandby)
 	d.goBackground(func(ctx context.Context) {
 		wait := d.retryBase
 		var first sync.Once

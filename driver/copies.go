@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 
 	"github.com/portvol/portvol/localcopy"
@@ -130,6 +131,10 @@ func (d *Driver) createSnapshot(ctx context.Context, b *Backend, name string, op
 	// vanishes is left out, one replaced is read anew, and the snapshot
 	// completes (file by file, as the status says).
 	opts.Live = !f.PointInTime()
+	if src, closer := d.changeSource(ctx, c, name, f, opts.Parent); src != nil {
+		defer closer.Close()
+		opts.Changes = src
+	}
 	m, err := b.Snapshots.Create(ctx, name, f.Path, opts)
 	if err != nil {
 		if rerr := c.Release(context.WithoutCancel(ctx), f); rerr != nil {
@@ -146,6 +151,35 @@ func (d *Driver) createSnapshot(ctx context.Context, b *Backend, name string, op
 		}
 	}
 	return m, f, nil
+}
+
+// changeSourcer is implemented by copies that find what changed between
+// two instants from the filesystem's own records (localcopy/btrfs: extent
+// generations and locations).
+type changeSourcer interface {
+	SnapshotChanges(ctx context.Context, base, cur localcopy.Frozen) (snapshot.ChangeSource, io.Closer, error)
+}
+
+// changeSource returns the change source for a snapshot of instant cur
+// whose parent is parent, when c finds changes and the kept base is the
+// instant parent was read from (see Base); nil otherwise, and then the
+// snapshot compares stats as without one. A source that cannot be made is
+// logged and not used: the snapshot still completes, reading more.
+func (d *Driver) changeSource(ctx context.Context, c localcopy.Copies, name string, cur localcopy.Frozen, parent string) (snapshot.ChangeSource, io.Closer) {
+	cs, ok := c.(changeSourcer)
+	if !ok || !cur.PointInTime() || parent == "" {
+		return nil, nil
+	}
+	base, id, ok, err := d.Base(ctx, name)
+	if err != nil || !ok || id != parent || base.Generation >= cur.Generation {
+		return nil, nil
+	}
+	src, closer, err := cs.SnapshotChanges(ctx, base, cur)
+	if err != nil {
+		d.log.WithField("volume", name).WithError(err).Warn("could not find the changes since the base instant; this snapshot reads every file that changed whole")
+		return nil, nil
+	}
+	return src, closer
 }
 
 // recordBase records in r that f, the instant snapshot id was read from,

@@ -185,6 +185,15 @@ func TestSnapshotsReadFromInstant(t *testing.T) {
 	if ca.limits["v"] != 256<<20 {
 		t.Errorf("Create asked the copies for limit %d, want 256M", ca.limits["v"])
 	}
+	// The same limit written otherwise is the same volume; another limit
+	// is refused, on this host and on others.
+	a.ok("VolumeDriver.Create", map[string]any{"Name": "v", "Opts": map[string]string{"snapshot_interval": "0", "size": "0.25GiB"}})
+	for _, e := range []*env{a, b} {
+		msg := e.fail("VolumeDriver.Create", map[string]any{"Name": "v", "Opts": map[string]string{"snapshot_interval": "0", "size": "512M"}})
+		if !strings.Contains(msg, "size limit 256M") || !strings.Contains(msg, "cannot be changed") {
+			t.Errorf("%s: changing the size limit: %q", e.host, msg)
+		}
+	}
 	ca.afterFreeze = func(live string) {
 		os.WriteFile(filepath.Join(live, "f"), []byte("written after the instant"), 0o644)
 	}

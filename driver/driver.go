@@ -105,10 +105,13 @@ type Driver struct {
 	trashRetention time.Duration
 	callTimeout    time.Duration // handler deadline of slow calls
 	bodyTimeout    time.Duration // handler deadline for a request body
+	bootID         func() (string, error)
+	answerHook     func(stage, name, id string) // tests: a process death while answering
 	restoreIdle    time.Duration
 	retryBase      time.Duration // first wait of background retries
 	view           storeView
-	lost           lostHeads // takeover notes: the lost hosts' last heads
+	standby        standbyTimes // how often standby volumes are looked for and followed
+	lost           lostHeads    // takeover notes: the lost hosts' last heads
 
 	volsMu sync.Mutex
 	vols   map[string]*vstate
@@ -183,9 +186,11 @@ func New(cfg Config) (*Driver, error) {
 		trashRetention: cfg.TrashRetention,
 		callTimeout:    slowCallTimeout,
 		bodyTimeout:    bodyTimeout,
+		bootID:         readBootID,
 		restoreIdle:    restoreIdle,
 		retryBase:      time.Second,
 		view:           storeView{ttl: viewTTL},
+		standby:        standbyTimes{scan: standbyScanEvery, follow: DefaultFollowInterval},
 		firstTry:       make(chan struct{}),
 		vols:           map[string]*vstate{},
 		bg:             bg,

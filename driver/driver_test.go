@@ -51,7 +51,7 @@ func TestCreateRejectsBadNames(t *testing.T) {
 func TestCreateOptions(t *testing.T) {
 	e := newEnv(t)
 	msg := e.fail("VolumeDriver.Create", map[string]any{"Name": "v", "Opts": map[string]string{"sise": "1G"}})
-	if !strings.Contains(msg, `unknown option "sise"`) || !strings.Contains(msg, "valid options are: keep_daily, keep_hourly, keep_last, keep_monthly, keep_weekly, size, snapshot_interval, takeover") {
+	if !strings.Contains(msg, `unknown option "sise"`) || !strings.Contains(msg, "valid options are: keep_daily, keep_hourly, keep_last, keep_monthly, keep_weekly, size, snapshot_interval, standby, takeover") {
 		t.Errorf("unknown option error = %q", msg)
 	}
 	for _, bad := range []map[string]string{

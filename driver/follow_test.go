@@ -107,3 +107,50 @@ func TestFollowKeepsUpAndStopsWhenOwned(t *testing.T) {
 		t.Errorf("follow of an unknown volume: %v", err)
 	}
 }
+
+// -o standby=hostB: B's plugin follows the volume by itself while A owns
+// it, stops while B owns it, and follows again once B let it go.
+func TestStandbyHostsFollow(t *testing.T) {
+	requireRoot(t)
+	fast := func(d *Driver) { d.standby = standbyTimes{scan: 50 * time.Millisecond, follow: 20 * time.Millisecond} }
+	es, _ := hosts(t, 30*time.Second, fast, "hostA", "hostB")
+	a, b := es[0], es[1]
+	if msg := a.fail("VolumeDriver.Create", map[string]any{"Name": "v", "Opts": map[string]string{"standby": "hostB,bad host"}}); !strings.Contains(msg, "invalid host id") {
+		t.Errorf("a bad standby host: %q", msg)
+	}
+	a.ok("VolumeDriver.Create", map[string]any{"Name": "v", "Opts": map[string]string{"snapshot_interval": "0", "standby": " hostB,hostB"}})
+	if got := a.status("v")["options"]; got != nil {
+		if opts, _ := got.(map[string]any); opts["standby"] != "hostB" {
+			t.Errorf("standby normalised to %v", opts["standby"])
+		}
+	}
+	data := randomBytes(t, 2<<20)
+	follows := func(what string) {
+		t.Helper()
+		head := a.status("v")["local_snapshot"]
+		eventually(t, "B to hold "+what, func() bool { return b.status("v")["local_snapshot"] == head })
+		got, err := os.ReadFile(filepath.Join(b.d.dataDir("v"), "f"))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("B's copy after following %s differs from A's (%v)", what, err)
+		}
+	}
+	a.publish("v", "a1", func(mp string) { os.WriteFile(filepath.Join(mp, "f"), data, 0o644) })
+	follows("the first snapshot")
+	copy(data[:4096], randomBytes(t, 4096))
+	a.publish("v", "a2", func(mp string) { os.WriteFile(filepath.Join(mp, "f"), data, 0o644) })
+	follows("A's second snapshot")
+
+	// B owns it for a while, then A again: B follows again.
+	b.ok("VolumeDriver.Mount", mountID("v", "b1"))
+	time.Sleep(200 * time.Millisecond) // scans while B owns it start nothing
+	b.ok("VolumeDriver.Unmount", mountID("v", "b1"))
+	b.released("v")
+	copy(data[:4096], randomBytes(t, 4096))
+	a.publish("v", "a3", func(mp string) { os.WriteFile(filepath.Join(mp, "f"), data, 0o644) })
+	follows("A's snapshot after B let the volume go")
+	// A, not a standby host, never follows: it owns, releases, and its
+	// copy stays where it was.
+	if st := a.status("v"); st["lease"] != "released" {
+		t.Errorf("A's status: %v", st)
+	}
+}

@@ -154,6 +154,10 @@ func (h *handler) route(mux *http.ServeMux, method string, timeout time.Duration
 			return
 		}
 		log.Debug("call done")
+		if method == "Mount" {
+			h.answerMount(w, req, resp)
+			return
+		}
 		if resp == nil {
 			resp = struct{}{}
 		}

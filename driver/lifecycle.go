@@ -22,7 +22,10 @@ const storeReadTimeout = 10 * time.Second
 // Mountpoint. The first mount (all counts 0) takes ownership and prepares
 // the data through firstMount. If ctx ends before Mount returns (dockerd
 // gave up, or the handler's deadline passed), the count is rolled back:
-// dockerd sends no Unmount after a failed Mount.
+// dockerd sends no Unmount after a failed Mount. The count is recorded as
+// not yet answered: the caller answers and confirms it (the handler's
+// answerMount); a count whose answer was never begun is dropped at the
+// next start (driver/answers.go).
 func (d *Driver) Mount(ctx context.Context, name, id string) (mp string, err error) {
 	start := time.Now()
 	defer func() { d.obs.MountDone(name, time.Since(start), err) }()

@@ -3,11 +3,13 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/localcopy"
 	"github.com/portvol/portvol/prune"
 )
@@ -20,6 +22,10 @@ const (
 	// OptTakeover: what happens when another host's lease on the volume has
 	// expired: "manual" (portvol takeover) or "auto".
 	OptTakeover = "takeover"
+	// OptStandby: hosts (comma-separated host ids) whose plugins keep their
+	// copy within one snapshot of the head while another host owns the
+	// volume (see standby.go). No default: no standby hosts.
+	OptStandby = "standby"
 	// OptSize: the volume's size limit (20G, 512M, 1.5T, 20GiB, ...; every
 	// unit is binary, as in Docker's own size options). Enforced on btrfs
 	// volumes by a quota group: a writer past it gets EDQUOT ("Disk quota
@@ -91,6 +97,23 @@ var keepSpec = optionSpec{
 	},
 }
 
+// standbySpec is the spec of the standby option; like keep_*, no default
+// is filled in.
+var standbySpec = optionSpec{
+	syntax: "host ids separated by commas, such as hostB,hostC",
+	parse: func(s string) (string, error) {
+		hosts := strings.Split(s, ",")
+		for i, h := range hosts {
+			hosts[i] = strings.TrimSpace(h)
+			if err := lease.CheckHost(hosts[i]); err != nil {
+				return "", err
+			}
+		}
+		sort.Strings(hosts)
+		return strings.Join(slices.Compact(hosts), ","), nil
+	},
+}
+
 // sizeSpec is the spec of the size option: no default is filled in (a
 // volume without it has no limit, and volumes created before the option
 // existed compare equal to new ones without it). Values are normalised to
@@ -125,6 +148,9 @@ func specFor(k string) (optionSpec, bool) {
 	if spec, ok := optionSpecs[k]; ok {
 		return spec, true
 	}
+	if k == OptStandby {
+		return standbySpec, true
+	}
 	if k == OptSize {
 		return sizeSpec, true
 	}
@@ -143,6 +169,7 @@ func OptionNames() []string {
 		names = append(names, n)
 	}
 	names = append(names, prune.OptionNames...)
+	names = append(names, OptStandby)
 	names = append(names, OptSize)
 	sort.Strings(names)
 	return names

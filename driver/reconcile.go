@@ -27,13 +27,18 @@ import (
 //     snapshots) is done by Connect once the store is reachable.
 //   - Leftovers of removals (trash/) are deleted in the background.
 //
-// Counts for mount IDs that dockerd will never unmount (dockerd killed with
-// containers running) cannot be told apart from live ones and are kept.
+// Counts of an earlier boot, and counts of Mounts never answered, are
+// dropped first (settleCounts, driver/answers.go). Other counts for mount
+// IDs that dockerd will never unmount (dockerd killed with containers
+// running) cannot be told apart from live ones and are kept.
 //
 // Only state-database errors are returned; a volume that cannot be fixed is
 // logged and left for its next Mount to report.
 func (d *Driver) Reconcile(ctx context.Context) error {
 	d.purgeTrash()
+	if err := d.settleCounts(ctx); err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
 
 	vols, err := d.db.Volumes(ctx)
 	if err != nil {

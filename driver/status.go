@@ -34,6 +34,9 @@ type VolumeStatus struct {
 	Local         string `json:"local"`
 	LocalSnapshot string `json:"local_snapshot"`
 	Mounts        int    `json:"mounts"`
+	// UnconfirmedMounts counts mounts whose answer may not have reached
+	// dockerd (the plugin stopped while answering; see driver/answers.go).
+	UnconfirmedMounts int `json:"unconfirmed_mounts,omitempty"`
 	// TakenOver says from whom the current generation was taken and what
 	// was lost, or what the last takeover by this host lost.
 	TakenOver string `json:"taken_over,omitempty"`
@@ -112,6 +115,9 @@ func (d *Driver) describe(rec metadata.Volume, mounts metadata.Mounts, in *info,
 	}
 	st.Local = d.localText(rec, mounts, v)
 	d.describeCopy(&st, rec)
+	if as, err := d.db.Answers(context.Background(), rec.Name); err == nil {
+		st.UnconfirmedMounts = as.Unconfirmed()
+	}
 	return st
 }
 
@@ -195,6 +201,10 @@ func (st VolumeStatus) Map(rec metadata.Volume, mounts metadata.Mounts) map[stri
 	if st.TakenOver != "" {
 		m["taken_over"] = st.TakenOver
 	}
+	if st.UnconfirmedMounts > 0 {
+		m["unconfirmed_mounts"] = st.UnconfirmedMounts
+		m["unconfirmed_note"] = unconfirmedNote
+	}
 	if len(st.KeptCopies) > 0 {
 		m["kept_copies"] = st.KeptCopies
 	}
@@ -216,3 +226,6 @@ func (d *Driver) peek(name string) *vstate {
 	defer d.volsMu.Unlock()
 	return d.vols[name]
 }
+
+// unconfirmedNote goes with unconfirmed_mounts.
+const unconfirmedNote = "the plugin stopped while answering these Mounts, so whether dockerd got the answer is unknown; they are kept (a container may use them) until their Unmount, a reboot of the host, or a docker volume rm (which dockerd sends only when no container uses the volume)"

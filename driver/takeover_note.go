@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/portvol/portvol/lease"
 )
@@ -31,12 +32,22 @@ import (
 // maxLostHeadWalk bounds the manifests read to find a lost head.
 const maxLostHeadWalk = 32
 
-// lostHeads caches the lost head of taken-over generations: key
-// "<volume>@<generation>".
+// lostHeads caches the lost head of taken-over generations (key
+// "<volume>@<generation>"), and for a while that it could not be found,
+// so that Get, which dockerd calls constantly, does not walk every time.
 type lostHeads struct {
 	mu sync.Mutex
-	m  map[string]string
+	m  map[string]lostHead
 }
+
+type lostHead struct {
+	id    string
+	found bool
+	at    time.Time // when a failed walk may be tried again
+}
+
+// lostRetry is how long a walk that failed is not tried again.
+const lostRetry = time.Minute
 
 // takeoverText is the note for generation gen of name, taken over as t,
 // whose head record now names head, published at headGen; rec is this
@@ -69,13 +80,24 @@ func (d *Driver) lostHead(name string, t *lease.Takeover, head string) (string, 
 	d.lost.mu.Lock()
 	lost, ok := d.lost.m[key]
 	d.lost.mu.Unlock()
-	if ok {
-		return lost, true
+	if ok && (lost.found || time.Now().Before(lost.at)) {
+		return lost.id, lost.found
 	}
 	b := d.backend.Load()
 	if b == nil {
 		return "", false
 	}
+	id, found := d.walkLostHead(b, name, t, head)
+	d.lost.mu.Lock()
+	if d.lost.m == nil {
+		d.lost.m = map[string]lostHead{}
+	}
+	d.lost.m[key] = lostHead{id: id, found: found, at: time.Now().Add(lostRetry)}
+	d.lost.mu.Unlock()
+	return id, found
+}
+
+func (d *Driver) walkLostHead(b *Backend, name string, t *lease.Takeover, head string) (string, bool) {
 	ctx, cancel := context.WithTimeout(d.bg, viewTimeout)
 	defer cancel()
 	id := head
@@ -98,11 +120,5 @@ func (d *Driver) lostHead(name string, t *lease.Takeover, head string) (string, 
 			return "", false // walked too far, or the walk stopped early
 		}
 	}
-	d.lost.mu.Lock()
-	if d.lost.m == nil {
-		d.lost.m = map[string]string{}
-	}
-	d.lost.m[key] = id
-	d.lost.mu.Unlock()
 	return id, true
 }

@@ -119,7 +119,14 @@ func TestUndeleteRacingCreate(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			_, undelErr = a.d.Undelete(context.Background(), name)
+			// portvol undelete, through the plugin's socket.
+			status, out, err := a.call(context.Background(), AdminUndelete[1:], AdminRequest{Volume: name})
+			switch {
+			case err != nil:
+				undelErr = err
+			case status != 200 || out["Err"] != nil:
+				undelErr = fmt.Errorf("%d %v", status, out["Err"])
+			}
 		}()
 		startB := time.Duration(rand.New(rand.NewPCG(seed, 7)).IntN(12)) * time.Millisecond
 		go func() {

@@ -144,6 +144,11 @@ func (d *Driver) Remove(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	if mounts.Total() > 0 {
+		if mounts, err = d.dropUnconfirmedForRemove(ctx, name, mounts); err != nil {
+			return err
+		}
+	}
 	if n := mounts.Total(); n > 0 {
 		return errorf(ErrInUse, "volume %q is in use: mounted %d time(s) under %d mount ID(s); stop and remove the containers that use it, then retry", name, n, len(mounts))
 	}
@@ -159,7 +164,12 @@ func (d *Driver) Remove(ctx context.Context, name string) error {
 	if err != nil {
 		return errUnavailable(name, err)
 	}
-	if in.Record || in.Removed || in.Head.Exists {
+	// A head record with no volume record, released and without a head,
+	// is a name claimed by a Create under way (CreateRecord): there is no
+	// volume to remove, and a tombstone there would let an undelete slip
+	// in under that Create.
+	claimed := !in.Record && !in.Removed && in.Head.Exists && in.Head.Record.State == lease.Released && in.Head.Record.Head == ""
+	if (in.Record || in.Removed || in.Head.Exists) && !claimed {
 		if err := b.Leases.Remove(ctx, name); err != nil {
 			var held *lease.HeldError
 			if errors.As(err, &held) {

@@ -55,6 +55,20 @@ func TestManagedBtrfsPool(t *testing.T) {
 		t.Fatalf("pool mounted from %s inside the plugin, but the image is attached to %q", dev, att)
 	}
 
+	// A new volume is a subvolume of the pool: its root, as a container
+	// sees it, is a btrfs subvolume root (inode 256), and inspect says so.
+	vol := "btrfs-" + runID
+	docker(t, "volume", "create", "-d", name, vol)
+	got := docker(t, "run", "--rm", "--label", "portvol-it", "--network", "none", "-v", vol+":/data", testImage,
+		"sh", "-c", "echo hi > /data/f; stat -f -c %t /data; stat -c %i /data")
+	if got != "9123683e\n256" {
+		t.Errorf("a new volume as a container sees it: %q, want a btrfs subvolume root (filesystem type 9123683e, btrfs; inode 256)", got)
+	}
+	if st := docker(t, "volume", "inspect", "-f", "{{.Status.filesystem}} {{.Status.snapshot_consistency}}", vol); st != "btrfs point-in-time" {
+		t.Errorf("docker volume inspect: %q, want btrfs point-in-time", st)
+	}
+	docker(t, "volume", "rm", vol)
+
 	docker(t, "plugin", "disable", name)
 	eventually(t, "the pool's loop device detaching after disable (autoclear)", func() bool { return attached(t, image) == "" })
 

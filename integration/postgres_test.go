@@ -24,7 +24,7 @@ const pgBin = "/usr/lib/postgresql/15/bin"
 // binaries on the machine.
 func requirePostgres(t *testing.T) {
 	t.Helper()
-	for _, b := range []string{"postgres", "initdb", "psql", "pgbench", "pg_isready"} {
+	for _, b := range []string{"postgres", "initdb", "psql", "pgbench", "pg_isready", "pg_amcheck"} {
 		if _, err := os.Stat(filepath.Join(pgBin, b)); err != nil {
 			msg := fmt.Sprintf("needs PostgreSQL 15 (%s/%s) to build the test image: apt-get install postgresql-15", pgBin, b)
 			if os.Getenv("CI") == "true" {

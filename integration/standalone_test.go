@@ -95,8 +95,12 @@ func TestStandaloneSocket(t *testing.T) {
 	if out := pe.dockerFails(t, "volume", "create", "-d", standaloneDriver, "a/b"); !strings.Contains(out, "invalid volume name") {
 		t.Errorf("bad name: %s", out)
 	}
-	if out := pe.dockerFails(t, "volume", "create", "-d", standaloneDriver, "-o", "size=1G", "sized-"+runID); !strings.Contains(out, `unknown option "size"`) {
+	if out := pe.dockerFails(t, "volume", "create", "-d", standaloneDriver, "-o", "sise=1G", "sized-"+runID); !strings.Contains(out, `unknown option "sise"`) {
 		t.Errorf("bad option: %s", out)
+	}
+	// This server keeps directories (--volume-fs directory): no size limits.
+	if out := pe.dockerFails(t, "volume", "create", "-d", standaloneDriver, "-o", "size=1G", "sized-"+runID); !strings.Contains(out, "option size needs btrfs volumes") {
+		t.Errorf("size limit on directory volumes: %s", out)
 	}
 	pe.docker(t, "volume", "rm", v)
 	removed = true

@@ -70,6 +70,8 @@ type cluster struct {
 	// leaseTTL and mountWait are the plugins' settings (their defaults
 	// when the plugin does not declare the setting).
 	leaseTTL, mountWait time.Duration
+	// volumeFS is the plugins' PORTVOL_VOLUME_FS (clusterOptions).
+	volumeFS string
 }
 
 // clusterOptions shape a cluster.
@@ -80,6 +82,10 @@ type clusterOptions struct {
 	relays    bool          // route each host's S3 traffic through a relay
 	leaseTTL  time.Duration // PORTVOL_LEASE_TTL; 0: the plugin's default
 	mountWait time.Duration // PORTVOL_MOUNT_WAIT; 0: the plugin's default
+	// volumeFS is the plugins' PORTVOL_VOLUME_FS; "" means directory:
+	// tests that inspect a kept copy from the host need it there (a btrfs
+	// pool is mounted inside the plugin's own mount namespace only).
+	volumeFS string
 	// busybox gives the hosts a small busybox image (cluster.image)
 	// instead of the PostgreSQL one, for tests that need no database:
 	// quicker to set up, and no PostgreSQL needed on the machine.
@@ -138,7 +144,10 @@ func startHosts(t *testing.T, opts clusterOptions, makeTargets ...string) *clust
 		t.Fatalf("make %s: %v\n%s", strings.Join(targets, " "), err, out)
 	}
 	// The plugin's documented defaults, until installPlugin sets others.
-	c := &cluster{t: t, prefix: "e2e-" + runID + "-" + randomHex(2), leaseTTL: 30 * time.Second, mountWait: 20 * time.Second}
+	c := &cluster{t: t, prefix: "e2e-" + runID + "-" + randomHex(2), leaseTTL: 30 * time.Second, mountWait: 20 * time.Second, volumeFS: opts.volumeFS}
+	if c.volumeFS == "" {
+		c.volumeFS = "directory"
+	}
 	c.net = newLAN(t)
 	c.ip = c.net.gw
 	names := opts.engines
@@ -242,6 +251,8 @@ func (h *host) settings() []string {
 		"PORTVOL_HOST_ID=" + h.name,
 		"AWS_SHARED_CREDENTIALS_FILE=/var/lib/portvol/s3-credentials",
 		"PORTVOL_LOG_LEVEL=debug",
+		"PORTVOL_VOLUME_FS=" + h.c.volumeFS,
+		"PORTVOL_POOL_SIZE=4G", // sparse; only used with btrfs
 	}
 }
 

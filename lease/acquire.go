@@ -171,8 +171,9 @@ func removedError(volume, by string) error {
 // Resume continues a lease this host held before it restarted, at the
 // generation it recorded. It renews at once, so success proves ownership.
 // If the generation was released meanwhile (the release applied before the
-// crash) it returns ErrReleased; if anything else holds the record now, a
-// *FencedError.
+// crash) it returns ErrReleased, also when the record has gone on from
+// that release (see Lease.Settle); if anything else holds the record now,
+// a *FencedError.
 func (m *Manager) Resume(ctx context.Context, volume string, generation uint64) (*Lease, error) {
 	if err := volname.Check(volume); err != nil {
 		return nil, err
@@ -182,17 +183,17 @@ func (m *Manager) Resume(ctx context.Context, volume string, generation uint64) 
 		return nil, err
 	}
 	r := o.Record
-	if o.Exists && r.Owner == m.host && r.Generation == generation {
-		switch r.State {
-		case Held:
-			l := m.newLease(o, m.clock.Now()-m.ttl) // unknown: assume lapsed until renewed
-			if err := l.Renew(ctx); err != nil {
-				return nil, err
-			}
-			return l, nil
-		case Released:
-			return nil, fmt.Errorf("volume %q: generation %d was already released by this host (head %q): %w", volume, generation, r.Head, ErrReleased)
+	if o.Exists && r.Owner == m.host && r.Generation == generation && r.State == Held {
+		l := m.newLease(o, m.clock.Now()-m.ttl) // unknown: assume lapsed until renewed
+		if err := l.Renew(ctx); err != nil {
+			return nil, err
 		}
+		return l, nil
+	}
+	if o.Exists && releasedSince(r, generation) {
+		// Only this host, the holder, can have released it (the release
+		// applied before the crash), even if the volume went on since.
+		return nil, fmt.Errorf("volume %q: generation %d was already released by this host (the record is now %s at generation %d, head %q): %w", volume, generation, r.State, r.Generation, r.Head, ErrReleased)
 	}
 	f := &FencedError{Volume: volume, Host: m.host, Generation: generation, Op: "resume"}
 	if o.Exists {

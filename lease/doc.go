@@ -114,7 +114,8 @@
 // late copy is conditional on a version that is then gone). A release of
 // ours applied if the record holds its bytes, or went on from our
 // generation through a released state: removed at our generation, or the
-// next generation acquired without a takeover. Then the lease is released
+// next generation acquired without a takeover (and still held, or
+// removed). Then the lease is released
 // (ErrReleased), even though another host may hold the volume by now;
 // anything else not ours is a *FencedError.
 //
@@ -123,7 +124,9 @@
 // The driver persists the generation it holds. After a crash the record
 // still says held by this host: Resume(volume, generation) continues it
 // (finish the upload, publish, release). If the release had already
-// applied, Resume returns ErrReleased; if another host took over meanwhile,
+// applied, Resume returns ErrReleased (also when the record went on from
+// it through a released state, as Settle judges); if another host took
+// over meanwhile,
 // a *FencedError: keep the local copy aside and report it. A record held
 // by this host's id that the driver has no generation for (a crash between
 // the write and persisting it) is a *HeldError with Self set; it expires

@@ -162,21 +162,24 @@ func (l *Lease) Settle(ctx context.Context) error {
 
 // releaseLanded reports whether cur, a record none of this lease's writes
 // made, can only exist because an unsettled release of ours applied: the
-// volume went on from our generation through a released state. Only a
-// released generation can be removed (state removed, or released again by
-// Revive or Undelete, at our generation), and the next generation was
-// acquired normally (no takeover) only if ours was released. Anything
-// else, including records two or more generations on, proves nothing.
+// volume went on from our generation through a released state
+// (releasedSince). Records two or more generations on prove nothing.
 func (l *Lease) releaseLanded(cur Observation) bool {
-	if !cur.Exists || !l.releaseUnsettled() {
-		return false
-	}
-	r := cur.Record
+	return cur.Exists && l.releaseUnsettled() && releasedSince(cur.Record, l.gen)
+}
+
+// releasedSince reports whether record r proves that generation gen was
+// released by its holder: r is gen itself, no longer held (only a released
+// generation can be removed, and revived or undeleted after that), or the
+// next generation, acquired without a takeover (so from gen released),
+// held or removed. A released gen+1 proves nothing: Revive and Undelete
+// clear the takeover note without changing the generation.
+func releasedSince(r Record, gen uint64) bool {
 	switch r.Generation {
-	case l.gen:
+	case gen:
 		return r.State != Held
-	case l.gen + 1:
-		return r.Takeover == nil
+	case gen + 1:
+		return r.Takeover == nil && r.State != Released
 	}
 	return false
 }

@@ -57,7 +57,8 @@ func (db *DB) AllMounts(ctx context.Context) (map[string]Mounts, error) {
 }
 
 // AddMount increments the count of mount ID id on volume name and returns
-// the counts after the change. The volume must have a record (ErrNotFound).
+// the counts after the change; the new count is Recorded until its answer
+// is confirmed (see Answer). The volume must have a record (ErrNotFound).
 func (db *DB) AddMount(ctx context.Context, name, id string) (Mounts, error) {
 	var m Mounts
 	err := db.update(ctx, func(tx *bolt.Tx) error {
@@ -73,6 +74,9 @@ func (db *DB) AddMount(ctx context.Context, name, id string) (Mounts, error) {
 			return fmt.Errorf("volume %q mount ID %q: %w", name, id, err)
 		}
 		if err := b.Put([]byte(id), []byte(strconv.Itoa(c+1))); err != nil {
+			return err
+		}
+		if err := addRecorded(tx, name, id); err != nil {
 			return err
 		}
 		m, err = readMounts(b)
@@ -115,7 +119,7 @@ func (db *DB) RemoveMount(ctx context.Context, name, id string) (m Mounts, found
 		if len(m) == 0 {
 			return deleteMounts(tx, name)
 		}
-		return nil
+		return clampAnswers(tx, name, m)
 	})
 	return m, found, err
 }
@@ -126,6 +130,9 @@ func (db *DB) DeleteMounts(ctx context.Context, name string) error {
 }
 
 func deleteMounts(tx *bolt.Tx, name string) error {
+	if err := deleteAnswers(tx, name); err != nil {
+		return err
+	}
 	err := tx.Bucket(bucketMounts).DeleteBucket([]byte(name))
 	if errors.Is(err, bolterrors.ErrBucketNotFound) {
 		return nil

@@ -111,13 +111,23 @@ func (r *Repo) forEachPart(ctx context.Context, m *Manifest, fn func(i int, plai
 		}
 		ranges = append(ranges, fetchRange{pack: p.Pack, off: off, end: end, chunks: []uint32{i}})
 	}
-	jobs := make(chan *fetchRange)
+	// The keys are taken now: fn may append to m.Packs while ranges are
+	// read (loadParts does), so the workers must not read it.
+	keys := make([]string, len(ranges))
+	for i := range ranges {
+		keys[i] = packKey(m.Packs[ranges[i].pack])
+	}
+	type job struct {
+		fr  *fetchRange
+		key string
+	}
+	jobs := make(chan job)
 	g, gctx := errgroup.WithContext(ctx)
 	for range r.transfers {
 		g.Go(func() error {
 			w := &partReader{r: r, h: r.crypt.newHasher(), id: make([]byte, 32)}
-			for fr := range jobs {
-				if err := w.read(gctx, m, fr, fn); err != nil {
+			for j := range jobs {
+				if err := w.read(gctx, m, j.key, j.fr, fn); err != nil {
 					return err // cancels gctx: the dispatcher stops
 				}
 			}
@@ -128,7 +138,7 @@ func (r *Repo) forEachPart(ctx context.Context, m *Manifest, fn func(i int, plai
 		defer close(jobs)
 		for i := range ranges {
 			select {
-			case jobs <- &ranges[i]:
+			case jobs <- job{&ranges[i], keys[i]}:
 			case <-gctx.Done():
 				return nil
 			}
@@ -151,8 +161,7 @@ type partReader struct {
 	br      *bufio.Reader // see chunkDecoder.br
 }
 
-func (w *partReader) read(ctx context.Context, m *Manifest, fr *fetchRange, fn func(int, []byte, *partScratch) error) error {
-	key := packKey(m.Packs[fr.pack])
+func (w *partReader) read(ctx context.Context, m *Manifest, key string, fr *fetchRange, fn func(int, []byte, *partScratch) error) error {
 	rc, err := w.r.store.Get(ctx, key, int64(fr.off), int64(fr.end-fr.off))
 	if err != nil {
 		if errors.Is(err, transfer.ErrNotExist) {

@@ -1,6 +1,7 @@
 package writer
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,11 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/portvol/portvol/internal/durable"
+	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/transfer"
 )
 
 // ErrBusy: another process on this host holds the claim.
@@ -48,6 +52,9 @@ type Claim struct {
 	f     *os.File
 	path  string
 	prior ClaimRecord
+	// acquiring is set while Acquire takes the lease: the store from
+	// Watch then records each acquisition record before it is sent.
+	acquiring atomic.Bool
 }
 
 // ClaimRecord is the content of a claim file.
@@ -58,6 +65,7 @@ type ClaimRecord struct {
 	Volume     string    `json:"volume"`
 	State      string    `json:"state"`
 	Generation uint64    `json:"generation,omitempty"`
+	Nonce      string    `json:"nonce,omitempty"` // "acquiring": the nonce of the head record being sent
 	PID        int       `json:"pid"`
 	BootID     string    `json:"boot_id,omitempty"`
 	Updated    time.Time `json:"updated"`
@@ -155,14 +163,21 @@ func (c *Claim) Path() string { return c.path }
 
 // Prior returns what the last run that held the claim wrote, which is
 // gone now: its state is "" if no run left a readable record.
-func (c *Claim) Prior() ClaimRecord { return c.prior }
+func (c *Claim) Prior() ClaimRecord {
+	if c == nil {
+		return ClaimRecord{}
+	}
+	return c.prior
+}
 
 // record writes the claim's state durably.
 func (c *Claim) record(state string, gen uint64) error {
-	r := ClaimRecord{
-		Version: claimVersion, Store: c.prior.Store, Host: c.prior.Host, Volume: c.prior.Volume,
-		State: state, Generation: gen, PID: os.Getpid(), BootID: bootID(), Updated: time.Now().UTC(),
-	}
+	return c.write(ClaimRecord{State: state, Generation: gen})
+}
+
+func (c *Claim) write(r ClaimRecord) error {
+	r.Version, r.Store, r.Host, r.Volume = claimVersion, c.prior.Store, c.prior.Host, c.prior.Volume
+	r.PID, r.BootID, r.Updated = os.Getpid(), bootID(), time.Now().UTC()
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -202,4 +217,52 @@ func bootID() string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// Watch returns st with the claim watching the writes of its volume's head
+// record: while Acquire takes the lease, the exact record each attempt
+// sends (its generation and nonce, unique to that write) is recorded
+// durably before it is sent. A run killed before the answer came back is
+// then still proven: if the store holds exactly that record, it is the
+// dead run's lease, and the next run continues it at once. Give the
+// lease.Manager that Acquire uses this store.
+func (c *Claim) Watch(st transfer.ObjectStore) transfer.ObjectStore {
+	return &watched{ObjectStore: st, c: c, key: lease.HeadKey(c.prior.Volume)}
+}
+
+type watched struct {
+	transfer.ObjectStore
+	c   *Claim
+	key string
+}
+
+func (w *watched) PutIfAbsent(ctx context.Context, key string, data []byte) (string, error) {
+	if err := w.note(key, data); err != nil {
+		return "", err
+	}
+	return w.ObjectStore.PutIfAbsent(ctx, key, data)
+}
+
+func (w *watched) PutIfMatch(ctx context.Context, key string, data []byte, etag string) (string, error) {
+	if err := w.note(key, data); err != nil {
+		return "", err
+	}
+	return w.ObjectStore.PutIfMatch(ctx, key, data, etag)
+}
+
+// note records an acquisition record about to be sent. A failure to
+// record fails the write (a permanent error: retrying cannot help), so
+// that no acquisition goes out unrecorded.
+func (w *watched) note(key string, data []byte) error {
+	if key != w.key || !w.c.acquiring.Load() {
+		return nil
+	}
+	r, err := lease.Decode(data)
+	if err != nil || r.State != lease.Held || r.Owner != w.c.prior.Host {
+		return nil
+	}
+	if err := w.c.write(ClaimRecord{State: claimAcquiring, Generation: r.Generation, Nonce: r.Nonce}); err != nil {
+		return fmt.Errorf("%w: %w", transfer.ErrPermanent, err)
+	}
+	return nil
 }

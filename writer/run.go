@@ -32,7 +32,9 @@ type Options struct {
 	// Claim): with it a lease that a dead earlier run on this host left
 	// held is continued at once. Without it, or when the claim cannot
 	// prove it, a lease held by this host id is taken only after it has
-	// been seen unchanged for a full TTL.
+	// been seen unchanged for a full TTL. Leases should write through
+	// Claim.Watch, so that a run killed while taking the lease is proven
+	// too.
 	Claim *Claim
 	// ReleaseTimeout bounds the release (default DefaultReleaseTimeout).
 	ReleaseTimeout time.Duration
@@ -126,16 +128,21 @@ func Run(ctx context.Context, o Options, fn func(context.Context, *lease.Lease) 
 // The claim records the generation before Acquire returns.
 func Acquire(ctx context.Context, o Options) (*lease.Lease, How, error) {
 	lm, volume, c := o.Leases, o.Volume, o.Claim
-	if c != nil && c.prior.State == claimHeld && c.prior.Generation > 0 {
+	if p := c.Prior(); c != nil && p.Generation > 0 && (p.State == claimHeld || p.State == claimAcquiring && p.Nonce != "") {
 		obs, err := lm.Inspect(ctx, volume)
 		if err != nil {
 			return nil, "", err
 		}
-		if obs.Exists && obs.Record.State == lease.Held && obs.Record.Owner == lm.Host() && obs.Record.Generation == c.prior.Generation {
-			l, err := lm.Resume(ctx, volume, c.prior.Generation)
+		r := obs.Record
+		// "held" proves the generation the dead run's; "acquiring" proves
+		// the exact record it sent, if nothing was written since.
+		if obs.Exists && r.State == lease.Held && r.Owner == lm.Host() && r.Generation == p.Generation && (p.State == claimHeld || r.Nonce == p.Nonce) {
+			if err := c.record(claimHeld, p.Generation); err != nil {
+				return nil, "", err
+			}
+			l, err := lm.Resume(ctx, volume, p.Generation)
 			switch {
 			case err == nil:
-				_ = c.record(claimHeld, l.Generation()) // already says so; this names our pid
 				return l, Resumed, nil
 			case errors.Is(err, lease.ErrReleased), errors.Is(err, lease.ErrFenced):
 				// Released or taken meanwhile: acquire as usual.
@@ -146,10 +153,13 @@ func Acquire(ctx context.Context, o Options) (*lease.Lease, How, error) {
 	}
 	if c != nil {
 		// Before the write whose answer may never come: a run killed now
-		// leaves "acquiring", which proves nothing, so the next run waits.
+		// leaves "acquiring", and the store from Watch adds the exact
+		// record each attempt sends.
 		if err := c.record(claimAcquiring, 0); err != nil {
 			return nil, "", err
 		}
+		c.acquiring.Store(true)
+		defer c.acquiring.Store(false)
 	}
 	how := Acquired
 	l, err := lm.Acquire(ctx, volume)

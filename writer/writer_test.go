@@ -141,6 +141,8 @@ type flaky struct {
 	loseWrites   int
 	failLoads    int
 	droppedWrite bool // drop (not apply) the lost writes
+	// failAfterLoss: once a write's answer is lost, fail this many reads
+	failAfterLoss int
 }
 
 var errLost = errors.New("connection reset (injected)")
@@ -150,6 +152,7 @@ func (f *flaky) PutIfMatch(ctx context.Context, key string, data []byte, etag st
 	lose := f.loseWrites > 0 && filepath.Base(key) == "head.json"
 	if lose {
 		f.loseWrites--
+		f.failLoads += f.failAfterLoss
 	}
 	drop := f.droppedWrite
 	f.mu.Unlock()
@@ -241,4 +244,55 @@ func TestAcquireSettlesLostAnswer(t *testing.T) {
 	if err := l.Renew(ctx); err != nil {
 		t.Errorf("the settled lease does not renew: %v", err)
 	}
+}
+
+// A run killed after sending its acquisition but before hearing back
+// (here: the answer lost and the store unreadable until it gives up) left
+// "acquiring" with the exact record it sent; the store holds that record,
+// so the next run continues the lease at once instead of waiting a TTL.
+func TestResumeUnansweredAcquisition(t *testing.T) {
+	ctx := context.Background()
+	f := &flaky{ObjectStore: memstore.New()}
+	dir := t.TempDir()
+	if err := f.ObjectStore.Put(ctx, "x", nil, 0); err != nil { // the store is not empty
+		t.Fatal(err)
+	}
+	first, err := manager(t, f, "h-cli").Acquire(ctx, "vol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	c1 := claim(t, dir, "h-cli")
+	f.mu.Lock()
+	f.loseWrites, f.failAfterLoss = 1, 1000
+	f.mu.Unlock()
+	if _, _, err := Acquire(ctx, Options{Leases: manager(t, c1.Watch(f), "h-cli"), Volume: "vol", Claim: c1}); err == nil {
+		t.Fatal("acquired through an unreadable store")
+	}
+	_ = c1.Close() // the process dies
+	f.mu.Lock()
+	f.failLoads, f.failAfterLoss = 0, 0
+	f.mu.Unlock()
+	if p := claimRecordOf(t, dir); p.State != claimAcquiring || p.Nonce == "" || p.Generation != 2 {
+		t.Fatalf("the dead run's claim: %+v, want acquiring generation 2 with the nonce it sent", p)
+	}
+
+	c2 := claim(t, dir, "h-cli")
+	l, how, err := Acquire(ctx, Options{Leases: manager(t, c2.Watch(f), "h-cli"), Volume: "vol", Claim: c2})
+	if err != nil || how != Resumed || l.Generation() != 2 {
+		t.Fatalf("re-run: %v %v, want generation 2 resumed", how, err)
+	}
+}
+
+func claimRecordOf(t *testing.T, dir string) ClaimRecord {
+	t.Helper()
+	c, err := OpenClaim(dir, "store1", "h-cli", "vol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.Prior()
 }

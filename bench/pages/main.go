@@ -9,7 +9,10 @@
 // it read and uploaded, the pre-staged restore (in place onto a copy of
 // the previous snapshot, and through a staging tree as today's export
 // --force does), and a cold restore against dd + sync of the same bytes
-// on the same disk. It writes a markdown table into docs/benchmarks.md
+// on the same disk. With -btrfs (on when the kernel has btrfs) every size
+// is measured again on a btrfs pool the way the driver keeps volumes,
+// with the real ChangeSource (localcopy/btrfs) instead of one that knows
+// the written ranges. It writes a markdown table into docs/benchmarks.md
 // between <!-- bench:pages --> and <!-- /bench:pages -->.
 //
 // It uses the snapshot package in-process (no S3 server, no CLI), runs as
@@ -51,6 +54,8 @@ func main() {
 	out := flag.String("out", "docs/benchmarks.md", "markdown file to write the table into")
 	sizes := flag.String("gib", "1,4", "volume sizes in GiB")
 	runs := flag.Int("runs", 3, "runs per size; the table shows medians")
+	flag.StringVar(&btrfsMode, "btrfs", "auto", "also measure on a btrfs pool with the real ChangeSource: auto (when the kernel has btrfs), on or off")
+	flag.StringVar(&lockFile, "lock", "", "flock this file around the btrfs runs (loop devices and mounts; the team's /tmp/portvol-docker.lock)")
 	flag.Parse()
 	if err := run(*work, *out, *sizes, *runs); err != nil {
 		fmt.Fprintln(os.Stderr, "pages:", err)
@@ -72,6 +77,7 @@ type result struct {
 	unchanged         time.Duration
 	unchangedUp       uint64
 	unchangedFlag     bool
+	b                 *btrfsResult // nil without btrfs
 }
 
 func run(work, out, sizes string, runs int) error {
@@ -95,6 +101,12 @@ func run(work, out, sizes string, runs int) error {
 			r, err := runOne(ctx, work, gib, uint64(i))
 			if err != nil {
 				return fmt.Errorf("%d GiB, run %d: %w", gib, i, err)
+			}
+			if useBtrfs() {
+				if r.b, err = runBtrfs(ctx, work, gib, uint64(i)); err != nil {
+					return fmt.Errorf("%d GiB on btrfs, run %d: %w", gib, i, err)
+				}
+				fmt.Printf("%d GiB run %d on btrfs: %+v\n", gib, i, *r.b)
 			}
 			fmt.Printf("%d GiB run %d: %+v\n", gib, i, r)
 			all = append(all, r)

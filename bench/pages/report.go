@@ -90,9 +90,29 @@ func writeReport(path string, all []result, load0, load1 string, elapsed time.Du
 	row("**cold restore** (s)", func(r result) float64 { return secs(r.cold) }, "%.2f", true)
 	row("dd + sync of the same files (s)", func(r result) float64 { return secs(r.dd) }, "%.2f", true)
 	row("cold restore / dd + sync (target ≤ 1.5)", func(r result) float64 { return secs(r.cold) / secs(r.dd) }, "%.2f", false)
+	if all[0].b != nil {
+		fmt.Fprintf(&b, "| **on btrfs**: a nodatacow subvolume in a pool image on the same disk, as the driver keeps volumes; snapshots read from read-only instants, the last one kept as the base | | | |\n")
+		bf := func(f func(*btrfsResult) float64) func(result) float64 {
+			return func(r result) float64 { return f(r.b) }
+		}
+		row("initial snapshot (s; freeze included)", bf(func(r *btrfsResult) float64 { return secs(r.initial) }), "%.2f", true)
+		row("**snapshot of the change, btrfs ChangeSource** (s; freeze and change search included)", bf(func(r *btrfsResult) float64 { return secs(r.snapSrc) }), "%.2f", true)
+		row("  files found changed", bf(func(r *btrfsResult) float64 { return float64(r.changedFiles) }), "%.0f", false)
+		row("  read (MiB)", bf(func(r *btrfsResult) float64 { return mib(r.readSrc) }), "%.1f", true)
+		row("  read / changed (target ≤ 4)", bf(func(r *btrfsResult) float64 { return float64(r.readSrc) / changed }), "%.2f", false)
+		row("  uploaded / changed (target ≤ 2)", bf(func(r *btrfsResult) float64 { return float64(r.upSrc) / changed }), "%.2f", false)
+		row("snapshot of the change without it (stats; the changed files read whole) (s)", bf(func(r *btrfsResult) float64 { return secs(r.snapNoSrc) }), "%.2f", true)
+		row("  read / changed", bf(func(r *btrfsResult) float64 { return float64(r.readNoSrc) / changed }), "%.1f", false)
+		row("  uploaded / changed", bf(func(r *btrfsResult) float64 { return float64(r.upNoSrc) / changed }), "%.2f", false)
+		row("**pre-staged restore**: writable snapshot, in place, syncfs, swap (s)", bf(func(r *btrfsResult) float64 { return secs(r.inPlace) }), "%.2f", true)
+		row("  fetched (MiB)", bf(func(r *btrfsResult) float64 { return mib(r.fetchedInPlace) }), "%.1f", true)
+		row("**cold restore** into a subvolume (s)", bf(func(r *btrfsResult) float64 { return secs(r.cold) }), "%.2f", true)
+		row("dd + sync of the same files into a subvolume (s)", bf(func(r *btrfsResult) float64 { return secs(r.dd) }), "%.2f", true)
+		row("cold restore / dd + sync (target ≤ 1.5)", bf(func(r *btrfsResult) float64 { return secs(r.cold) / secs(r.dd) }), "%.2f", false)
+	}
 	host, _ := os.Hostname()
 	_ = host
-	fmt.Fprintf(&b, "\nReproduce: `make bench-pages` (as root; `BENCH_PAGES_FLAGS='-runs 3 -gib 1,4'`). %s, %d CPUs; measured %s (%s for all runs). The machine was shared with other work: load average (1, 5, 15 min) %s at the start, %s at the end.\n",
+	fmt.Fprintf(&b, "\nReproduce: `make bench-pages` (as root; `BENCH_PAGES_FLAGS='-runs 3 -gib 1,4 -lock /tmp/portvol-docker.lock'`). %s, %d CPUs; measured %s (%s for all runs). The machine was shared with other work: load average (1, 5, 15 min) %s at the start, %s at the end.\n",
 		runtime.Version(), runtime.NumCPU(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), elapsed.Round(time.Second), load0, load1)
 	return replaceSection(path, "pages", b.String())
 }

@@ -180,7 +180,18 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 	if err != nil {
 		return err
 	}
-	lm, err := lease.New(s.store, lease.Options{Host: host, TTL: o.leaseTTL})
+	leaseStore := s.store
+	claim, err := o.openClaim(s.id, host, volume)
+	switch {
+	case err != nil:
+		return err
+	case claim != nil:
+		defer claim.Close()
+		leaseStore = claim.Watch(s.store) // records each acquisition before it is sent
+	case !o.json:
+		fmt.Fprintln(stderr, "portvol: no lock directory (set --lock-dir): a killed import of this volume is recovered only after its lease has been unchanged for a TTL")
+	}
+	lm, err := lease.New(leaseStore, lease.Options{Host: host, TTL: o.leaseTTL})
 	if err != nil {
 		return err
 	}
@@ -188,19 +199,11 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 	if err != nil {
 		return err
 	}
-	wo := writer.Options{Leases: lm, Volume: volume, Observe: importObserver, Notify: func(msg string) {
+	wo := writer.Options{Leases: lm, Volume: volume, Claim: claim, Observe: importObserver, Notify: func(msg string) {
 		if !o.json {
 			fmt.Fprintln(stderr, "portvol: "+msg)
 		}
 	}}
-	if claim, err := o.openClaim(s.id, host, volume); err != nil {
-		return err
-	} else if claim != nil {
-		defer claim.Close()
-		wo.Claim = claim
-	} else if !o.json {
-		fmt.Fprintln(stderr, "portvol: no lock directory (set --lock-dir): a killed import of this volume is recovered only after its lease has been unchanged for a TTL")
-	}
 	m, out, err := createAndPublish(ctx, repo, wo, src, o, host, stderr)
 	if err != nil {
 		return err

@@ -11,7 +11,7 @@ set -euo pipefail
 out=${1:?usage: mkpgimage.sh OUT.tar}
 here=$(cd "$(dirname "$0")" && pwd)
 pgbin=/usr/lib/postgresql/15/bin
-bins=(postgres initdb psql pgbench pg_isready)
+bins=(postgres initdb psql pgbench pg_isready pg_amcheck)
 for b in "${bins[@]}"; do
 	[ -x "$pgbin/$b" ] || { echo "mkpgimage: $pgbin/$b missing: apt-get install postgresql-15" >&2; exit 1; }
 done

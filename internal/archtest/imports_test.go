@@ -27,19 +27,22 @@ var rules = map[string][]string{
 	"catalog":               {"transfer", "internal/volname"},
 	"prune":                 {"snapshot", "lease", "catalog", "transfer"},
 	"writer":                {"snapshot", "lease", "transfer", "internal/durable", "golang.org/x/sys"},
-	"driver": {"metadata", "snapshot", "transfer", "lease", "catalog", "prune", "writer", "internal/volname", "internal/durable",
+	// The driver sees the local copy through localcopy's one interface
+	// (DESIGN.md §7), whichever filesystem is behind it.
+	"driver": {"metadata", "snapshot", "transfer", "lease", "catalog", "prune", "writer", "localcopy", "internal/volname", "internal/durable",
 		"github.com/sirupsen/logrus", "github.com/dustin/go-humanize", "github.com/moby/sys/mountinfo", "golang.org/x/sys"},
 	"cmd/...":     {"*"},
 	"integration": {},
 	"bench":       {"github.com/minio/minio-go/v7", "golang.org/x/sys"},
 	// The format study measures codecs; the pages bench drives the engine.
 	"bench/formatstudy":       {"github.com/klauspost/compress", "github.com/pierrec/lz4/v4", "github.com/zeebo/blake3", "golang.org/x/sys"},
-	"bench/pages":             {"snapshot", "transfer", "transfer/localdir", "golang.org/x/sys"},
+	"bench/pages":             {"snapshot", "transfer", "transfer/localdir", "localcopy", "localcopy/btrfs", "golang.org/x/sys"},
 	"hosttest":                {},
 	"internal/s3test":         {},
 	"internal/archtest":       {},
 	"localcopy":               {"internal/volname", "internal/durable", "golang.org/x/sys"},
-	"localcopy/btrfs":         {"localcopy", "golang.org/x/sys"},
+	// btrfs's change discovery is a snapshot.ChangeSource.
+	"localcopy/btrfs":         {"localcopy", "snapshot", "golang.org/x/sys"},
 	"localcopy/localcopytest": {"localcopy"},
 	"bench/volfs":             {"localcopy", "localcopy/btrfs"},
 	// Leaf helpers every package may import: the standard library only.

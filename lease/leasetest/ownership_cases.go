@@ -54,10 +54,28 @@ func testResume(t *testing.T, e *env) {
 	if _, err = e.host("hostA", nil).Resume(e.ctx, "db", 1); !errors.Is(err, lease.ErrReleased) {
 		t.Errorf("resume of a released generation: %v, want ErrReleased", err)
 	}
-	e.acquire(e.host("hostB", nil), "db")
+	// hostB acquired the released generation: that proves it released.
+	b := e.host("hostB", nil)
+	lb := e.acquire(b, "db")
+	if _, err = e.host("hostA", nil).Resume(e.ctx, "db", 1); !errors.Is(err, lease.ErrReleased) {
+		t.Errorf("resume after hostB acquired the released generation: %v, want ErrReleased", err)
+	}
+	// Two generations on, nothing proves what became of generation 1.
+	e.must(lb.Release(e.ctx), "release")
+	e.acquire(b, "db")
 	_, err = e.host("hostA", nil).Resume(e.ctx, "db", 1)
 	if f := fencedError(t, err); f.Current == nil || f.Current.Owner != "hostB" {
-		t.Errorf("resume after hostB acquired: %+v", f)
+		t.Errorf("resume two generations on: %+v", f)
+	}
+	// Taken over from a generation: lost, not released.
+	c := e.host("hostC", nil)
+	lc := e.acquire(c, "other")
+	if _, err := b.Takeover(e.ctx, "other", lease.TakeoverOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.host("hostC", nil).Resume(e.ctx, "other", lc.Generation())
+	if f := fencedError(t, err); f.Current == nil || f.Current.Owner != "hostB" {
+		t.Errorf("resume after a takeover: %+v", f)
 	}
 }
 

@@ -89,3 +89,23 @@ func testSettle(t *testing.T, e *env) {
 		})
 	}
 }
+
+// A takeover note cleared by a removal and revival of the next generation
+// proves nothing about ours: Settle must not take it for our release.
+func testSettleAfterTakeoverAndRevival(t *testing.T, e *env) {
+	f := NewFaultStore(e.store, 1)
+	a, b := e.host("hostA", f), e.host("hostB", nil)
+	l := e.acquire(a, "db")
+	unknownRelease(t, e, f, l, false)
+	lb, err := b.Takeover(e.ctx, "db", lease.TakeoverOptions{Force: true})
+	e.must(err, "forced takeover")
+	e.must(lb.Release(e.ctx), "release")
+	e.must(b.Remove(e.ctx, "db"), "remove")
+	e.must(b.Revive(e.ctx, "db"), "revive")
+	if r := e.inspect("db"); r.Generation != l.Generation()+1 || r.Takeover != nil {
+		t.Fatalf("revived record %+v: the case this test is about needs generation %d without a takeover note", r, l.Generation()+1)
+	}
+	if err := l.Settle(e.ctx); !errors.Is(err, lease.ErrFenced) {
+		t.Errorf("Settle after a takeover, removal and revival: %v; want ErrFenced", err)
+	}
+}

@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore func(t *testing.T) transfer.ObjectStore) {
 		{"CorruptAndNewerRecords", testCorrupt},
 		{"LostResponses", testLostResponses},
 		{"SettleUnknownRelease", testSettle},
+		{"SettleAfterTakeoverAndRevival", testSettleAfterTakeoverAndRevival},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newEnv(t, newStore(t))) })
 	}

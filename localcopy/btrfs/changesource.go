@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 
 	"golang.org/x/sys/unix"
 
@@ -87,6 +88,16 @@ func (c *Copies) ChangeSource(ctx context.Context, base, cur localcopy.Frozen) (
 		s.changed[fc.Inode] = fc
 	}
 	return s, nil
+}
+
+// SnapshotChanges is ChangeSource for callers that see only interfaces
+// (the driver): the source, and what to close when the snapshot is made.
+func (c *Copies) SnapshotChanges(ctx context.Context, base, cur localcopy.Frozen) (pvsnap.ChangeSource, io.Closer, error) {
+	s, err := c.ChangeSource(ctx, base, cur)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, s, nil
 }
 
 // Changed is how many files have data or an inode item written since

@@ -113,7 +113,9 @@
 // metadata written since base plus the extent maps of the changed files:
 // 1024 scattered 8 KiB page writes over a 4 GiB sparse file read 2.0× the
 // bytes written and upload 0.53× (S2 halves half-empty pages;
-// TestChangeSourceScatteredPages).
+// TestChangeSourceScatteredPages). The driver uses it for every snapshot
+// of a btrfs copy whose parent is the snapshot its kept base was read
+// from (driver.changeSource, through SnapshotChanges).
 //
 // # Crashes
 //

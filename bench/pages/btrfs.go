@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/portvol/portvol/localcopy"
+	"github.com/portvol/portvol/localcopy/btrfs"
+	"github.com/portvol/portvol/snapshot"
+	"github.com/portvol/portvol/transfer/localdir"
+)
+
+var btrfsMode, lockFile string
+
+func useBtrfs() bool {
+	switch btrfsMode {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	return btrfs.Available() == nil
+}
+
+// btrfsResult is one run's figures on btrfs, the driver's layout: the
+// volume is a nodatacow subvolume in a pool image on the same disk, its
+// snapshots are read from read-only instants, the instant of the last
+// snapshot is kept as the base, and restores go into subvolumes.
+type btrfsResult struct {
+	initial            time.Duration
+	snapSrc, snapNoSrc time.Duration // with the ChangeSource, and without (stats)
+	readSrc, readNoSrc uint64
+	upSrc, upNoSrc     uint64
+	changedFiles       int
+	cold, dd           time.Duration
+	inPlace            time.Duration // writable snapshot, in-place restore, swap
+	fetchedInPlace     uint64
+}
+
+func lock() (func(), error) {
+	if lockFile == "" {
+		return func() {}, nil
+	}
+	f, err := os.OpenFile(lockFile, os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
+func runBtrfs(ctx context.Context, work string, gib int, seed uint64) (res *btrfsResult, err error) {
+	unlock, err := lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	res = &btrfsResult{}
+	dir := filepath.Join(work, fmt.Sprintf("btrfs-%dgib", gib))
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	c, err := btrfs.Open(ctx, btrfs.Options{StateDir: filepath.Join(dir, "state"), PoolSize: int64(3*gib+4) << 30, ForcePool: true})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if uerr := c.Pool().Unmount(); uerr != nil && err == nil {
+			err = uerr
+		}
+	}()
+	nocow := localcopy.CreateOptions{NoCOW: true}
+	for _, v := range []string{"src", "dst", "dd"} {
+		if err := c.Create(ctx, v, nocow); err != nil {
+			return nil, err
+		}
+		defer c.Remove(ctx, v)
+	}
+	if err := makeVolume(c.Path("src"), gib); err != nil {
+		return nil, err
+	}
+	ls, err := localdir.New(filepath.Join(dir, "store"))
+	if err != nil {
+		return nil, err
+	}
+	st := &counting{ObjectStore: ls}
+	key := make([]byte, 32)
+	rand.Read(key)
+	if err := snapshot.Init(ctx, st, snapshot.InitOptions{Key: key}); err != nil {
+		return nil, err
+	}
+	repo, err := snapshot.Open(ctx, st, snapshot.Options{Key: key})
+	if err != nil {
+		return nil, err
+	}
+
+	// The first snapshot, from an instant that becomes the base.
+	var m1 *snapshot.Manifest
+	var f0 localcopy.Frozen
+	res.initial, err = timed(func() (err error) {
+		if f0, err = c.Freeze(ctx, "src"); err != nil {
+			return err
+		}
+		m1, err = repo.Create(ctx, "v", f0.Path, snapshot.CreateOptions{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.KeepBase(ctx, f0); err != nil {
+		return nil, err
+	}
+	base, _, err := c.Base(ctx, "src")
+	if err != nil {
+		return nil, err
+	}
+
+	// Cold restore into a subvolume, against dd + sync into another.
+	dst := filepath.Join(c.Path("dst"), "vol")
+	res.cold, err = timed(func() error { return repo.Restore(ctx, "v", m1.ID, dst, snapshot.RestoreOptions{}) })
+	if err != nil {
+		return nil, err
+	}
+	res.dd, err = timed(func() error { return ddCopy(c.Path("src"), c.Path("dd")) })
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Remove(ctx, "dd"); err != nil {
+		return nil, err
+	}
+
+	ch, err := scatter(c.Path("src"), seed)
+	if err != nil {
+		return nil, err
+	}
+	_ = ch // the real ChangeSource finds them by itself
+	var cur localcopy.Frozen
+	var m2 *snapshot.Manifest
+	st.put.Store(0)
+	res.snapSrc, err = timed(func() (err error) {
+		if cur, err = c.Freeze(ctx, "src"); err != nil {
+			return err
+		}
+		src, err := c.ChangeSource(ctx, base, cur)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		res.changedFiles = src.Changed()
+		m2, err = repo.Create(ctx, "v", cur.Path, snapshot.CreateOptions{Parent: m1.ID, Changes: src})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Release(ctx, cur)
+	res.upSrc, res.readSrc = st.put.Swap(0), m2.Stats.BytesRead
+	if err := deleteIndexes(ctx, st, "index/v/"+m1.ID+"/"); err != nil {
+		return nil, err
+	}
+	var m3 *snapshot.Manifest
+	res.snapNoSrc, err = timed(func() (err error) {
+		m3, err = repo.Create(ctx, "v", cur.Path, snapshot.CreateOptions{Parent: m1.ID})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.upNoSrc, res.readNoSrc = st.put.Swap(0), m3.Stats.BytesRead
+
+	// Pre-staged: dst holds m1; a writable snapshot of it gets the delta
+	// in place and is swapped in.
+	st.get.Store(0)
+	res.inPlace, err = timed(func() error {
+		t, err := c.RestoreTarget(ctx, "dst", true, nocow)
+		if err != nil {
+			return err
+		}
+		if err := repo.Restore(ctx, "v", m2.ID, filepath.Join(t.Path, "vol"), snapshot.RestoreOptions{Previous: m1.ID, InPlace: true}); err != nil {
+			c.AbortRestore(ctx, t)
+			return err
+		}
+		return c.CommitRestore(ctx, t)
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.fetchedInPlace = st.get.Load()
+	if err := sameTree(cur.Path, dst); err != nil {
+		return nil, fmt.Errorf("the in-place restore differs from the instant: %w", err)
+	}
+	return res, nil
+}
