@@ -1,11 +1,15 @@
 package driver
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -160,7 +164,8 @@ type rhost struct {
 	ctx         context.Context
 	cancel      context.CancelFunc
 	busy        chan struct{}
-	doing       string // the kind of the operation in flight (main loop only)
+	handler     http.Handler // the plugin's, as dockerd reaches it
+	doing       string       // the kind of the operation in flight (main loop only)
 }
 
 // killMounter is the real mounter of a process that can be killed: a dead
@@ -260,6 +265,7 @@ func (h *rhost) startProcess() {
 	h.mnt = &killMounter{mounter: sysMounter{}}
 	d.mnt = h.mnt
 	h.d, h.db, h.fs, h.store = d, db, fs, fs
+	h.handler = NewHandler(d, nil)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if r.cfg.plant != nil {
 		r.cfg.plant(h)
@@ -355,11 +361,29 @@ func (r *rrun) opMount(h *rhost, vol string) {
 	ctx, cancel := h.callCtx()
 	defer cancel()
 	called := time.Now()
-	mp, err := d.Mount(ctx, vol, id)
+	mp, err := h.mountCall(ctx, vol, id)
 	r.logf("%s Mount %s %s: %v", h.name, vol, id, errText(err))
 	if err == nil {
 		r.obs.mounted(h, d, vol, id, mp, called)
 	}
+}
+
+// mountCall is dockerd's Mount: through the plugin's HTTP handler, which
+// records how far the answer got (a count whose answer never went out is
+// dropped at the next start).
+func (h *rhost) mountCall(ctx context.Context, vol, id string) (string, error) {
+	body, _ := json.Marshal(map[string]string{"Name": vol, "ID": id})
+	req := httptest.NewRequest(http.MethodPost, "/VolumeDriver.Mount", bytes.NewReader(body)).WithContext(ctx)
+	rec := httptest.NewRecorder()
+	h.handler.ServeHTTP(rec, req)
+	var out struct{ Mountpoint, Err string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+		return "", fmt.Errorf("status %d, answer %q: %w", rec.Code, rec.Body.String(), err)
+	}
+	if rec.Code != http.StatusOK || out.Err != "" {
+		return "", fmt.Errorf("status %d: %s", rec.Code, out.Err)
+	}
+	return out.Mountpoint, nil
 }
 
 func (r *rrun) opUnmount(h *rhost, vol string, id string) {
