@@ -87,9 +87,27 @@
 //	  unpublished or aside copies go to <state-dir>/kept, the rest is
 //	  deleted. Undelete brings the newest trash entry back.
 //
+// # Where the data lives
+//
+// A volume's local copy is kept through localcopy.Copies (copies.go):
+// new copies in Config.Copies (btrfs subvolumes, or directories), copies
+// made as directories before in a localcopy.Dir; the record says which
+// (metadata.Volume.Filesystem). The state machine does not care which:
+// it creates, freezes, restores into, moves aside and removes copies
+// through the interface. A snapshot reads a frozen instant (btrfs: a
+// read-only snapshot of the whole volume, then kept as the base of the
+// next one and recorded with the snapshot it belongs to, see Base;
+// directories: the live tree, read with snapshot.CreateOptions.Live so
+// that churn cannot fail it). A restore writes into a restore target
+// and swaps it in; a directory copy restored on a btrfs host becomes a
+// subvolume (or with Convert). The size option is a quota group limit.
+//
 // # On-disk layout under the state directory
 //
-//	<state-dir>/volumes/<name>/data         the volume's data (never inside
+//	<state-dir>/volumes/<name>/data         the volume's data when it is a
+//	                                        directory (a btrfs copy is at
+//	                                        <pool>/volumes/<name>/data, see
+//	                                        localcopy/btrfs; never inside
 //	                                        the propagated mount, which
 //	                                        dockerd deletes on plugin rm)
 //	<state-dir>/volumes/<name>/statcache    the snapshot engine's stat cache

@@ -110,7 +110,11 @@ func (h *host) start() {
 		h.t.Fatal(err)
 	}
 	h.cmd = exec.Command(h.bin, "serve", "--socket", h.sock, "--state-dir", filepath.Join(h.dir, "state"),
-		"--host-id", h.name, "--store", h.store, "--lease-ttl", leaseTTL, "--mount-wait", mountWait, "--log-level", "info")
+		"--host-id", h.name, "--store", h.store, "--lease-ttl", leaseTTL, "--mount-wait", mountWait, "--log-level", "info",
+		// Directories: a host-run portvol leaves its btrfs pool mounted
+		// when it stops (the next start finds it), which a test's
+		// temporary directory cannot have.
+		"--volume-fs", "directory")
 	h.cmd.Env = append(os.Environ(), h.env...)
 	h.cmd.Stdout, h.cmd.Stderr = logf, logf
 	if err := h.cmd.Start(); err != nil {

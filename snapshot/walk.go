@@ -69,17 +69,13 @@ func (t *tree) dropNodes(gone, read map[*Node]bool) map[*Node]bool {
 	return out
 }
 
-// walkTree records the tree under the directory open as root. It opens
-// every directory relative to its parent's descriptor with O_NOFOLLOW, so
-// it never leaves the tree. Children of a directory follow it in name
-// order; subdirectories are then walked in the same order.
-func walkTree(ctx context.Context, root int) (*tree, error) {
-	return walkTreeLive(ctx, root, false)
-}
-
-// walkTreeLive is walkTree; live tolerates entries that vanish or are
-// replaced while it walks (CreateOptions.Live): they are left out, and a
-// directory replaced is kept without its entries.
+// walkTreeLive records the tree under the directory open as root. It
+// opens every directory relative to its parent's descriptor with
+// O_NOFOLLOW, so it never leaves the tree. Children of a directory follow
+// it in name order; subdirectories are then walked in the same order.
+// With live it tolerates entries that vanish or are replaced while it
+// walks (CreateOptions.Live): they are left out, and a directory replaced
+// is kept without its entries.
 func walkTreeLive(ctx context.Context, root int, live bool) (*tree, error) {
 	t := &tree{live: live}
 	var st unix.Stat_t

@@ -245,7 +245,7 @@ func readEvents(t *testing.T, path string) []event {
 // held the volume at once: no windows overlap, generations only rise and
 // each has one owner. Afterwards the volume is recovered and verifies.
 func importsRace(t *testing.T, ts testStore, rounds int) {
-	const ttl = 2 * time.Second
+	const ttl = time.Second // the shortest --lease-ttl: same-id imports of another lock directory wait for it
 	rng := rand.New(rand.NewPCG(testSeed(t), 11))
 	initStore(t, ts.url)
 	events := filepath.Join(t.TempDir(), "events")
@@ -395,8 +395,8 @@ func importsRace(t *testing.T, ts testStore, rounds int) {
 		rounds, len(configs), len(killedAt), len(fenced), codes, len(windows), overlaps)
 }
 
-func TestImportsRace(t *testing.T)   { importsRace(t, localStore(t), 5) }
-func TestS3ImportsRace(t *testing.T) { ts, _ := s3Store(t); importsRace(t, ts, 5) }
+func TestImportsRace(t *testing.T)   { importsRace(t, localStore(t), 4) }
+func TestS3ImportsRace(t *testing.T) { ts, _ := s3Store(t); importsRace(t, ts, 4) }
 
 // waitEvent waits until process pid has reported its lease taken (or
 // ended: then there is nothing to wait for).

@@ -171,7 +171,7 @@
 // extent stays until the new one is committed) and wins back part of the
 // cost there; with nodatacow torn pages are possible and it must stay on.
 //
-// Defaults chosen (phase B wires them): NoCOW for new volumes (the best
+// Defaults chosen (the driver uses them: createOptions in driver/copies.go): NoCOW for new volumes (the best
 // btrfs figure here and in the reference; instants stay atomic), the
 // pool mounted noatime,space_cache=v2,discard=async, quota groups only
 // once a volume has a size limit (they cost in the run above), Freeze
