@@ -94,6 +94,13 @@ func (d *Driver) createCopy(ctx context.Context, name string, opts map[string]st
 // no record ("" if none does).
 func (d *Driver) existingCopy(ctx context.Context, name string) (string, error) {
 	for _, c := range []localcopy.Copies{d.copies, d.dirs} {
+		if c != localcopy.Copies(d.dirs) && c.Path(name) == d.dirs.Path(name) {
+			// Subvolumes in a btrfs state directory share the directories'
+			// layout: a copy found there without a record is taken for a
+			// directory (which works on any filesystem); its next restore,
+			// or Convert, makes it a subvolume.
+			continue
+		}
 		ok, err := c.Exists(ctx, name)
 		if err != nil {
 			return "", err
