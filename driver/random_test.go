@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portvol/portvol/internal/s3test"
 	"github.com/portvol/portvol/lease"
 	"github.com/portvol/portvol/metadata"
 	"github.com/portvol/portvol/prune"
@@ -25,6 +26,7 @@ import (
 	"github.com/portvol/portvol/transfer"
 	"github.com/portvol/portvol/transfer/faultstore"
 	"github.com/portvol/portvol/transfer/localdir"
+	"github.com/portvol/portvol/transfer/s3"
 )
 
 // The randomized test of the whole driver: several hosts (each a Driver
@@ -668,4 +670,39 @@ func TestRandomDriver(t *testing.T) {
 			t.Logf("seed %d: %d steps, %s", s, steps, r.obs.summary())
 		})
 	}
+}
+
+// TestRandomDriverS3 is a shorter TestRandomDriver against a real S3
+// server (versitygw): the conditional writes, ETags and listings of S3
+// instead of the local directory store's.
+//
+// More: go test ./driver -run TestRandomDriverS3 -random.s3steps=2000
+func TestRandomDriverS3(t *testing.T) {
+	requireRoot(t)
+	steps := 400
+	if testing.Short() {
+		steps = 100
+	}
+	if *randomS3 > 0 {
+		steps = *randomS3
+	}
+	seed := *randomSeed
+	if seed == 0 {
+		seed = rand.Uint64() % 1_000_000
+	}
+	srv := s3test.Start(t)
+	prefix := srv.Prefix(t)
+	cfg := rconfig{
+		seed: seed, steps: steps, hosts: 3, volumes: 2, ttl: 400 * time.Millisecond,
+		rates: faultstore.Rates{Fail: 0.01, Lose: 0.01, Late: 0.03, MaxDelay: 30 * time.Millisecond},
+		newStore: func() (transfer.ObjectStore, error) {
+			return s3.New(context.Background(), s3.Options{
+				Endpoint: srv.Endpoint, Region: srv.Region, Bucket: srv.Bucket, Prefix: prefix,
+				AccessKey: srv.AccessKey, SecretKey: transfer.Secret(srv.SecretKey),
+			})
+		},
+		known: defaultKnown(),
+	}
+	r := runRandom(t, cfg)
+	t.Logf("seed %d: %d steps, %s", seed, steps, r.obs.summary())
 }
