@@ -42,7 +42,11 @@ func (d *Driver) ensureData(ctx context.Context, b *Backend, v *vstate, l *lease
 	switch {
 	case !fresh && rec.Local == metadata.LocalRestoring && head != "":
 		// Restarted during a restore of our own lease: do it again.
-	case !fresh && exists, exists && rec.LocalSnapshot == head:
+	case exists && rec.LocalSnapshot == head, !fresh && exists && rec.Dirty:
+		// The copy holds the head, or this host's own changes on top of
+		// it (a lease held all along). A lease kept after a restore that
+		// failed is not held "all along": its copy is older than the head
+		// (clean, at an older snapshot) and is restored below.
 		return nil
 	case exists && rec.Dirty:
 		aside, err := d.moveAside(name, "diverged-"+time.Now().UTC().Format("20060102T150405Z"))

@@ -35,8 +35,11 @@ type readFile struct {
 	pending atomic.Int64 // jobs not yet done; the last one closes fd
 }
 
-// runBlocks is the most blocks one job reads with one pread.
-const runBlocks = 64
+// runBlocksFor is the most blocks one job reads with one pread: 64, or
+// 4 MiB of small blocks. The blocks of one job lie together in a pack, so
+// this is also the longest piece of one file a restore can write with
+// one write (see doc.go, "Restore").
+func runBlocksFor(bs int) int { return max(64, (4<<20)/bs) }
 
 // blockJob reads blocks f.node.Blocks[i:i+n], which are adjacent.
 type blockJob struct {
@@ -148,7 +151,7 @@ func (r *Repo) readBlocks(parent context.Context, root int, files []*readFile, r
 		free: make(chan *packBuf, uploaders+1),
 		out:  make(chan *packBuf),
 		size: r.packSize,
-		cap:  r.packSize + runBlocks*(r.blockSize+r.crypt.chunkOverhead()),
+		cap:  r.packSize + runBlocksFor(r.blockSize)*(r.blockSize+r.crypt.chunkOverhead()),
 		reg:  reg,
 	}
 	for range uploaders + 1 {
@@ -168,7 +171,7 @@ func (r *Repo) readBlocks(parent context.Context, root int, files []*readFile, r
 				continue
 			}
 			filesRead.Add(1)
-			fjobs := f.jobs()
+			fjobs := f.jobs(runBlocksFor(r.blockSize))
 			for _, j := range fjobs {
 				for _, b := range f.node.Blocks[j.i : j.i+j.n] {
 					n := blockLen(f.st.Size, b.Index, r.blockSize)
@@ -374,7 +377,7 @@ func intersect(a, b [][2]uint64) [][2]uint64 {
 }
 
 // jobs cuts the blocks to read into runs of adjacent blocks.
-func (f *readFile) jobs() []blockJob {
+func (f *readFile) jobs(runBlocks int) []blockJob {
 	var out []blockJob
 	bl := f.node.Blocks
 	for i := 0; i < len(bl); {
@@ -394,6 +397,7 @@ func (f *readFile) jobs() []blockJob {
 
 func (r *Repo) blockWorker(ctx context.Context, jobs <-chan blockJob, reg *registry, pk *packer, prog *progress, newChunks, newBytes *atomic.Uint64) error {
 	bs := r.blockSize
+	runBlocks := runBlocksFor(bs)
 	buf := make([]byte, runBlocks*bs)
 	zbuf := make([]byte, 0, bs+bs/4+1024)
 	w := &runBatch{records: make([]byte, 0, runBlocks*(bs+sealOverhead)), id: make([]byte, 32)}

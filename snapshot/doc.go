@@ -152,8 +152,8 @@
 // A pack is the concatenation of records, nothing else; packs are filled
 // to at least 16 MiB (the last pack of a run may be smaller) and never
 // exceed 1 GiB. Create gives each worker a run of up to 64 adjacent
-// blocks of one file, and the records of a run are appended together, so
-// a file's data lies in order in its packs. Every chunk is verified
+// blocks of one file (256 of 16 KiB blocks: 4 MiB), and the records of a
+// run are appended together, so a file's data lies in order in its packs. Every chunk is verified
 // before use: in an encrypted store the record is authenticated (its
 // associated data is the chunk ID, so only a key holder could have
 // sealed it under that ID), in a plain one the ID of the plaintext is
@@ -305,7 +305,8 @@
 // then read whole, but only blocks whose chunk the store lacks are
 // uploaded: reads cost the changed files, uploads what changed.
 //
-// Reading: runs of up to 64 adjacent blocks are jobs for any of
+// Reading: runs of up to 64 adjacent blocks, or 4 MiB of smaller ones,
+// are jobs for any of
 // GOMAXPROCS workers, so one large file uses every core; each run is one
 // pread into a per-worker buffer; each block is hashed, looked up, and
 // only if the store lacks it compressed, sealed and appended to the pack
@@ -313,7 +314,7 @@
 // upload while the next fills, each followed by its index. Then the list
 // parts are cut; parts the store lacks go into packs of their own. Then
 // the stat cache is written, and last the manifest, with PutIfAbsent.
-// Memory: about (uploads + 1) × 17 MiB plus 2 MiB per worker, plus ~90
+// Memory: about (uploads + 1) × 17 MiB plus 8 MiB per worker, plus ~90
 // bytes per chunk of the volume (chunk table 52, index ~20, block list
 // 16; the parent's chunks included), so 57 MiB per 10 GiB of data: below
 // 150 MB at 10 GiB (655 360 chunk references, TestPeakRSS), but not
@@ -362,7 +363,16 @@
 //	4 KiB 22 MB/s, 16 KiB 48 MB/s, 64 KiB 195 MB/s, 256 KiB 302 MB/s,
 //	1 MiB 424 MB/s, 4 MiB 462 MB/s
 //
-// so a split costs about what writing 128 KiB more does. Then owner, mode,
+// so a split costs about what writing 128 KiB more does. A run can only
+// be as long as the piece of one file that lies together in a pack: with
+// 16 KiB blocks and Create's runs of 64 blocks that was 1 MiB, and a cold
+// restore of a PostgreSQL data directory (pgbench -s 50, 1.4 GB) over a
+// local S3 server wrote it in 1 MiB pieces of alternating files. Create's
+// runs of 4 MiB (2026-12, loaded machine, alternating runs of the same
+// store, 7 each; an ad-hoc harness: versitygw on 127.0.0.1, import,
+// caches dropped, Restore): median 6.4 s against
+// 8.8 s with 1 MiB runs, individual runs 2.9–12.3 s; suggestive, not
+// conclusive, at a cost of 6 MiB more memory per worker. Then owner, mode,
 // xattrs and mtime (children before their directories, owner before
 // mode, mtime last), one syncfs, and renameat2(RENAME_EXCHANGE) of the
 // staging directory with dir (or a plain rename if dir does not exist),

@@ -35,12 +35,12 @@ var rules = map[string][]string{
 	"integration": {},
 	"bench":       {"github.com/minio/minio-go/v7", "golang.org/x/sys"},
 	// The format study measures codecs; the pages bench drives the engine.
-	"bench/formatstudy":       {"github.com/klauspost/compress", "github.com/pierrec/lz4/v4", "github.com/zeebo/blake3", "golang.org/x/sys"},
-	"bench/pages":             {"snapshot", "transfer", "transfer/localdir", "localcopy", "localcopy/btrfs", "golang.org/x/sys"},
-	"hosttest":                {},
-	"internal/s3test":         {},
-	"internal/archtest":       {},
-	"localcopy":               {"internal/volname", "internal/durable", "golang.org/x/sys"},
+	"bench/formatstudy": {"github.com/klauspost/compress", "github.com/pierrec/lz4/v4", "github.com/zeebo/blake3", "golang.org/x/sys"},
+	"bench/pages":       {"snapshot", "transfer", "transfer/localdir", "localcopy", "localcopy/btrfs", "golang.org/x/sys"},
+	"hosttest":          {},
+	"internal/s3test":   {},
+	"internal/archtest": {},
+	"localcopy":         {"internal/volname", "internal/durable", "golang.org/x/sys"},
 	// btrfs's change discovery is a snapshot.ChangeSource.
 	"localcopy/btrfs":         {"localcopy", "snapshot", "golang.org/x/sys"},
 	"localcopy/localcopytest": {"localcopy"},

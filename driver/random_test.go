@@ -1,0 +1,708 @@
+package driver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/portvol/portvol/internal/s3test"
+	"github.com/portvol/portvol/lease"
+	"github.com/portvol/portvol/metadata"
+	"github.com/portvol/portvol/prune"
+	"github.com/portvol/portvol/snapshot"
+	"github.com/portvol/portvol/transfer"
+	"github.com/portvol/portvol/transfer/faultstore"
+	"github.com/portvol/portvol/transfer/localdir"
+	"github.com/portvol/portvol/transfer/s3"
+)
+
+// The randomized test of the whole driver: several hosts (each a Driver
+// with its own state directory, bbolt database and host name) on one
+// store whose answers can be late, lost after being applied, or failed;
+// Mount, Unmount, remount, writes, Remove, Create, undelete, takeover,
+// pull and process kills interleaved by a seed; an observer (rander.go's
+// robs) that checks what a user would notice. See TestRandomDriver.
+var (
+	randomSeed    = flag.Uint64("random.seed", 0, "TestRandomDriver: seed of the first run (0: a random one, printed)")
+	randomSteps   = flag.Int("random.steps", 0, "TestRandomDriver: steps per run (0: the make test default)")
+	randomRuns    = flag.Int("random.runs", 0, "TestRandomDriver: runs, each with the next seed (0: the make test default)")
+	randomS3      = flag.Int("random.s3steps", 0, "TestRandomDriverS3: steps (0: the make test default)")
+	randomInclude = flag.String("random.include", "", "TestRandomDriver: scenarios of known bugs to include (see knownBugs)")
+	randomLog     = flag.Bool("random.log", false, "TestRandomDriver: log the steps of runs that pass too")
+)
+
+// rconfig is one run's shape.
+type rconfig struct {
+	seed    uint64
+	steps   int
+	hosts   int
+	volumes int
+	ttl     time.Duration
+	rates   faultstore.Rates
+	// newStore opens the shared store for one host process (its own
+	// client, as separate processes have).
+	newStore func() (transfer.ObjectStore, error)
+	// plant, if set, adjusts a host's process as it starts: the observer's
+	// own test plants bugs this way.
+	plant func(h *rhost)
+	// known switches off scenarios that trigger bugs routed elsewhere; see
+	// knownBugs.
+	known knownBugs
+}
+
+// knownBugs names the scenarios a run leaves out because they trigger a
+// bug that is known and being fixed elsewhere; each field's comment names
+// the bug. -random.include=NAME,... puts them back (to check a fix: the
+// field's name in lower case).
+type knownBugs struct {
+	// remountDuringRelease: issue 9 case 1 ("two holders after a same-host
+	// remount"; the race branch works on it in lease/ and
+	// driver/release.go). A Mount on a host that still holds the volume's
+	// lease without having it mounted (its release still running) stops
+	// the release and keeps that lease without finding out whether it is
+	// still its own. Still seen after main's 7fa4df4 (seed 582032): host1
+	// forced a takeover of v1 from host2 (gen 1→2) at 0.579s; host2's
+	// Unmount (0.599s) and Mount (0.600s) kept generation 1, and both hosts
+	// had v1 mounted. (The same path also mounted an older copy after a
+	// failed restore and lost acknowledged writes, seed 437543: fixed here,
+	// TestMountAfterFailedRestoreRestores.) Left out: such a Mount is not
+	// made, and a remount waits up to a TTL for the release first.
+	remountDuringRelease bool
+	// killMidAcquire: a kill between a lease write that makes this host
+	// the holder (a Mount's acquisition, a takeover) and the bbolt record
+	// of that generation leaves the volume held by a generation no process
+	// knows: after the restart every Mount, on every host and on this one
+	// ("held by this host's id but not by this process"), is refused until
+	// someone runs portvol takeover by hand, so the volume is stuck for
+	// good. Seed 820304: "host1 Takeover v0 force=true: from host0 gen
+	// 4→5: database not open", then no host could mount v0. Not fixed yet
+	// (routed to the lead: it needs the intended generation recorded
+	// before the write, or a host to resume a lease of its own id that it
+	// has seen unchanged for a TTL). Left out: no kill while a Mount or a
+	// takeover is in flight.
+	killMidAcquire bool
+}
+
+// defaultKnown leaves out every known bug's scenario, except those named
+// by -random.include.
+func defaultKnown() knownBugs {
+	k := knownBugs{remountDuringRelease: true, killMidAcquire: true}
+	for _, name := range strings.Split(*randomInclude, ",") {
+		switch strings.ToLower(strings.TrimSpace(name)) {
+		case "":
+		case "remountduringrelease":
+			k.remountDuringRelease = false
+		case "killmidacquire":
+			k.killMidAcquire = false
+		default:
+			panic("-random.include: unknown scenario " + name)
+		}
+	}
+	return k
+}
+
+// rrun is one run: the hosts, the observer and the step log.
+type rrun struct {
+	t     *testing.T
+	cfg   rconfig
+	rng   *rand.Rand
+	hosts []*rhost
+	vols  []string
+	obs   *robs
+	ids   atomic.Int64
+
+	logMu sync.Mutex
+	log   []string
+	start time.Time
+	spent map[string]time.Duration // wall time per kind of step, for -random.log
+}
+
+// timed adds the time since start to kind's total.
+func (r *rrun) timed(kind string, start time.Time) {
+	r.logMu.Lock()
+	defer r.logMu.Unlock()
+	r.spent[kind] += time.Since(start)
+}
+
+func (r *rrun) logf(format string, args ...any) {
+	r.logMu.Lock()
+	defer r.logMu.Unlock()
+	r.log = append(r.log, fmt.Sprintf("%8.3fs ", time.Since(r.start).Seconds())+fmt.Sprintf(format, args...))
+}
+
+// rhost is one host: its directories survive its processes.
+type rhost struct {
+	r        *rrun
+	idx      int
+	name     string
+	stateDir string
+	root     string
+	dbPath   string
+	life     int // processes started
+
+	// The current process; replaced by kill. busy is closed when the
+	// operation in flight ends.
+	d     *Driver
+	db    *metadata.DB
+	fs    *faultstore.Store
+	store transfer.ObjectStore // what the process uses: fs, or a plant around it
+	// leasePrefix, if set by a plant, is where this host's processes look
+	// for lease records ("" : lease's default).
+	leasePrefix string
+	mnt         *killMounter
+	ctx         context.Context
+	cancel      context.CancelFunc
+	busy        chan struct{}
+	handler     http.Handler // the plugin's, as dockerd reaches it
+	doing       string       // the kind of the operation in flight (main loop only)
+}
+
+// killMounter is the real mounter of a process that can be killed: a dead
+// process binds and unmounts nothing more.
+type killMounter struct {
+	mounter
+	dead atomic.Bool
+}
+
+var errKilled = errors.New("the process was killed")
+
+func (k *killMounter) Bind(src, dst string) error {
+	if k.dead.Load() {
+		return errKilled
+	}
+	return k.mounter.Bind(src, dst)
+}
+
+func (k *killMounter) Unmount(dst string) error {
+	if k.dead.Load() {
+		return errKilled
+	}
+	return k.mounter.Unmount(dst)
+}
+
+func newRun(t *testing.T, cfg rconfig) *rrun {
+	r := &rrun{t: t, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.seed, 0x5eed)), start: time.Now(), spent: map[string]time.Duration{}}
+	r.obs = newObserver(r)
+	for i := range cfg.volumes {
+		r.vols = append(r.vols, fmt.Sprintf("v%d", i))
+	}
+	st, err := cfg.newStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snapshot.Init(context.Background(), st, snapshot.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	base := fastTempDir(t)
+	for i := range cfg.hosts {
+		dir := filepath.Join(base, fmt.Sprintf("h%d", i))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		h := &rhost{r: r, idx: i, name: fmt.Sprintf("host%d", i), stateDir: filepath.Join(dir, "state"), root: filepath.Join(dir, "mnt"), dbPath: filepath.Join(dir, "portvol.db")}
+		r.hosts = append(r.hosts, h)
+		h.startProcess()
+	}
+	t.Cleanup(func() {
+		for _, h := range r.hosts {
+			h.wait()
+			h.stopProcess()
+			entries, _ := os.ReadDir(h.root)
+			for _, en := range entries {
+				for range 4 {
+					if (sysMounter{}).Unmount(filepath.Join(h.root, en.Name())) != nil {
+						break
+					}
+				}
+			}
+		}
+	})
+	return r
+}
+
+// startProcess starts a plugin process of h on its state directory.
+func (h *rhost) startProcess() {
+	r, t := h.r, h.r.t
+	h.life++
+	db, err := metadata.Open(h.dbPath, metadata.Options{Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatalf("%s: open its database: %v", h.name, err)
+	}
+	st, err := r.cfg.newStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := faultstore.New(st, r.cfg.seed*1000003+uint64(h.idx)*1009+uint64(h.life))
+	fs.SetRates(r.cfg.rates)
+	connect := func(ctx context.Context) (*Backend, error) {
+		st := h.store
+		repo, err := snapshot.Open(ctx, st, snapshot.Options{Fossils: prune.Fossils(st)})
+		if err != nil {
+			return nil, err
+		}
+		leases, err := lease.New(st, lease.Options{Host: h.name, TTL: r.cfg.ttl, PollInterval: r.cfg.ttl / 10, Prefix: h.leasePrefix})
+		if err != nil {
+			return nil, err
+		}
+		return &Backend{Store: st, Snapshots: repo, Leases: leases}, nil
+	}
+	d, err := New(Config{StateDir: h.stateDir, MountRoot: h.root, HostID: h.name, DB: db, Connect: connect, MountWait: r.cfg.ttl / 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.retryBase = 20 * time.Millisecond
+	h.mnt = &killMounter{mounter: sysMounter{}}
+	d.mnt = h.mnt
+	h.d, h.db, h.fs, h.store = d, db, fs, fs
+	h.handler = NewHandler(d, nil)
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	if r.cfg.plant != nil {
+		r.cfg.plant(h)
+	}
+	if err := d.Reconcile(context.Background()); err != nil {
+		t.Fatalf("%s: reconcile at start: %v", h.name, err)
+	}
+	d.Connect()
+}
+
+// kill ends h's process at once, whatever it is doing: the store and the
+// mount table refuse it from now on, its calls and background work are
+// cancelled, its database closes (a write in flight lands or not, as a
+// kill would leave it); then it waits for the abandoned goroutines to end,
+// so that they cannot touch what the next process does.
+func (h *rhost) kill() {
+	h.fs.Cut()
+	h.mnt.dead.Store(true)
+	h.cancel()
+	h.d.stopBg()
+	h.db.Close()
+	h.wait()
+	h.d.Close()
+}
+
+// stopProcess ends the process at the end of a run.
+func (h *rhost) stopProcess() {
+	if h.d == nil {
+		return
+	}
+	h.kill()
+	h.d = nil
+}
+
+// isBusy reports whether h has an operation in flight.
+func (h *rhost) isBusy() bool {
+	if h.busy == nil {
+		return false
+	}
+	select {
+	case <-h.busy:
+		return false
+	default:
+		return true
+	}
+}
+
+// wait waits for h's operation in flight.
+func (h *rhost) wait() {
+	if h.busy != nil {
+		<-h.busy
+		h.busy = nil
+	}
+}
+
+// run runs op, of kind doing, on h: in the background if async (h takes
+// one operation at a time; the next waits for it), else at once.
+func (h *rhost) run(doing string, async bool, op func()) {
+	h.wait()
+	h.doing = doing
+	done := make(chan struct{})
+	h.busy = done
+	go func() {
+		defer close(done)
+		op()
+	}()
+	if !async {
+		h.wait()
+	}
+}
+
+// callCtx is the context of one call to h's process: dockerd's deadline
+// (shortened), ended by a kill.
+func (h *rhost) callCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(h.ctx, 6*time.Second)
+}
+
+// The operations. Each runs on one host; the observer records what the
+// caller (dockerd, the command line, a container) saw.
+
+func (r *rrun) opMount(h *rhost, vol string) {
+	defer r.timed("Mount", time.Now())
+	d := h.d
+	if r.cfg.known.remountDuringRelease {
+		if _, mounted := r.obs.mountID(h, vol); !mounted {
+			if l := d.state(vol).holding(); l != nil {
+				r.logf("%s Mount %s: left out (remountDuringRelease: the host still holds generation %d without a mount)", h.name, vol, l.Generation())
+				return
+			}
+		}
+	}
+	id := fmt.Sprintf("%s-m%d", h.name, r.ids.Add(1))
+	ctx, cancel := h.callCtx()
+	defer cancel()
+	called := time.Now()
+	mp, err := h.mountCall(ctx, vol, id)
+	r.logf("%s Mount %s %s: %v", h.name, vol, id, errText(err))
+	if err == nil {
+		r.obs.mounted(h, d, vol, id, mp, called)
+	}
+}
+
+// mountCall is dockerd's Mount: through the plugin's HTTP handler, which
+// records how far the answer got (a count whose answer never went out is
+// dropped at the next start).
+func (h *rhost) mountCall(ctx context.Context, vol, id string) (string, error) {
+	body, _ := json.Marshal(map[string]string{"Name": vol, "ID": id})
+	req := httptest.NewRequest(http.MethodPost, "/VolumeDriver.Mount", bytes.NewReader(body)).WithContext(ctx)
+	rec := httptest.NewRecorder()
+	h.handler.ServeHTTP(rec, req)
+	var out struct{ Mountpoint, Err string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+		return "", fmt.Errorf("status %d, answer %q: %w", rec.Code, rec.Body.String(), err)
+	}
+	if rec.Code != http.StatusOK || out.Err != "" {
+		return "", fmt.Errorf("status %d: %s", rec.Code, out.Err)
+	}
+	return out.Mountpoint, nil
+}
+
+func (r *rrun) opUnmount(h *rhost, vol string, id string) {
+	defer r.timed("Unmount", time.Now())
+	d := h.d
+	r.obs.unmounting(h, vol, id)
+	ctx, cancel := h.callCtx()
+	defer cancel()
+	err := d.Unmount(ctx, vol, id)
+	r.logf("%s Unmount %s %s: %v", h.name, vol, id, errText(err))
+	r.obs.unmounted(h, vol, id, err)
+}
+
+func (r *rrun) opWrite(h *rhost, vol string, n int) {
+	defer r.timed("Write", time.Now())
+	for range n {
+		seq, err := r.obs.write(h, vol)
+		if seq == 0 {
+			r.logf("%s write %s: not mounted there", h.name, vol)
+			return
+		}
+		if err != nil {
+			r.logf("%s write %s: %v", h.name, vol, err)
+			r.obs.fail("%s: a container's write to mounted volume %s failed: %v", h.name, vol, err)
+			return
+		}
+		r.logf("%s write %s w%06d", h.name, vol, seq)
+	}
+}
+
+func (r *rrun) opCreate(h *rhost, vol string) {
+	defer r.timed("Create", time.Now())
+	opts := map[string]string{}
+	if vol == r.vols[len(r.vols)-1] {
+		opts[OptSnapshotInterval] = "1s" // one volume also publishes while mounted
+	}
+	ctx, cancel := h.callCtx()
+	defer cancel()
+	err := h.d.Create(ctx, vol, opts)
+	r.logf("%s Create %s: %v", h.name, vol, errText(err))
+}
+
+func (r *rrun) opRemove(h *rhost, vol string) {
+	defer r.timed("Remove", time.Now())
+	ctx, cancel := h.callCtx()
+	defer cancel()
+	err := h.d.Remove(ctx, vol)
+	r.logf("%s Remove %s: %v", h.name, vol, errText(err))
+	if err == nil {
+		r.obs.removed(h, vol)
+	}
+}
+
+func (r *rrun) opUndelete(h *rhost, vol string) {
+	defer r.timed("Undelete", time.Now())
+	ctx, cancel := h.callCtx()
+	defer cancel()
+	res, err := h.d.Undelete(ctx, vol)
+	r.logf("%s Undelete %s: head %q %v", h.name, vol, res.Head, errText(err))
+}
+
+func (r *rrun) opTakeover(h *rhost, vol string, force bool) {
+	defer r.timed("Takeover", time.Now())
+	ctx, cancel := h.callCtx()
+	defer cancel()
+	if !force {
+		// It watches the lease for up to a TTL and 2 s; a TTL and a half
+		// is enough to see an abandoned lease expire.
+		ctx, cancel = context.WithTimeout(ctx, 3*r.cfg.ttl/2)
+		defer cancel()
+	}
+	start := time.Now()
+	res, err := h.d.Takeover(ctx, vol, force, nil)
+	r.logf("%s Takeover %s force=%v: from %q gen %d→%d: %v", h.name, vol, force, res.From, res.FromGeneration, res.Generation, errText(err))
+	if res.From != "" {
+		// Taken (even if the release after it failed): the old holder's
+		// ownership ended when the takeover began.
+		r.obs.takenOver(vol, res.From, res.FromGeneration, start, time.Now())
+	}
+}
+
+func (r *rrun) opPull(h *rhost, vol string) {
+	defer r.timed("Pull", time.Now())
+	ctx, cancel := h.callCtx()
+	defer cancel()
+	res, err := h.d.Pull(ctx, vol, nil)
+	r.logf("%s Pull %s: %q %v", h.name, vol, res.Snapshot, errText(err))
+}
+
+func (r *rrun) opGet(h *rhost, vol string) {
+	defer r.timed("Get", time.Now())
+	ctx, cancel := h.callCtx()
+	defer cancel()
+	_, err := h.d.Get(ctx, vol)
+	r.logf("%s Get %s: %v", h.name, vol, errText(err))
+}
+
+// awaitRelease waits a while for h to give up a lease of vol it holds
+// without a mount (its release running).
+func (r *rrun) awaitRelease(h *rhost, vol string) {
+	defer r.timed("remount: wait for the release (remountDuringRelease)", time.Now())
+	v := h.d.state(vol)
+	for deadline := time.Now().Add(r.cfg.ttl); v.holding() != nil && time.Now().Before(deadline) && h.ctx.Err() == nil; {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
+}
+
+// step picks and starts one operation.
+func (r *rrun) step(i int) {
+	rng := r.rng
+	h := r.hosts[rng.IntN(len(r.hosts))]
+	if i%4 != 0 {
+		// Mostly prefer a host that is not busy: operations overlap more,
+		// and the run spends less time waiting.
+		for k := range len(r.hosts) {
+			if c := r.hosts[(h.idx+k)%len(r.hosts)]; !c.isBusy() {
+				h = c
+				break
+			}
+		}
+	}
+	vol := r.vols[rng.IntN(len(r.vols))]
+	async := rng.IntN(4) > 0
+	x := rng.IntN(1000)
+	r.obs.settle()
+	defer r.timed("step (main loop)", time.Now())
+	switch {
+	case x < 20: // kill, mid-operation if one is in flight
+		if r.cfg.known.killMidAcquire && h.isBusy() && (h.doing == "mount" || h.doing == "takeover") {
+			r.logf("step %d: kill %s left out (killMidAcquire: a %s is in flight)", i, h.name, h.doing)
+			return
+		}
+		r.logf("step %d: kill %s (operation in flight: %v)", i, h.name, h.isBusy())
+		defer r.timed("kill", time.Now())
+		h.kill()
+		r.obs.killed(h)
+		h.busy = nil
+		h.startProcess()
+		return
+	}
+	h.wait()
+	r.obs.settle()
+	id, mounted := r.obs.mountID(h, vol)
+	switch {
+	case x < 230:
+		h.run("mount", async, func() { r.opMount(h, vol) })
+	case x < 400:
+		if retry := r.obs.unfinished(h); retry != nil {
+			h.run("unmount", async, func() { r.opUnmount(h, retry.vol, retry.id) })
+		} else if mounted {
+			h.run("unmount", async, func() { r.opUnmount(h, vol, id) })
+		}
+	case x < 470: // remount on the same host: the container restarts
+		if mounted {
+			h.run("mount", async, func() {
+				r.opUnmount(h, vol, id)
+				if r.cfg.known.remountDuringRelease {
+					r.awaitRelease(h, vol)
+				}
+				r.opMount(h, vol)
+			})
+		}
+	case x < 720:
+		if mounted {
+			n := 1 + rng.IntN(3)
+			h.run("write", false, func() { r.opWrite(h, vol, n) })
+		}
+	case x < 800:
+		h.run("create", async, func() { r.opCreate(h, vol) })
+	case x < 850:
+		h.run("remove", async, func() { r.opRemove(h, vol) })
+	case x < 880:
+		h.run("undelete", async, func() { r.opUndelete(h, vol) })
+	case x < 910:
+		force := rng.IntN(8) > 0
+		h.run("takeover", async, func() { r.opTakeover(h, vol, force) })
+	case x < 950:
+		h.run("pull", async, func() { r.opPull(h, vol) })
+	default:
+		h.run("get", async, func() { r.opGet(h, vol) })
+	}
+}
+
+// fastTempDir is a temporary directory in memory (/dev/shm) where there
+// is one, else t.TempDir(): the randomized runs test what the hosts do,
+// not how fast a disk syncs, and a loaded machine's fsyncs would take most
+// of their time.
+func fastTempDir(t *testing.T) string {
+	t.Helper()
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		if d, err := os.MkdirTemp("/dev/shm", "portvol-random-"); err == nil {
+			t.Cleanup(func() { os.RemoveAll(d) })
+			return d
+		}
+	}
+	return t.TempDir()
+}
+
+// runRandom runs cfg and checks it; on failure it prints the seed, a
+// command that replays it and the steps.
+func runRandom(t *testing.T, cfg rconfig) *rrun {
+	r := newRun(t, cfg)
+	t.Cleanup(func() {
+		if t.Failed() || *randomLog {
+			r.logMu.Lock()
+			defer r.logMu.Unlock()
+			t.Logf("steps of seed %d:\n%s", cfg.seed, strings.Join(r.log, "\n"))
+			var faults []string
+			for _, h := range r.hosts {
+				if h.fs != nil {
+					faults = append(faults, h.name+" (last process): "+h.fs.Summary())
+				}
+			}
+			t.Logf("faults: %s", strings.Join(faults, "; "))
+			t.Logf("time spent: %v", r.spent)
+			t.Logf("seed %d failed; replay: go test ./driver -count=1 -run '^%s$' -random.seed=%d -random.runs=1 -random.steps=%d -v",
+				cfg.seed, t.Name(), cfg.seed, cfg.steps)
+		}
+	})
+	// Start with the volumes in place, so the first steps have something
+	// to work on.
+	for _, v := range r.vols {
+		r.opCreate(r.hosts[0], v)
+	}
+	for i := range cfg.steps {
+		r.step(i)
+		if r.obs.failed() {
+			break
+		}
+	}
+	for _, p := range r.obs.finish() {
+		t.Error(p)
+	}
+	return r
+}
+
+// TestRandomDriver runs the driver of several hosts on one faulty local
+// directory store under seeded random operations and checks, after every
+// run: no two hosts' Mount…Unmount windows of a volume overlap; every
+// acknowledged write (one followed by an Unmount whose final snapshot was
+// published) is in the volume's head, and every write a takeover cut off
+// is in a copy kept on its host; every volume can be mounted by some host
+// within two lease TTLs once the faults stop; no mount count is left
+// behind; every snapshot in the store verifies.
+//
+// More: go test ./driver -run TestRandomDriver -random.runs=20 -random.steps=3000
+func TestRandomDriver(t *testing.T) {
+	requireRoot(t)
+	runs, steps := 4, 500
+	if testing.Short() {
+		runs, steps = 1, 300
+	}
+	if *randomRuns > 0 {
+		runs = *randomRuns
+	}
+	if *randomSteps > 0 {
+		steps = *randomSteps
+	}
+	seed := *randomSeed
+	if seed == 0 {
+		seed = rand.Uint64() % 1_000_000
+	}
+	storeDir := fastTempDir(t)
+	for i := range runs {
+		s := seed + uint64(i)
+		dir := filepath.Join(storeDir, fmt.Sprint(s))
+		cfg := rconfig{
+			seed: s, steps: steps, hosts: 3, volumes: 3, ttl: 300 * time.Millisecond,
+			rates:    faultstore.Rates{Fail: 0.01, Lose: 0.01, Late: 0.03, MaxDelay: 30 * time.Millisecond},
+			newStore: func() (transfer.ObjectStore, error) { return localdir.New(dir) },
+			known:    defaultKnown(),
+		}
+		t.Run(fmt.Sprintf("seed=%d", s), func(t *testing.T) {
+			r := runRandom(t, cfg)
+			t.Logf("seed %d: %d steps, %s", s, steps, r.obs.summary())
+		})
+	}
+}
+
+// TestRandomDriverS3 is a shorter TestRandomDriver against a real S3
+// server (versitygw): the conditional writes, ETags and listings of S3
+// instead of the local directory store's.
+//
+// More: go test ./driver -run TestRandomDriverS3 -random.s3steps=2000
+func TestRandomDriverS3(t *testing.T) {
+	requireRoot(t)
+	steps := 400
+	if testing.Short() {
+		steps = 100
+	}
+	if *randomS3 > 0 {
+		steps = *randomS3
+	}
+	seed := *randomSeed
+	if seed == 0 {
+		seed = rand.Uint64() % 1_000_000
+	}
+	srv := s3test.Start(t)
+	prefix := srv.Prefix(t)
+	cfg := rconfig{
+		seed: seed, steps: steps, hosts: 3, volumes: 2, ttl: 400 * time.Millisecond,
+		rates: faultstore.Rates{Fail: 0.01, Lose: 0.01, Late: 0.03, MaxDelay: 30 * time.Millisecond},
+		newStore: func() (transfer.ObjectStore, error) {
+			return s3.New(context.Background(), s3.Options{
+				Endpoint: srv.Endpoint, Region: srv.Region, Bucket: srv.Bucket, Prefix: prefix,
+				AccessKey: srv.AccessKey, SecretKey: transfer.Secret(srv.SecretKey),
+			})
+		},
+		known: defaultKnown(),
+	}
+	r := runRandom(t, cfg)
+	t.Logf("seed %d: %d steps, %s", seed, steps, r.obs.summary())
+}
