@@ -93,3 +93,56 @@ func TestSnapshotOnBtrfsReadsOnlyTheChange(t *testing.T) {
 	}
 	b.ok("VolumeDriver.Unmount", mountID("v", "b1"))
 }
+
+// A host whose btrfs copy holds the previous snapshot pulls the next one
+// in place (a writable snapshot of its copy, only the delta written, then
+// swapped in): nothing but the delta is fetched or written, and the copy
+// equals what the owner published.
+func TestPullOnBtrfsRestoresInPlace(t *testing.T) {
+	ca, cb := realBtrfs(t), realBtrfs(t)
+	store := filepath.Join(t.TempDir(), "store")
+	a, b := newHost(t, "hostA", store), newHost(t, "hostB", store)
+	a.tune = func(d *Driver) { d.copies = ca }
+	b.tune = func(d *Driver) { d.copies = cb }
+	a.start(nil)
+	b.start(nil)
+	ctx := context.Background()
+	a.ok("VolumeDriver.Create", map[string]any{"Name": "v", "Opts": map[string]string{"snapshot_interval": "0"}})
+	data, other := randomBytes(t, 8<<20), randomBytes(t, 1<<20)
+	a.publish("v", "a1", func(mp string) {
+		os.WriteFile(filepath.Join(mp, "f"), data, 0o644)
+		os.WriteFile(filepath.Join(mp, "untouched"), other, 0o644)
+	})
+	if _, err := b.d.Pull(ctx, "v", nil); err != nil {
+		t.Fatal(err)
+	}
+	page := randomBytes(t, 8192)
+	copy(data[5<<20:], page)
+	a.publish("v", "a2", func(mp string) {
+		f, err := os.OpenFile(filepath.Join(mp, "f"), os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		f.WriteAt(page, 5<<20)
+	})
+	res, err := b.d.Pull(ctx, "v", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// In place, the rest of the copy stays where it is: nothing is
+	// copied over from the older copy (a restore into a new subvolume
+	// copies the 9 MiB it reuses).
+	if res.Fetched > 256<<10 || res.Reused != 0 {
+		t.Errorf("the pull of an 8 KiB change fetched %d bytes and copied %d from the older copy; want only the delta fetched, nothing copied", res.Fetched, res.Reused)
+	}
+	dir := b.d.dataDir("v")
+	for name, want := range map[string][]byte{"f": data, "untouched": other} {
+		if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("B's %s after the in-place pull differs from A's (%v)", name, err)
+		}
+	}
+	if st := b.status("v"); st["filesystem"] != "btrfs" || st["local_snapshot"] != a.status("v")["head_snapshot"] {
+		t.Errorf("B after the pull: %v", st)
+	}
+}

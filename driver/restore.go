@@ -151,12 +151,17 @@ func (d *Driver) restoreCopy(ctx context.Context, b *Backend, name, target, prev
 	if reuse == "" {
 		previous = ""
 	}
-	t, err := to.RestoreTarget(ctx, name, false, createOptions(to, rec.Options))
+	// A copy that holds previous, clean, in the implementation new copies
+	// go to: restore in place into a writable snapshot of it (btrfs), so
+	// the cost follows the delta; the swap below keeps it atomic.
+	inPlace := ferr == nil && from == to && previous != "" && reuse != "" && !rec.Dirty
+	t, err := to.RestoreTarget(ctx, name, inPlace, createOptions(to, rec.Options))
 	if err != nil {
 		return err
 	}
+	inPlace = inPlace && t.Populated
 	err = b.Snapshots.Restore(ctx, name, target, t.Path, snapshot.RestoreOptions{
-		Into: true, ReuseDir: reuse, Previous: previous, StatCache: d.statCache(name),
+		Into: !inPlace, InPlace: inPlace, ReuseDir: reuse, Previous: previous, StatCache: d.statCache(name),
 		Progress: func(p snapshot.Progress) {
 			j.setProgress(p)
 			d.obs.RestoreProgress(name, p.BytesDone, p.Bytes)
