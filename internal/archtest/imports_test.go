@@ -23,7 +23,7 @@ var rules = map[string][]string{
 	"snapshot":              {"transfer", "internal/volname", "internal/durable", "github.com/klauspost/compress", "github.com/zeebo/blake3", "golang.org/x/sync", "golang.org/x/sys"},
 	"metadata":              {"go.etcd.io/bbolt"},
 	"lease":                 {"transfer", "internal/volname"},
-	"lease/leasetest":       {"lease", "transfer"},
+	"lease/leasetest":       {"lease", "transfer", "transfer/faultstore"},
 	"catalog":               {"transfer", "internal/volname"},
 	"prune":                 {"snapshot", "lease", "catalog", "transfer"},
 	"writer":                {"snapshot", "lease", "transfer", "internal/durable", "golang.org/x/sys"},
