@@ -65,8 +65,15 @@ func TestHandoffBenchmark(t *testing.T) {
 	default:
 		t.Fatalf("PORTVOL_BENCH_FILLER=%q: use random or blank", benchFiller)
 	}
+	// PORTVOL_BENCH_VOLUME_FS: where the plugins keep volumes (btrfs by
+	// default, as for databases: snapshots read only the change, pulls
+	// restore it in place; "directory" for the old layout).
+	benchVolumeFS = os.Getenv("PORTVOL_BENCH_VOLUME_FS")
+	if benchVolumeFS == "" {
+		benchVolumeFS = "btrfs"
+	}
 	// The plugins' default lease TTL and mount wait: what users run.
-	c := newCluster(t, clusterOptions{})
+	c := newCluster(t, clusterOptions{volumeFS: benchVolumeFS})
 	var cold, staged []handoffRun
 	for i := range runs {
 		r := c.handoff(t, scale, tx, false)
@@ -169,8 +176,9 @@ func (c *cluster) handoff(t *testing.T, scale, tx int, prestage bool) handoffRun
 	return r
 }
 
-// benchFiller is PORTVOL_BENCH_FILLER: "random" or "blank".
-var benchFiller string
+// benchFiller is PORTVOL_BENCH_FILLER: "random" or "blank";
+// benchVolumeFS is PORTVOL_BENCH_VOLUME_FS.
+var benchFiller, benchVolumeFS string
 
 // randomFiller gives every account 84 characters of random base64 text
 // (what bench/formatstudy/mkpg.sh does): rows that compress like real data.
@@ -190,7 +198,7 @@ func handoffReport(scale, tx int, cold, staged []handoffRun) string {
 		"(`pg_isready`), with B's container created beforehand and `docker start` repeated while portvol refuses "+
 		"(A still holds the volume, or B's restore runs past the Mount deadline). Median of %d runs per case; "+
 		"each run is a new volume with a `pgbench -i -s %d` database%s that A published once (stop, start), "+
-		"then `pgbench -c 2 -t %d` on A before the handoff.\n\n", len(cold), scale, fillerText(), tx)
+		"then `pgbench -c 2 -t %d` on A before the handoff. Both plugins keep volumes with `PORTVOL_VOLUME_FS=%s`.\n\n", len(cold), scale, fillerText(), tx, benchVolumeFS)
 	b.WriteString("| case | total (median) | runs | `docker stop` on A | until B mounted | A's release | B's restore | refused starts | A uploaded | B fetched | B reused |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, row := range []struct {
@@ -236,7 +244,7 @@ func handoffReport(scale, tx int, cold, staged []handoffRun) string {
 		"The store is versitygw (posix backend) on the same disk as both hosts' volume data, so store traffic does not "+
 		"cross a real network, and both hosts share the same CPUs.\n\n", machine(), dockerStorage())
 	fmt.Fprintf(&b, "Command: `make bench-handoff` = `go test -tags handoffbench -count=1 -run TestHandoffBenchmark ./integration/ -v -timeout 90m` "+
-		"(PORTVOL_BENCH_SCALE, PORTVOL_BENCH_TX, PORTVOL_BENCH_RUNS and PORTVOL_BENCH_FILLER change the workload).\n")
+		"(PORTVOL_BENCH_SCALE, PORTVOL_BENCH_TX, PORTVOL_BENCH_RUNS, PORTVOL_BENCH_FILLER and PORTVOL_BENCH_VOLUME_FS change the workload).\n")
 	return b.String()
 }
 
