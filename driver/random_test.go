@@ -93,7 +93,8 @@ type knownBugs struct {
 	// still its own. Still seen after main's 7fa4df4 (seed 582032): host1
 	// forced a takeover of v1 from host2 (gen 1→2) at 0.579s; host2's
 	// Unmount (0.599s) and Mount (0.600s) kept generation 1, and both hosts
-	// had v1 mounted. (The same path also mounted an older copy after a
+	// had v1 mounted; seed 124279 the same at 21:28 on main f06f250 (about
+	// one run in 15 of 500 steps). (The same path also mounted an older copy after a
 	// failed restore and lost acknowledged writes, seed 437543: fixed here,
 	// TestMountAfterFailedRestoreRestores.) Left out: such a Mount is not
 	// made, and a remount waits up to a TTL for the release first.
@@ -108,8 +109,10 @@ type knownBugs struct {
 	// 4→5: database not open", then no host could mount v0. Not fixed yet
 	// (routed to the lead: it needs the intended generation recorded
 	// before the write, or a host to resume a lease of its own id that it
-	// has seen unchanged for a TTL). Left out: no kill while a Mount or a
-	// takeover is in flight.
+	// has seen unchanged for a TTL). A scripted repro that fails every
+	// time (a takeover's write lands, its answer is late, the process is
+	// killed meanwhile): /work/shared/random-repros/killmid_takeover_test.go.txt.
+	// Left out: no kill while a Mount or a takeover is in flight.
 	killMidAcquire bool
 }
 
