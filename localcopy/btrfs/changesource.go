@@ -311,26 +311,3 @@ func (s *ChangeSource) inBase(path string) (unix.Stat_t, bool, error) {
 	}
 	return st, true, nil
 }
-
-// subtractRanges returns the parts of a not covered by b (both sorted and
-// merged).
-func subtractRanges(a, b []localcopy.Range) []localcopy.Range {
-	var out []localcopy.Range
-	j := 0
-	for _, r := range a {
-		off, end := r.Off, r.Off+r.Len
-		for j < len(b) && b[j].Off+b[j].Len <= off {
-			j++
-		}
-		for k := j; k < len(b) && b[k].Off < end; k++ {
-			if b[k].Off > off {
-				out = append(out, localcopy.Range{Off: off, Len: b[k].Off - off})
-			}
-			off = max(off, b[k].Off+b[k].Len)
-		}
-		if off < end {
-			out = append(out, localcopy.Range{Off: off, Len: end - off})
-		}
-	}
-	return out
-}
