@@ -169,6 +169,15 @@ func (d *Driver) Remove(ctx context.Context, name string) error {
 	// volume to remove, and a tombstone there would let an undelete slip
 	// in under that Create.
 	claimed := !in.Record && !in.Removed && in.Head.Exists && in.Head.Record.State == lease.Released && in.Head.Record.Head == ""
+	// A head record that names a snapshot, with no volume record and no
+	// tombstone, is an undelete under way (or interrupted): its objects are
+	// still coming back from its trash entry. Removing it now would start a
+	// second trash entry holding only part of them (and the head record's
+	// copy), which the next undelete, taking the newest entry, would bring
+	// back with a head whose snapshot is not in the store.
+	if !in.Record && !in.Removed && in.Head.Exists && in.Head.Record.State != lease.Removed && in.Head.Record.Head != "" {
+		return errorf(ErrBusy, "volume %q is being undeleted (its head record names snapshot %s, but its volume record is not back yet): retry in a moment; if an undelete was interrupted, run portvol undelete %s again to finish it, then remove it", name, in.Head.Record.Head, name)
+	}
 	if (in.Record || in.Removed || in.Head.Exists) && !claimed {
 		if err := b.Leases.Remove(ctx, name); err != nil {
 			var held *lease.HeldError
