@@ -46,10 +46,13 @@
 //	  cancel this host's running release (a remount right after an
 //	  unmount loses nothing and, unless the release had landed, takes no
 //	  new generation);
-//	  ensureLease: keep the held lease once Settle has found out what
-//	  became of its writes of unknown outcome (a release that landed is
-//	  recorded as one, and the Mount acquires again, behind any host that
-//	  took the volume meanwhile), or Resume the recorded generation, or
+//	  ensureLease: keep the held lease once a renewal (a conditional
+//	  write on the version this host knows) proves it still this host's,
+//	  which also settles its writes of unknown outcome (a release that
+//	  landed is recorded as one, and the Mount acquires again, behind any
+//	  host that took the volume meanwhile; a takeover found so fences the
+//	  copy and refuses the Mount, naming the taker), or Resume the
+//	  recorded generation, or
 //	  WaitAcquire up to --mount-wait (taking an expired lease over with
 //	  -o takeover=auto); a holder elsewhere fails the Mount with the
 //	  lease's message (holder, how long unchanged, portvol takeover); a

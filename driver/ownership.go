@@ -25,16 +25,33 @@ const acquireMargin = 3 * time.Second
 func (d *Driver) ensureLease(ctx context.Context, b *Backend, v *vstate, opts map[string]string) (l *lease.Lease, fresh bool, err error) {
 	name := v.name
 	if l := v.holding(); l != nil {
-		// A write of this lease may have an unknown outcome (a release
-		// cancelled by this Mount, say): find out before believing either
-		// way that this host holds the volume or released it.
-		err := l.Settle(ctx)
+		// This host holds the lease but nothing has the volume mounted (a
+		// release or a restore runs, or was just stopped by this Mount):
+		// another host may have taken it over since this host last wrote
+		// it, and a write of this lease may have an unknown outcome (the
+		// release this Mount cancelled). Renew on top of the version this
+		// host last knew before believing either way: it settles every
+		// unknown write, and only a conditional write that applies proves
+		// the lease is still this host's. Settle alone would not: with no
+		// write of unknown outcome it does not ask the store.
+		err := l.Renew(ctx)
 		var fenced *lease.FencedError
 		switch {
 		case err == nil:
 			return l, false, nil
 		case errors.As(err, &fenced):
-			d.fenceLocked(ctx, name, l.Generation(), fenced)
+			kept := d.fenceLocked(ctx, name, l.Generation(), fenced)
+			if kept == "" {
+				kept = fmt.Sprintf("this host's copy was moved aside already (portvol status %s lists where)", name)
+			}
+			if c := fenced.Current; c != nil && c.State == lease.Held {
+				// Taken by another host, which holds it still: the Mount
+				// would only wait for it. Say who has it and where this
+				// host's copy went.
+				return nil, false, &kindError{kind: ErrBusy, cause: fenced, msg: fmt.Sprintf(
+					"volume %q was taken over by host %q (generation %d) while this host still held generation %d without a mount (its unmount's release was running); this Mount is refused. %s; mount it again once %s releases it, or take it back with portvol takeover %s",
+					name, c.Owner, c.Generation, l.Generation(), kept, c.Owner, name)}
+			}
 		case errors.Is(err, lease.ErrReleased):
 			if err := d.afterRelease(ctx, v, l); err != nil {
 				return nil, false, err
@@ -168,28 +185,30 @@ func (d *Driver) fenceLater(name string, gen uint64, cause error) {
 // local copy aside (never delete it: a running container keeps writing
 // into it through its bind mount), and say so in the status and the log.
 // The next Mount restores the store's head. It does nothing if gen was
-// handled already.
-func (d *Driver) fenceLocked(ctx context.Context, name string, gen uint64, cause error) {
+// handled already. It returns what became of the copy ("" if it did
+// nothing), for a caller that tells the user.
+func (d *Driver) fenceLocked(ctx context.Context, name string, gen uint64, cause error) (kept string) {
 	v := d.state(name)
 	rec, err := d.db.Volume(ctx, name)
 	if err != nil {
-		return
+		return ""
 	}
 	if l := v.holding(); rec.Generation != gen && (l == nil || l.Generation() != gen) {
-		return
+		return ""
 	}
 	bg := context.WithoutCancel(ctx)
 	_ = d.stopJob(bg, v)
 	d.stopPeriodic(v)
 	d.dropLease(v)
 	aside, err := d.moveAside(name, fmt.Sprintf("fenced-%d-%s", gen, time.Now().UTC().Format("20060102T150405Z")))
-	msg := fmt.Sprintf("%s; this host's copy is kept at %s (portvol import can turn it into a new volume) and nothing more from it reaches the store; the next Mount here restores the store's head snapshot", cause, filepath.Join(d.stateDir, aside))
+	kept = fmt.Sprintf("this host's copy is kept at %s (portvol import can turn it into a new volume) and nothing more from it reaches the store; the next Mount here restores the store's head snapshot", filepath.Join(d.stateDir, aside))
 	switch {
 	case err != nil:
-		msg = fmt.Sprintf("%s; moving this host's copy aside failed (%s): it stays at %s, which the next Mount will refuse to overwrite", cause, err, d.dataDir(name))
+		kept = fmt.Sprintf("moving this host's copy aside failed (%s): it stays at %s, which the next Mount will refuse to overwrite", err, d.dataDir(name))
 	case aside == "":
-		msg = fmt.Sprintf("%s; this host had no copy of its data", cause)
+		kept = "this host had no copy of its data"
 	}
+	msg := fmt.Sprintf("%s; %s", cause, kept)
 	_ = d.update(bg, name, func(r *metadata.Volume) {
 		r.Generation, r.Local, r.Dirty, r.LastError, r.LastErrorAt = 0, metadata.LocalDiverged, false, msg, time.Now().UTC()
 		if aside != "" {
@@ -199,6 +218,7 @@ func (d *Driver) fenceLocked(ctx context.Context, name string, gen uint64, cause
 	})
 	d.view.invalidate(name)
 	d.log.WithField("volume", name).WithField("generation", gen).Error("fenced: " + msg)
+	return kept
 }
 
 // moveAside renames name's copy to <its volume dir>/<as> (beside it, on

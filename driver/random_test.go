@@ -48,7 +48,8 @@ import (
 // context's error for a write that landed). Steps: 2% kill a host's
 // process (mid-operation when one is in flight) and restart it from its
 // state directory; 21% Mount, 17% Unmount, 7% remount, 25% container
-// writes, 8% Create, 5% Remove, 3% undelete, 1.5% takeover (7 in 8
+// writes, 8% Create, 5% Remove, 3% undelete (none by default: see
+// knownBugs.undelete), 1.5% takeover (7 in 8
 // forced: they cut off what the old holder wrote since its last
 // publication), 5.5% pull, 5% Get; three in four run in the background, so
 // hosts' operations overlap.
@@ -96,8 +97,12 @@ type knownBugs struct {
 	// had v1 mounted; seed 124279 the same at 21:28 on main f06f250 (about
 	// one run in 15 of 500 steps). (The same path also mounted an older copy after a
 	// failed restore and lost acknowledged writes, seed 437543: fixed here,
-	// TestMountAfterFailedRestoreRestores.) Left out: such a Mount is not
-	// made, and a remount waits up to a TTL for the release first.
+	// TestMountAfterFailedRestoreRestores.) Fixed: such a remount renews the
+	// lease (a conditional write on the version it knows) before it
+	// believes it, and a takeover found so fences it and refuses the Mount
+	// (TestRemountAfterATakeoverIsRefused); included by default. When set
+	// (a field for the next bug of this path), such a Mount is not made,
+	// and a remount waits up to a TTL for the release first.
 	remountDuringRelease bool
 	// killMidAcquire: a kill between a lease write that makes this host
 	// the holder (a Mount's acquisition, a takeover) and the bbolt record
@@ -108,12 +113,23 @@ type knownBugs struct {
 	// included by default (true leaves it out again: no kill while a Mount
 	// or a takeover is in flight).
 	killMidAcquire bool
+	// undelete: an undelete can bring back a head record whose snapshot
+	// is not in the store (seed 958273 on main df060a9: host1 removed v0
+	// at 5.379s, host2 removed it again at 6.596s, host1's undelete at
+	// 6.676s brought back head 20261206T213809Z-b3918c6656c46c7d; host1
+	// mounted from its own copy, and its final snapshot then failed for
+	// ever with "parent snapshot ... snapshot not found": the lease stayed
+	// held and renewed, no other host could mount v0, and the write made
+	// in that window was never published). Routed to the lead (undelete
+	// and removal: catalog/trash, driver/undelete.go). Left out: no
+	// undelete steps.
+	undelete bool
 }
 
-// defaultKnown leaves out every known bug's scenario, except those named
-// by -random.include.
+// defaultKnown leaves out every known bug's scenario still open, except
+// those named by -random.include (naming a fixed one is accepted).
 func defaultKnown() knownBugs {
-	k := knownBugs{remountDuringRelease: true}
+	k := knownBugs{remountDuringRelease: false, undelete: true}
 	for _, name := range strings.Split(*randomInclude, ",") {
 		switch strings.ToLower(strings.TrimSpace(name)) {
 		case "":
@@ -121,6 +137,8 @@ func defaultKnown() knownBugs {
 			k.remountDuringRelease = false
 		case "killmidacquire":
 			k.killMidAcquire = false
+		case "undelete":
+			k.undelete = false
 		default:
 			panic("-random.include: unknown scenario " + name)
 		}
@@ -579,7 +597,9 @@ func (r *rrun) step(i int) {
 	case x < 850:
 		h.run("remove", async, func() { r.opRemove(h, vol) })
 	case x < 880:
-		h.run("undelete", async, func() { r.opUndelete(h, vol) })
+		if !r.cfg.known.undelete {
+			h.run("undelete", async, func() { r.opUndelete(h, vol) })
+		}
 	case x < 895:
 		force := rng.IntN(8) > 0
 		h.run("takeover", async, func() { r.opTakeover(h, vol, force) })

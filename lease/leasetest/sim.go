@@ -87,7 +87,9 @@ func Simulate(t *testing.T, store transfer.ObjectStore, cfg SimConfig) {
 		t: t, cfg: cfg, clock: clock, audit: &audit{inner: store, clock: clock}, volume: "simvol",
 		holders: map[uint64]string{}, published: map[string]bool{}, fenced: map[string]bool{}, stats: map[string]int{},
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// A liveness bound, not a speed check: generous, as make test runs
+	// the unit suite beside the integration suite on two cores.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	tick, stopTick := context.WithCancel(ctx)
 	go clock.Run(tick, cfg.Step, cfg.Every)
