@@ -81,7 +81,7 @@ func (e *HeldError) Error() string {
 	case e.Self:
 		return fmt.Sprintf("%s (generation %d, %s) but not by this process: a previous run crashed before recording it, "+
 			"or another host uses the same host id; once it has been unchanged for %s this host takes it over by itself "+
-			"(at the next Mount here, or within a minute), or run: portvol takeover %s",
+			"(at its next Mount of the volume, or at the plugin's next recovery round, every minute), or run: portvol takeover %s",
 			msg, e.Generation, age, fmtDur(e.TTL), e.Volume)
 	case e.Expired():
 		return fmt.Sprintf("%s (generation %d), which has not renewed it for %s (lease %s): %s looks gone; "+
