@@ -54,7 +54,8 @@
 //	  copy and refuses the Mount, naming the taker), or Resume the
 //	  recorded generation, or
 //	  WaitAcquire up to --mount-wait (taking an expired lease over with
-//	  -o takeover=auto); a holder elsewhere fails the Mount with the
+//	  -o takeover=auto, and always one of this host's id that no process
+//	  here knows: a run killed before recording the generation); a holder elsewhere fails the Mount with the
 //	  lease's message (holder, how long unchanged, portvol takeover); a
 //	  lease acquired after the volume was removed and created again is
 //	  given back and the Mount starts over with the new volume;
@@ -82,7 +83,10 @@
 //	  the store answers): resume every recorded generation — mounted:
 //	  keep renewing; restoring: restart the restore; otherwise settle —,
 //	  fence the copies whose lease was taken meanwhile, register volumes of
-//	  a single-host portvol in the store, purge the store's trash hourly.
+//	  a single-host portvol in the store, give back (acquire and release)
+//	  a lease of this host's id that no generation is recorded for, once
+//	  seen unchanged for a TTL (recover.go: giveBackOrphan), purge the
+//	  store's trash hourly.
 //	Remove: refused while mounted here or held elsewhere (the message
 //	  names the holder); waits for this host's final snapshot; tombstone
 //	  (lease.Remove), then the record, snapshots and indexes move to

@@ -112,6 +112,7 @@ type Driver struct {
 	view           storeView
 	standby        standbyTimes // how often standby volumes are looked for and followed
 	lost           lostHeads    // takeover notes: the lost hosts' last heads
+	orphans        orphanSet    // volumes found without an orphaned lease of ours
 
 	volsMu sync.Mutex
 	vols   map[string]*vstate

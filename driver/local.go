@@ -7,7 +7,9 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/portvol/portvol/catalog"
@@ -148,7 +150,7 @@ func (d *Driver) retire(ctx context.Context, rec metadata.Volume, why string) er
 		}
 		return nil
 	}
-	for _, a := range rec.Aside {
+	for _, a := range keptAside(rec.Aside, d.volumeDir(name), d.relToState) {
 		if err := keep(a, filepath.Base(a)); err != nil {
 			return err
 		}
@@ -190,6 +192,40 @@ func (d *Driver) retire(ctx context.Context, rec metadata.Volume, why string) er
 	d.volsMu.Unlock()
 	log.WithField("why", why).Info("forgot this host's copy of the volume")
 	return nil
+}
+
+// keptAside is every copy moved aside in a volume's directory: the ones
+// its record lists, and any other whose name says it was moved aside (a
+// process killed between moving a copy aside and recording it leaves one
+// the record does not list; it must not go to the trash with the rest).
+func keptAside(listed []string, volumeDir string, rel func(string) string) []string {
+	out := append([]string(nil), listed...)
+	entries, err := os.ReadDir(volumeDir)
+	if err != nil {
+		return out
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if !e.IsDir() || !isAsideName(n) {
+			continue
+		}
+		r := rel(filepath.Join(volumeDir, n))
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// isAsideName reports whether a name in a volume's directory is a copy
+// moved aside (fenced-*, diverged-*, orphan-*, unpublished-*).
+func isAsideName(n string) bool {
+	for _, p := range []string{"fenced-", "diverged-", "orphan-", "unpublished-"} {
+		if strings.HasPrefix(n, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // forgetLater retires this host's record of a volume the store says does

@@ -105,18 +105,12 @@ type knownBugs struct {
 	remountDuringRelease bool
 	// killMidAcquire: a kill between a lease write that makes this host
 	// the holder (a Mount's acquisition, a takeover) and the bbolt record
-	// of that generation leaves the volume held by a generation no process
-	// knows: after the restart every Mount, on every host and on this one
-	// ("held by this host's id but not by this process"), is refused until
-	// someone runs portvol takeover by hand, so the volume is stuck for
-	// good. Seed 820304: "host1 Takeover v0 force=true: from host0 gen
-	// 4→5: database not open", then no host could mount v0. Not fixed yet
-	// (routed to the lead: it needs the intended generation recorded
-	// before the write, or a host to resume a lease of its own id that it
-	// has seen unchanged for a TTL). A scripted repro that fails every
-	// time (a takeover's write lands, its answer is late, the process is
-	// killed meanwhile): /work/shared/random-repros/killmid_takeover_test.go.txt.
-	// Left out: no kill while a Mount or a takeover is in flight.
+	// of that generation left the volume held by a generation no process
+	// knows, refused to every Mount until a takeover by hand (seed 820304).
+	// Fixed on the killmid branch: a host takes over a lease of its own id
+	// that it has seen unchanged for a TTL (TestKillMidTakeoverMountsAgain);
+	// included by default (true leaves it out again: no kill while a Mount
+	// or a takeover is in flight).
 	killMidAcquire bool
 	// undelete: an undelete can bring back a head record whose snapshot
 	// is not in the store (seed 958273 on main df060a9: host1 removed v0
@@ -143,7 +137,7 @@ type knownBugs struct {
 // defaultKnown leaves out every known bug's scenario still open, except
 // those named by -random.include (naming a fixed one is accepted).
 func defaultKnown() knownBugs {
-	k := knownBugs{remountDuringRelease: false, killMidAcquire: true, undelete: false}
+	k := knownBugs{remountDuringRelease: false, undelete: false}
 	for _, name := range strings.Split(*randomInclude, ",") {
 		switch strings.ToLower(strings.TrimSpace(name)) {
 		case "":

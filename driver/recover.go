@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/portvol/portvol/lease"
@@ -28,8 +29,11 @@ func (d *Driver) recoverAll(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if rec.Incarnation == "" || rec.Generation > 0 {
+		switch {
+		case rec.Incarnation == "" || rec.Generation > 0:
 			d.recoverVolume(ctx, rec.Name)
+		case !d.orphans.cleared(rec.Name):
+			d.giveBackOrphan(ctx, rec.Name)
 		}
 	}
 }
@@ -106,4 +110,87 @@ func (d *Driver) recoverVolume(ctx context.Context, name string) {
 		log.WithField("generation", l.Generation()).Info("resumed this host's lease to finish releasing the volume")
 		d.settle(ctx, v)
 	}
+}
+
+// orphanSet remembers the volumes this process found free of an orphaned
+// lease (see giveBackOrphan), so it reads each record once, not every round.
+type orphanSet struct {
+	mu   sync.Mutex
+	done map[string]bool
+}
+
+func (s *orphanSet) cleared(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.done[name]
+}
+
+func (s *orphanSet) clear(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done == nil {
+		s.done = make(map[string]bool)
+	}
+	s.done[name] = true
+}
+
+// giveBackOrphan releases a lease of this host's id that no process knows:
+// a process died between the write that made this host the holder (a
+// Mount's acquisition, a takeover) and recording that generation in the
+// state database, so nothing renews or releases it, and every other host's
+// Mount is refused until it is released (a Mount here takes it over once
+// it has seen it expired: lease.Manager's successor). Once this process has
+// seen the record unchanged for a full TTL (a fresh process must watch a
+// TTL first, so it happens at the first round after that), it acquires it
+// (lease.Manager.Acquire takes over only such an expired lease of our own
+// id, never another host's, and its CAS on the ETag seen fails if anybody
+// renewed meanwhile) and releases it at once, so the next Mount anywhere
+// acquires the volume normally. A lease of our id that is still renewed
+// (another host configured with the same id) is left alone.
+//
+// Only a previous process's crash leaves such a lease, so a volume found
+// without one is not looked at again by this process.
+func (d *Driver) giveBackOrphan(ctx context.Context, name string) {
+	lctx, cancel := context.WithTimeout(ctx, time.Second)
+	unlock, err := d.locks.lock(lctx, name)
+	cancel()
+	if err != nil {
+		return
+	}
+	defer unlock()
+	b, err := d.store(ctx)
+	v := d.state(name)
+	if err != nil || v.holding() != nil || v.currentJob() != nil {
+		return
+	}
+	ctx, cancel = context.WithTimeout(ctx, recoverTimeout)
+	defer cancel()
+	rec, err := d.db.Volume(ctx, name)
+	if err != nil || rec.Generation > 0 {
+		return
+	}
+	o, err := b.Leases.Inspect(ctx, name)
+	if err != nil {
+		return
+	}
+	if !o.Exists || o.Record.State != lease.Held || o.Record.Owner != d.hostID {
+		d.orphans.clear(name)
+		return
+	}
+	if !o.Expired() {
+		return // watch it until the next round
+	}
+	log := d.log.WithField("volume", name).WithField("generation", o.Record.Generation)
+	l, err := b.Leases.Acquire(ctx, name)
+	if err != nil {
+		log.WithError(err).Warn("could not give back a lease of this host's id that no process holds; retrying in a minute")
+		return
+	}
+	if err := l.Release(ctx); err != nil {
+		log.WithError(err).Warn("took over a lease of this host's id that no process held, but could not release it; retrying in a minute")
+		return
+	}
+	d.view.invalidate(name)
+	d.orphans.clear(name)
+	log.Warn("released a lease of this host's id that no process held (a previous run died before recording it)")
 }

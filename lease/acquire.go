@@ -24,7 +24,10 @@ const maxRounds = 8
 // at generation 1, a released one becomes held by this host at the next
 // generation (keeping its head). If another host holds it, Acquire returns
 // a *HeldError at once (matching ErrExpired too if this host has seen the
-// record unchanged for a full TTL); a removed volume yields ErrRemoved.
+// record unchanged for a full TTL); a removed volume yields ErrRemoved. A
+// lease of this host's id that this host has seen unchanged for a full TTL
+// is taken over (a run that died before recording it: see Crash recovery
+// in the package doc).
 func (m *Manager) Acquire(ctx context.Context, volume string) (*Lease, error) {
 	return m.try(ctx, volume, attempt{})
 }
@@ -151,7 +154,16 @@ func (m *Manager) successor(o Observation, a attempt) (Record, error) {
 	case Removed:
 		return Record{}, removedError(o.Volume, r.Owner)
 	case Held:
-		if !(a.take && (a.force || o.Expired())) {
+		// A lease of this host's id that this host has seen unchanged for
+		// a full TTL is an acquisition whose process died before it could
+		// record the generation (no live process of ours renews it): it is
+		// taken over like any expired lease, without -o takeover=auto,
+		// else nobody could mount the volume until a takeover by hand. A
+		// live lease of our id is refused like anyone's: a process that
+		// still renews it changes the record (and the takeover's CAS on
+		// the ETag seen fails if it renews meanwhile).
+		orphan := r.Owner == m.host && o.Expired()
+		if !orphan && !(a.take && (a.force || o.Expired())) {
 			return Record{}, &HeldError{
 				Volume: o.Volume, Owner: r.Owner, Generation: r.Generation, Head: r.Head,
 				Self: r.Owner == m.host, Unchanged: o.Unchanged, TTL: o.TTL, Op: a.op,

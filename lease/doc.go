@@ -129,6 +129,16 @@
 // over meanwhile,
 // a *FencedError: keep the local copy aside and report it. A record held
 // by this host's id that the driver has no generation for (a crash between
-// the write and persisting it) is a *HeldError with Self set; it expires
-// and can be taken over like any other.
+// the write and persisting it) is a *HeldError with Self set while it is
+// live. Once this host has seen it unchanged for a full TTL, every
+// acquisition of this host (Acquire and WaitAcquire too, without
+// AutoTakeover) takes it over: no process of this host renews it, else the
+// record would have changed, and the takeover is a CAS on the ETag seen, so
+// it fails if anybody renewed meanwhile. That is the argument for any
+// expired lease; without it such a volume stays held until a takeover by
+// hand, since no process will ever release that generation. (Recording the
+// intended record before the write would let a restarted process resume
+// sooner, but a write sent before the crash may still land after the
+// restart, so it too would have to watch the record for a while; the TTL
+// is what proves that no process, of this run or an earlier one, writes.)
 package lease

@@ -80,8 +80,9 @@ func (e *HeldError) Error() string {
 			msg, e.Generation, age, fmtDur(e.TTL), e.Owner, e.Volume)
 	case e.Self:
 		return fmt.Sprintf("%s (generation %d, %s) but not by this process: a previous run crashed before recording it, "+
-			"or another host uses the same host id; once no other process holds it run: portvol takeover %s",
-			msg, e.Generation, age, e.Volume)
+			"or another host uses the same host id; once it has been unchanged for %s this host takes it over by itself "+
+			"(at its next Mount of the volume, or at the plugin's next recovery round, every minute), or run: portvol takeover %s",
+			msg, e.Generation, age, fmtDur(e.TTL), e.Volume)
 	case e.Expired():
 		return fmt.Sprintf("%s (generation %d), which has not renewed it for %s (lease %s): %s looks gone; "+
 			"to take the volume over run: portvol takeover %s (or mount with -o takeover=auto); %s",

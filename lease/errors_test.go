@@ -35,7 +35,7 @@ func TestHeldErrorMessages(t *testing.T) {
 		{"remove refused", with(func(e *lease.HeldError) { e.Op = "remove" }), false,
 			`volume "db" is held by host "hostA" (generation 7, unchanged for 12s of a 30s lease): cannot remove a volume in use; unmount it there first, or if hostA is gone run: portvol takeover db`},
 		{"own id", with(func(e *lease.HeldError) { e.Self = true; e.Unchanged = 400 * time.Millisecond }), false,
-			`volume "db" is held by this host's id "hostA" (generation 7, unchanged for 400ms of a 30s lease) but not by this process: a previous run crashed before recording it, or another host uses the same host id; once no other process holds it run: portvol takeover db`},
+			`volume "db" is held by this host's id "hostA" (generation 7, unchanged for 400ms of a 30s lease) but not by this process: a previous run crashed before recording it, or another host uses the same host id; once it has been unchanged for 30s this host takes it over by itself (at its next Mount of the volume, or at the plugin's next recovery round, every minute), or run: portvol takeover db`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.err.Error(); got != tc.want {

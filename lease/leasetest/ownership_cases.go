@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portvol/portvol/lease"
 )
@@ -91,6 +92,30 @@ func testSelfHeld(t *testing.T, e *env) {
 	if l.Generation() != 2 {
 		t.Errorf("generation %d, want 2", l.Generation())
 	}
+
+	// A plain Acquire (a Mount without takeover=auto) takes over a lease
+	// of this host's id once it has seen it unchanged for a full TTL (a
+	// run that died before recording it), but never while it is renewed.
+	la := e.acquire(e.host("hostA", nil), "vol")
+	a3 := e.host("hostA", nil)
+	_, err = a3.Acquire(e.ctx, "vol")
+	heldError(t, err)
+	e.clock.Advance(TTL - time.Second)
+	e.must(la.Renew(e.ctx), "renew")
+	_, err = a3.Acquire(e.ctx, "vol")
+	heldError(t, err)
+	e.clock.Advance(2 * time.Second)
+	_, err = a3.Acquire(e.ctx, "vol") // renewed a second ago: live
+	if h := heldError(t, err); !h.Self || h.Expired() {
+		t.Errorf("a renewed lease of this host's id: %v", err)
+	}
+	e.clock.Advance(TTL)
+	l, err = a3.Acquire(e.ctx, "vol")
+	e.must(err, "acquire a lease of this host's id nobody renewed for a TTL")
+	if l.Generation() != 2 || l.TookOver() == nil || l.TookOver().From != "hostA" {
+		t.Errorf("generation %d, took over %+v; want 2 from hostA", l.Generation(), l.TookOver())
+	}
+	fencedError(t, la.Publish(e.ctx, "s1")) // the earlier run is out
 }
 
 func testRemove(t *testing.T, e *env) {
