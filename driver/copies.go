@@ -10,6 +10,7 @@ import (
 	"github.com/portvol/portvol/localcopy"
 	"github.com/portvol/portvol/metadata"
 	"github.com/portvol/portvol/snapshot"
+	"github.com/portvol/portvol/transfer"
 )
 
 // Where a volume's data lives on this host is localcopy's business: the
@@ -143,6 +144,17 @@ func (d *Driver) createSnapshot(ctx context.Context, b *Backend, name string, op
 		opts.Changes = src
 	}
 	m, err := b.Snapshots.Create(ctx, name, f.Path, opts)
+	if err != nil && opts.Parent != "" && errors.Is(err, snapshot.ErrNotFound) {
+		// The head the lease names is not in the store (its manifest is
+		// gone): retrying would fail for ever while this host renews the
+		// lease, and nobody else can mount the volume. The copy is whole,
+		// so snapshot it without a parent (reading every file) instead.
+		if _, serr := b.Store.Stat(ctx, snapshot.ManifestKey(name, opts.Parent)); errors.Is(serr, transfer.ErrNotExist) {
+			d.log.WithField("volume", name).WithError(err).Warnf("parent snapshot %s is not in the store: taking a full snapshot without a parent", opts.Parent)
+			opts.Parent, opts.Changes = "", nil
+			m, err = b.Snapshots.Create(ctx, name, f.Path, opts)
+		}
+	}
 	if err != nil {
 		if rerr := c.Release(context.WithoutCancel(ctx), f); rerr != nil {
 			d.log.WithField("volume", name).WithError(rerr).Warn("could not delete a frozen instant; the next snapshot or restore removes it")

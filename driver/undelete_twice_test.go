@@ -100,3 +100,35 @@ func TestUndeleteRefusesAMissingHeadSnapshot(t *testing.T) {
 		t.Errorf("head record after the refused undelete: %+v, %v", o.Record, err)
 	}
 }
+
+// A release whose parent snapshot (the head the lease names) is not in the
+// store publishes a snapshot without a parent and releases, instead of
+// retrying for ever while it renews the lease: another host then mounts
+// the volume with every write.
+func TestReleaseWithoutParentSnapshotPublishes(t *testing.T) {
+	requireRoot(t)
+	es, _ := hosts(t, time.Second, nil, "hostA", "hostB")
+	a, b := es[0], es[1]
+	ctx := context.Background()
+	a.ok("VolumeDriver.Create", map[string]any{"Name": "v"})
+	a.publish("v", "a1", func(mp string) { os.WriteFile(filepath.Join(mp, "f"), []byte("first"), 0o644) })
+	o, err := a.d.backend.Load().Leases.Inspect(ctx, "v")
+	if err != nil || o.Record.Head == "" {
+		t.Fatalf("head record: %+v, %v", o.Record, err)
+	}
+	mp := a.ok("VolumeDriver.Mount", mountID("v", "a2"))["Mountpoint"].(string)
+	os.WriteFile(filepath.Join(mp, "g"), []byte("second"), 0o644)
+	if err := a.d.backend.Load().Store.Delete(ctx, snapshot.ManifestKey("v", o.Record.Head)); err != nil {
+		t.Fatal(err)
+	}
+	a.ok("VolumeDriver.Unmount", mountID("v", "a2"))
+	a.released("v")
+	mp = b.ok("VolumeDriver.Mount", mountID("v", "b1"))["Mountpoint"].(string)
+	for f, want := range map[string]string{"f": "first", "g": "second"} {
+		if got, err := os.ReadFile(filepath.Join(mp, f)); err != nil || string(got) != want {
+			t.Errorf("B reads %s: %q, %v", f, got, err)
+		}
+	}
+	b.ok("VolumeDriver.Unmount", mountID("v", "b1"))
+	b.released("v")
+}
