@@ -73,15 +73,17 @@ lint: $(TOOLS_BIN)/staticcheck
 	$(TOOLS_BIN)/staticcheck ./...
 
 unit: tools
-	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /integration)
+	MAKEFLAGS= $(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /integration)
 
 integration: tools
-	$(GO) test -count=1 -v -timeout 20m ./integration/...
+	MAKEFLAGS= $(GO) test -count=1 -v -timeout 20m ./integration/...
 
 # The unit and integration suites run side by side: the integration tests
 # spend most of their time waiting on dockerd, PostgreSQL and lease TTLs,
 # the unit tests on the CPU, so together they take little more than the
 # longer of the two (each suite's output is printed whole when it ends).
+# The suites run with MAKEFLAGS emptied: tests that run make themselves
+# (make version, make plugin) must not inherit this make's job server.
 test: lint
 	$(MAKE) --no-print-directory -j2 --output-sync=target unit integration
 

@@ -95,7 +95,8 @@ func (s *swarm) cli(args ...string) (string, error) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		out, err := s.cliOnce(args...)
-		transient := strings.Contains(out, "DeadlineExceeded") || strings.Contains(out, "does not have a leader") ||
+		transient := strings.Contains(out, "DeadlineExceeded") || strings.Contains(out, "context deadline exceeded") ||
+			strings.Contains(out, "does not have a leader") ||
 			strings.Contains(out, "Unavailable")
 		if err == nil || !transient || time.Now().After(deadline) {
 			return out, err
