@@ -32,8 +32,10 @@ func (d *Driver) startRelease(v *vstate, l *lease.Lease) *job {
 		wait := d.retryBase
 		for {
 			err := d.releaseOnce(ctx, v, l, j, &made)
-			if made != "" || err != nil && ctx.Err() == nil {
-				d.obs.SnapshotDone(name, err) // a final snapshot was published, or the release failed
+			// A final snapshot was published, or the release failed; a
+			// release stopped by a remount on this host did not fail.
+			if made != "" && err == nil || err != nil && ctx.Err() == nil {
+				d.obs.SnapshotDone(name, err)
 			}
 			switch {
 			case err == nil:
