@@ -38,25 +38,39 @@ func (d *Driver) recoverAll(ctx context.Context) {
 	}
 }
 
+// lockIdle takes name's volume lock for a recovery round (waiting at most
+// a second: a busy volume is looked at next round) and returns the store,
+// unless the store is out of reach or this process holds or works on the
+// volume; ok is false then, and nothing is held.
+func (d *Driver) lockIdle(ctx context.Context, name string) (b *Backend, unlock func(), ok bool) {
+	lctx, cancel := context.WithTimeout(ctx, time.Second)
+	unlock, err := d.locks.lock(lctx, name)
+	cancel()
+	if err != nil {
+		return nil, nil, false
+	}
+	b, err = d.store(ctx)
+	v := d.state(name)
+	if err != nil || v.holding() != nil || v.currentJob() != nil {
+		unlock()
+		return nil, nil, false
+	}
+	return b, unlock, true
+}
+
 // recoverVolume resumes the lease recorded for name, under the volume
 // lock. Then: a volume still mounted (the plugin restarted under running
 // containers) keeps its lease alive and snapshots periodically; an
 // interrupted restore starts again; anything else is settled (final
 // snapshot if needed, release). A lease lost meanwhile fences the copy.
 func (d *Driver) recoverVolume(ctx context.Context, name string) {
-	lctx, cancel := context.WithTimeout(ctx, time.Second)
-	unlock, err := d.locks.lock(lctx, name)
-	cancel()
-	if err != nil {
+	b, unlock, ok := d.lockIdle(ctx, name)
+	if !ok {
 		return
 	}
 	defer unlock()
-	b, err := d.store(ctx)
 	v := d.state(name)
-	if err != nil || v.holding() != nil || v.currentJob() != nil {
-		return
-	}
-	ctx, cancel = context.WithTimeout(ctx, recoverTimeout)
+	ctx, cancel := context.WithTimeout(ctx, recoverTimeout)
 	defer cancel()
 	log := d.log.WithField("volume", name)
 	rec, err := d.db.Volume(ctx, name)
@@ -151,19 +165,12 @@ func (s *orphanSet) clear(name string) {
 // Only a previous process's crash leaves such a lease, so a volume found
 // without one is not looked at again by this process.
 func (d *Driver) giveBackOrphan(ctx context.Context, name string) {
-	lctx, cancel := context.WithTimeout(ctx, time.Second)
-	unlock, err := d.locks.lock(lctx, name)
-	cancel()
-	if err != nil {
+	b, unlock, ok := d.lockIdle(ctx, name)
+	if !ok {
 		return
 	}
 	defer unlock()
-	b, err := d.store(ctx)
-	v := d.state(name)
-	if err != nil || v.holding() != nil || v.currentJob() != nil {
-		return
-	}
-	ctx, cancel = context.WithTimeout(ctx, recoverTimeout)
+	ctx, cancel := context.WithTimeout(ctx, recoverTimeout)
 	defer cancel()
 	rec, err := d.db.Volume(ctx, name)
 	if err != nil || rec.Generation > 0 {
