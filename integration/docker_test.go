@@ -194,9 +194,18 @@ func runEnv(ctx context.Context, env []string, stdin string, name string, args .
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
 	err := cmd.Run()
+	if took := time.Since(start); took > slowCommand {
+		// A CI run that is slow for a while shows here which call waited.
+		fmt.Fprintf(os.Stderr, "integration: slow command (%v, %v): %s %s\n",
+			took.Round(time.Millisecond), err, name, strings.Join(args, " "))
+	}
 	return out.String(), err
 }
+
+// slowCommand is how long a command may take before runEnv reports it.
+const slowCommand = 20 * time.Second
 
 // engine is a Docker engine the tests drive: the machine's own (host "",
 // from the environment) or a private one (see engine_test.go).

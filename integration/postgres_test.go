@@ -137,7 +137,10 @@ func (p *pgContainer) waitReady(t *testing.T) {
 			t.Fatalf("%s: PostgreSQL container %s is %s:\n%s", p.h.name, p.name, strings.TrimSpace(state), tail(logs, 3000))
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: PostgreSQL in %s not ready after 3 min", p.h.name, p.name)
+			logs, _ := p.h.eng.cli("logs", p.name)
+			ps, _ := p.h.eng.cli("exec", p.name, "ps", "-o", "pid,stat,time,args")
+			t.Fatalf("%s: PostgreSQL in %s not ready after 3 min; its log:\n%s\nits processes:\n%s\nthe plugin's events for %s:\n%s",
+				p.h.name, p.name, tail(logs, 3000), ps, p.vol, timeline(time.Now().Add(-5*time.Minute), p.vol, p.h))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
