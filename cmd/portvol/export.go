@@ -39,6 +39,17 @@ taken: snapshots are immutable, and export works while a host holds the volume.
 With --stat-cache (and --force), exporting again into a directory that holds
 an earlier export fetches only what changed.
 
+When DST_DIR is the root of a btrfs subvolume, it stays one: the new tree is
+restored into a subvolume beside it (".DST_DIR.portvol-export-…", deleted
+by the next export if a crash left it) and exchanged with DST_DIR in one
+rename. If, in addition, the --stat-cache of the previous export names the
+snapshot DST_DIR holds and proves that nothing in it changed since (every
+file's size, mtime, ctime and inode as recorded; every entry present with
+its type, mode and owner), the restore is in place: a writable snapshot of
+DST_DIR gets only the blocks and entries that differ, so the export costs
+what changed, not the tree. The result says which path was taken (--json:
+method "in-place" or "staging", and staging_reason).
+
 From an unencrypted store, a snapshot holding device nodes, setuid or setgid
 files or file capabilities is refused unless --restore-privileged is given:
 anyone who can write to such a store can forge its snapshots.`,
@@ -70,6 +81,13 @@ type exportResult struct {
 	TransferredBytes uint64  `json:"transferred_bytes"`
 	ReusedBytes      uint64  `json:"reused_bytes"`
 	Seconds          float64 `json:"seconds"`
+	// Method is "in-place" (a btrfs subvolume that provably held
+	// Previous, updated in a writable snapshot and swapped in) or
+	// "staging" (the tree built beside DST_DIR and swapped in), with
+	// StagingReason saying why not in place.
+	Method        string `json:"method"`
+	Previous      string `json:"previous,omitempty"`
+	StagingReason string `json:"staging_reason,omitempty"`
 }
 
 func runExport(ctx context.Context, o *exportOptions, volume, dstArg string, stdout, stderr io.Writer) error {
@@ -108,16 +126,28 @@ func runExport(ctx context.Context, o *exportOptions, volume, dstArg string, std
 			return err
 		}
 	}
+	x, why, err := prepareSubvolume(ctx, repo, volume, dst, o.statCache, o.previous)
+	if err != nil {
+		return fmt.Errorf("export of volume %q into %s failed, %s is unchanged: %w", volume, dst, dst, err)
+	}
 	rep := newReporter(stderr, o.json, "export", volume)
-	err = repo.Restore(ctx, volume, id, dst, snapshot.RestoreOptions{
-		Previous: o.previous, StatCache: o.statCache, Progress: rep.update,
-	})
+	if x != nil {
+		err = x.run(ctx, repo, volume, id, o.statCache, o.previous, rep.update)
+	} else {
+		err = repo.Restore(ctx, volume, id, dst, snapshot.RestoreOptions{
+			Previous: o.previous, StatCache: o.statCache, Progress: rep.update,
+		})
+	}
 	rep.done()
 	if errors.Is(err, snapshot.ErrNotFound) {
 		if verr := s.checkVolume(ctx, volume); verr != nil {
 			return verr
 		}
 		return fmt.Errorf("volume %q has no snapshot %s in store %s: list them with portvol snapshots", volume, id, s.flags.where())
+	}
+	var swapped restoredButError
+	if errors.As(err, &swapped) {
+		return fmt.Errorf("export of volume %q into %s: %w", volume, dst, err)
 	}
 	if err != nil {
 		return fmt.Errorf("export of volume %q into %s failed, %s is unchanged: %w", volume, dst, dst, err)
@@ -126,12 +156,28 @@ func runExport(ctx context.Context, o *exportOptions, volume, dstArg string, std
 	res := exportResult{
 		Volume: volume, Snapshot: id, Dir: dst, Files: p.Files, Bytes: p.Bytes,
 		TransferredBytes: p.Transferred, ReusedBytes: p.Reused, Seconds: round3(time.Since(start).Seconds()),
+		Method: methodStaging, StagingReason: why,
+	}
+	if x != nil && x.prev != "" {
+		// p counts what was written; the result describes the snapshot.
+		res.Method, res.Previous = methodInPlace, x.prev
+		if info, ierr := repo.Info(ctx, volume, id); ierr == nil {
+			res.Files, res.Bytes = info.Stats.Files, info.Stats.DataBytes
+			res.ReusedBytes = info.Stats.DataBytes - min(info.Stats.DataBytes, p.Bytes)
+		}
 	}
 	if o.json {
 		return writeJSON(stdout, res)
 	}
-	_, err = fmt.Fprintf(stdout, "snapshot %s of volume %q restored into %s\n%d files, %s; fetched %s, reused %s locally, in %s\n",
-		id, volume, dst, p.Files, humanize.IBytes(p.Bytes), humanize.IBytes(p.Transferred), humanize.IBytes(p.Reused), fmtDuration(time.Since(start)))
+	how := "in place: DST_DIR held snapshot " + res.Previous + " unmodified; only what differs was written, then swapped in"
+	switch {
+	case x == nil:
+		how = "through a staging directory (" + why + ")"
+	case x.prev == "":
+		how = "through a new subvolume swapped in (" + why + ")"
+	}
+	_, err = fmt.Fprintf(stdout, "snapshot %s of volume %q restored into %s %s\n%d files, %s; fetched %s, reused %s locally, in %s\n",
+		id, volume, dst, how, res.Files, humanize.IBytes(res.Bytes), humanize.IBytes(res.TransferredBytes), humanize.IBytes(res.ReusedBytes), fmtDuration(time.Since(start)))
 	return err
 }
 

@@ -192,3 +192,20 @@ func syncFS(p string) error {
 	}
 	return nil
 }
+
+// IsSubvolume reports whether p is the root of a btrfs subvolume (false,
+// without an error, when p does not exist).
+func IsSubvolume(p string) (bool, error) { return isSubvolume(p) }
+
+// Snapshot makes dst, which must not exist, a snapshot of subvolume src:
+// read-only, or writable for a restore in place that is swapped in
+// afterwards (localcopy.SwapIn). dst's parent must be on the same btrfs
+// filesystem.
+func Snapshot(src, dst string, readOnly bool) error { return snapshot(src, dst, readOnly) }
+
+// DeleteSubvolume deletes subvolume p with the subvolumes nested in it;
+// a plain directory at p is removed as a tree, a missing p is no error.
+func DeleteSubvolume(p string) error { return deleteSubvolume(p) }
+
+// CreateSubvolume creates the empty subvolume p; its parent must exist.
+func CreateSubvolume(p string) error { return createSubvolume(p) }
