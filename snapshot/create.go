@@ -87,13 +87,25 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 	}()
 	var parent *Manifest
 	if opts.Parent != "" {
-		if parent, err = r.Load(ctx, volume, opts.Parent); err != nil {
+		if parent, err = r.loadManifest(ctx, volume, opts.Parent); err != nil {
 			return nil, fmt.Errorf("volume %q: parent snapshot: %w", volume, err)
 		}
 	}
 	g, err := r.startGuard(ctx, volume, parent)
 	if err != nil {
 		return nil, err
+	}
+	// With a ChangeSource, only the parent's list parts of what changed
+	// are loaded, after the source is asked (partialParent); otherwise
+	// all of them, now. A pending collection needs them all: each of the
+	// parent's packs is checked against it.
+	partial := parent != nil && !g.dropParent && opts.Changes != nil && !opts.Live &&
+		parent.Version >= 2 && parent.BlockSize == r.blockSize && len(g.fossils) == 0
+	if parent != nil && !g.dropParent && !partial {
+		if err := r.loadContent(ctx, parent); err != nil {
+			return nil, fmt.Errorf("volume %q: parent snapshot: %w", volume, err)
+		}
+		g.checkParent()
 	}
 	if g.dropParent {
 		parent = nil // its packs are being collected: read everything again
@@ -105,7 +117,11 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 	if err != nil {
 		return nil, fmt.Errorf("volume %q: scanning %s: %w", volume, dir, err)
 	}
-	toRead, err := r.reuseUnchanged(t, parent, loadStatCache(opts.StatCache), opts.Changes)
+	var pp *partialParent
+	if partial {
+		pp = &partialParent{}
+	}
+	toRead, err := r.reuseUnchanged(ctx, t, parent, loadStatCache(opts.StatCache), opts.Changes, pp)
 	if err != nil {
 		return nil, fmt.Errorf("volume %q: %w", volume, err)
 	}
@@ -156,13 +172,17 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 	}}
 	m.Nodes = t.nodes
 	m.Packs, m.Chunks = compactChunks(m.Nodes, read, reg, &m.Stats)
+	if pp != nil {
+		// The spans not loaded are the parent's, each kept once.
+		m.Stats.DataBytes += parent.Stats.DataBytes - pp.loadedBytes
+	}
 	unchanged := parent != nil && sameSnapshot(m, parent)
 	if unchanged && opts.SkipUnchanged {
 		parent.CacheErr = saveCreateCache(opts.StatCache, parent.ID, started, t)
 		parent.Unchanged = true
 		return parent, nil
 	}
-	if err := r.writeParts(ctx, m, parent, reg, ixPrefix, prog); err != nil {
+	if err := r.writeParts(ctx, m, parent, pp, reg, ixPrefix, prog); err != nil {
 		return nil, fmt.Errorf("volume %q: snapshot of %s: %w", volume, dir, err)
 	}
 	m.Unchanged = unchanged
@@ -234,8 +254,11 @@ func writeCreateCache(path, id string, started time.Time, t *tree) error {
 
 // reuseUnchanged gives every file that is unchanged since the parent the
 // parent's block list, and returns the files that must be read (with the
-// blocks to read, when a ChangeSource narrows them down).
-func (r *Repo) reuseUnchanged(t *tree, parent *Manifest, cache *statCache, changes ChangeSource) ([]*readFile, error) {
+// blocks to read, when a ChangeSource narrows them down). With pp, the
+// parent's list parts are not loaded yet: it loads those of the spans
+// that changed (and of whatever it cannot account for span by span), and
+// records in pp the parts each file keeps unread.
+func (r *Repo) reuseUnchanged(ctx context.Context, t *tree, parent *Manifest, cache *statCache, changes ChangeSource, pp *partialParent) ([]*readFile, error) {
 	var byPath map[string]int32
 	if parent != nil && parent.BlockSize == r.blockSize {
 		byPath = make(map[string]int32, len(parent.Nodes))
@@ -247,6 +270,24 @@ func (r *Repo) reuseUnchanged(t *tree, parent *Manifest, cache *statCache, chang
 			case TypeHardlink:
 				byPath[p] = n.Link
 			}
+		}
+	}
+	var answers []FileChanges // per node, with changes
+	if changes != nil {
+		answers = make([]FileChanges, len(t.nodes))
+		for i := range t.nodes {
+			if _, ok := byPath[t.paths[i]]; ok && t.nodes[i].Type == TypeFile {
+				fc, err := changes.FileChanges(t.paths[i], t.stat[i].Ino, t.stat[i].Size)
+				if err != nil {
+					return nil, fmt.Errorf("change source, %s: %w", t.paths[i], err)
+				}
+				answers[i] = fc
+			}
+		}
+	}
+	if pp != nil {
+		if err := pp.load(ctx, r, t, parent, byPath, answers); err != nil {
+			return nil, err
 		}
 	}
 	useCache := cache != nil && parent != nil && cache.Snapshot == parent.ID
@@ -261,10 +302,7 @@ func (r *Repo) reuseUnchanged(t *tree, parent *Manifest, cache *statCache, chang
 		if pi, ok := byPath[t.paths[i]]; ok {
 			pn := &parent.Nodes[pi]
 			if changes != nil {
-				fc, err := changes.FileChanges(t.paths[i], st.Ino, st.Size)
-				if err != nil {
-					return nil, fmt.Errorf("change source, %s: %w", t.paths[i], err)
-				}
+				fc := answers[i]
 				if fc.Unchanged && pn.Size == st.Size {
 					n.Blocks = pn.Blocks
 					continue

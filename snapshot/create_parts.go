@@ -19,7 +19,7 @@ type partLoc struct {
 // parts"), stores the ones the store does not hold yet in packs of their
 // own, and sets m.parts. A part equal to one of the parent's, or one left
 // by an interrupted run from the same parent, is referenced, not stored.
-func (r *Repo) writeParts(ctx context.Context, m *Manifest, parent *Manifest, reg *registry, ixPrefix string, prog *progress) error {
+func (r *Repo) writeParts(ctx context.Context, m *Manifest, parent *Manifest, pp *partialParent, reg *registry, ixPrefix string, prog *progress) error {
 	known := reg.parts
 	if parent != nil {
 		for _, p := range parent.parts {
@@ -59,6 +59,16 @@ func (r *Repo) writeParts(ctx context.Context, m *Manifest, parent *Manifest, re
 		buf, entries, pending = buf[:0], entries[:0], pending[:0]
 		return nil
 	}
+	refer := func(p partRef, loc partLoc) {
+		pi, ok := packIdx[loc.pack]
+		if !ok {
+			pi = uint32(len(m.Packs))
+			m.Packs = append(m.Packs, loc.pack)
+			packIdx[loc.pack] = pi
+		}
+		p.Pack, p.Offset, p.Length = pi, loc.offset, loc.length
+		m.parts = append(m.parts, p)
+	}
 	inBuf := make(map[ID]int) // parts stored in buf: index into m.parts
 	var e enc
 	for i := range m.Nodes {
@@ -66,8 +76,17 @@ func (r *Repo) writeParts(ctx context.Context, m *Manifest, parent *Manifest, re
 		if n.Type != TypeFile {
 			continue
 		}
+		// The parent's parts this file keeps unread, merged in span order.
+		kept := pp.keptParts(i)
+		keepBelow := func(span uint64) {
+			for ; len(kept) > 0 && parent.parts[kept[0]].Span < span; kept = kept[1:] {
+				q := &parent.parts[kept[0]]
+				refer(partRef{Node: int32(i), Span: q.Span, ID: q.ID}, partLoc{parent.Packs[q.Pack], q.Offset, q.Length})
+			}
+		}
 		for lo := 0; lo < len(n.Blocks); {
 			span := n.Blocks[lo].Index / partFanout
+			keepBelow(span)
 			hi := lo + 1
 			for hi < len(n.Blocks) && n.Blocks[hi].Index/partFanout == span {
 				hi++
@@ -78,14 +97,7 @@ func (r *Repo) writeParts(ctx context.Context, m *Manifest, parent *Manifest, re
 			id := sumID(h, e.b)
 			p := partRef{Node: int32(i), Span: span, ID: id}
 			if loc, ok := known[id]; ok {
-				pi, ok := packIdx[loc.pack]
-				if !ok {
-					pi = uint32(len(m.Packs))
-					m.Packs = append(m.Packs, loc.pack)
-					packIdx[loc.pack] = pi
-				}
-				p.Pack, p.Offset, p.Length = pi, loc.offset, loc.length
-				m.parts = append(m.parts, p)
+				refer(p, loc)
 				continue
 			}
 			if j, ok := inBuf[id]; ok {
@@ -108,6 +120,7 @@ func (r *Repo) writeParts(ctx context.Context, m *Manifest, parent *Manifest, re
 				clear(inBuf)
 			}
 		}
+		keepBelow(^uint64(0))
 	}
 	return flush()
 }

@@ -305,6 +305,23 @@
 // then read whole, but only blocks whose chunk the store lacks are
 // uploaded: reads cost the changed files, uploads what changed.
 //
+// With a ChangeSource, Create loads of the parent (a format 2 snapshot
+// of the same block size) only the manifest, asks the source about every
+// file, and then fetches only the list parts of the spans that changed:
+// a span the source reports unchanged, in a file matched by exactly one
+// file of the new tree, keeps the parent's list part by reference —
+// neither fetched, decoded, encoded nor hashed again — and its data bytes
+// are the parent's (the statistic is carried over). Files read whole,
+// files whose parent node two paths now match (a hardlink broken), and
+// spans past a file's new end load their parts as before. So a snapshot
+// of a small change fetches, builds and writes list parts in proportion
+// to the spans the change touched, not to the volume. Its price: chunks
+// of the spans not loaded are unknown to this Create, and new data equal
+// to one of them is stored again (a duplicate prune can reclaim). A
+// Create that must check the parent's packs against a pending
+// collection (guard.go) loads the whole parent first, as does one
+// without a ChangeSource or with Live.
+//
 // Reading: runs of up to 64 adjacent blocks, or 4 MiB of smaller ones,
 // are jobs for any of
 // GOMAXPROCS workers, so one large file uses every core; each run is one
@@ -434,9 +451,14 @@
 // created, kept files truncated or extended, blocks whose chunk changed
 // written (fetched and verified as above), blocks that became holes
 // punched, metadata set (xattrs the new snapshot lacks removed), one
-// syncfs. Hardlinked files are rewritten whole. The cost follows the
-// delta; it is atomic only with the caller's help: write into a
-// snapshot, then swap it in.
+// syncfs. Hardlinked files are rewritten whole. Only the list parts of
+// spans that differ are loaded, of both snapshots: a span of a kept file
+// whose part has the same ID in both holds the same chunks at the same
+// blocks, so nothing there is fetched, decoded or compared (both
+// manifests' bodies are still read: one ~41-byte reference per MiB of
+// data). Everything is validated before the first entry is removed. The
+// cost follows the delta; it is atomic only with the caller's help:
+// write into a snapshot, then swap it in.
 //
 // # Versions
 //

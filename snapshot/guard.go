@@ -51,15 +51,23 @@ func (r *Repo) startGuard(ctx context.Context, volume string, parent *Manifest) 
 		return nil, fmt.Errorf("volume %q: reading the packs a prune is collecting: %w", volume, err)
 	}
 	g.fossils = f
-	if parent != nil {
-		for _, p := range parent.Packs {
-			if f[packKey(p)] {
-				g.dropParent, g.parent = true, nil
-				break
-			}
+	g.checkParent()
+	return g, nil
+}
+
+// checkParent drops the parent when a pending collection lists one of
+// the packs it knows of (again after its list parts are loaded: they
+// name the packs of its chunks).
+func (g *guard) checkParent() {
+	if g.parent == nil {
+		return
+	}
+	for _, p := range g.parent.Packs {
+		if g.fossils[packKey(p)] {
+			g.dropParent, g.parent = true, nil
+			return
 		}
 	}
-	return g, nil
 }
 
 // usableIndexes drops leftover indexes whose pack is marked for deletion:

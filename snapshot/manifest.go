@@ -123,7 +123,10 @@ type Info struct {
 // Manifest is a whole snapshot: its header, the chunks it uses and the
 // tree. It is immutable once written. In format 2 the per-file chunk
 // lists are stored as list parts (doc.go); Load reassembles them, so
-// Chunks and Blocks look the same whatever the version.
+// Chunks and Blocks look the same whatever the version. A manifest that
+// Create returns after using a ChangeSource holds in Packs, Chunks and
+// Blocks only what it loaded or wrote (the spans that changed); Load it
+// for the whole of them.
 type Manifest struct {
 	Info
 	Packs  []ID // every pack the snapshot uses: chunks' and list parts'
