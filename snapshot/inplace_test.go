@@ -70,3 +70,59 @@ func TestRestoreInPlace(t *testing.T) {
 		t.Errorf("in place without Previous: %v", err)
 	}
 }
+
+// An in-place restore of a small change reads, of both snapshots' list
+// parts, only those of the spans that differ: what it fetches follows the
+// change, not the size of the volume.
+func TestRestoreInPlaceFetchesChangedParts(t *testing.T) {
+	ctx := context.Background()
+	r, fs := newTestRepo(t, testKey)
+	// Packs of a few list parts each, so that a part not needed is not
+	// read through on the way to one that is (ranged reads span gaps of
+	// up to 256 KiB: a volume has that between parts of its changes).
+	r.packSize = 8 << 10
+	base := t.TempDir()
+	src := filepath.Join(base, "src")
+	halfEmptyPages(t, filepath.Join(src, "a"), 24<<20)
+	halfEmptyPages(t, filepath.Join(src, "b"), 8<<20)
+	writeFile(t, filepath.Join(src, "c"), randBytes(3<<20), 0o600)
+	setOldTimes(t, src)
+	m1, err := r.Create(ctx, "v", src, CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(base, "dst")
+	if err := r.Restore(ctx, "v", m1.ID, dst, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(src, "a"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt(randBytes(8192), 5<<20+8192) // one page in one span of a
+	f.Close()
+	os.Truncate(filepath.Join(src, "c"), 2<<20+100) // c loses its last span and shrinks in another
+	writeFile(t, filepath.Join(src, "d"), randBytes(100<<10), 0o600)
+	setOldTimes(t, src)
+	m2, err := r.Create(ctx, "v", src, CreateOptions{Parent: m1.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts int64
+	for _, m := range []*Manifest{m1, m2} {
+		for _, p := range m.parts {
+			parts += int64(p.Length)
+		}
+	}
+	fs.resetCounts()
+	if err := r.Restore(ctx, "v", m2.ID, dst, RestoreOptions{Previous: m1.ID, InPlace: true}); err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, scanTree(t, src), scanTree(t, dst))
+	// Fetched: two manifests, a few parts of each (and their neighbours
+	// in their packs), a chunk of a, the last chunk of c and d: ~150 KiB,
+	// where the list parts of both snapshots alone are ~185 KiB.
+	if n := fs.getBytes.Load(); n > parts/4+128<<10 {
+		t.Errorf("in-place restore fetched %d bytes; the list parts of both snapshots are %d", n, parts)
+	}
+}

@@ -18,6 +18,14 @@ import (
 // loadParts fetches and decodes the list parts of a format 2 manifest and
 // fills m.Chunks, m.Packs (after the part packs) and every file's Blocks.
 func (r *Repo) loadParts(ctx context.Context, m *Manifest) error {
+	return r.loadSomeParts(ctx, m, nil)
+}
+
+// loadSomeParts is loadParts for the parts i with want[i] (all of them
+// when want is nil): m.Chunks then holds the chunks of those parts only,
+// and a file's Blocks only the blocks of its spans that were loaded.
+// An in-place restore needs no more than the spans that differ.
+func (r *Repo) loadSomeParts(ctx context.Context, m *Manifest, want []bool) error {
 	packIdx := make(map[ID]uint32, len(m.Packs))
 	for i, p := range m.Packs {
 		packIdx[p] = uint32(i)
@@ -25,14 +33,16 @@ func (r *Repo) loadParts(ctx context.Context, m *Manifest) error {
 	// Sized once from what the parts can hold (F entries, each at least
 	// 37 bytes), so the largest table never regrows.
 	n := 0
-	for _, p := range m.parts {
-		n += min(partFanout, int(p.Length)/37)
+	for i, p := range m.parts {
+		if want == nil || want[i] {
+			n += min(partFanout, int(p.Length)/37)
+		}
 	}
 	m.Chunks = make([]Chunk, 0, n)
 	chunkIdx := newChunkIndex(n)
 	blocks := make([][]BlockRef, len(m.parts))
 	var mu sync.Mutex
-	err := r.forEachPart(ctx, m, func(i int, plain []byte, s *partScratch) error {
+	err := r.forEachPart(ctx, m, want, func(i int, plain []byte, s *partScratch) error {
 		p := &m.parts[i]
 		n := &m.Nodes[p.Node]
 		packs, entries, err := s.decode(plain, m.BlockSize, n.Size, p.Span)
@@ -82,13 +92,15 @@ func (r *Repo) loadParts(ctx context.Context, m *Manifest) error {
 	return nil
 }
 
-// forEachPart fetches every list part of m (ranged reads of adjacent
-// parts coalesced) and calls fn with each verified plaintext, from
-// several goroutines.
-func (r *Repo) forEachPart(ctx context.Context, m *Manifest, fn func(i int, plain []byte, s *partScratch) error) error {
-	order := make([]uint32, len(m.parts))
-	for i := range order {
-		order[i] = uint32(i)
+// forEachPart fetches every list part i of m with want[i] (every part
+// when want is nil; ranged reads of adjacent parts coalesced) and calls
+// fn with each verified plaintext, from several goroutines.
+func (r *Repo) forEachPart(ctx context.Context, m *Manifest, want []bool, fn func(i int, plain []byte, s *partScratch) error) error {
+	order := make([]uint32, 0, len(m.parts))
+	for i := range m.parts {
+		if want == nil || want[i] {
+			order = append(order, uint32(i))
+		}
 	}
 	slices.SortFunc(order, func(a, b uint32) int {
 		pa, pb := &m.parts[a], &m.parts[b]

@@ -170,7 +170,7 @@ func (r *Repo) partPacks(ctx context.Context, data []byte, key string, seen []ID
 		named[p] = true
 	}
 	var mu sync.Mutex
-	return r.forEachPart(ctx, m, func(i int, plain []byte, s *partScratch) error {
+	return r.forEachPart(ctx, m, nil, func(i int, plain []byte, s *partScratch) error {
 		p := &m.parts[i]
 		packs, _, err := s.decode(plain, m.BlockSize, m.Nodes[p.Node].Size, p.Span)
 		if err != nil {

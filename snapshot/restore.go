@@ -79,16 +79,16 @@ func (r *Repo) Restore(ctx context.Context, volume, id, dir string, opts Restore
 	defer prog.finish()
 	prog.bytes.Store(m.Stats.DataBytes)
 	prog.files.Store(m.Stats.Files)
+	if opts.InPlace {
+		// It loads the list parts it needs itself: those of the spans
+		// that differ from Previous.
+		return r.restoreInPlace(ctx, volume, id, dir, m, prog, opts)
+	}
 	if err := r.loadContent(ctx, m); err != nil {
 		return err
 	}
-	if !r.crypt.encrypted() && !r.restorePrivileged {
-		if err := checkUnprivileged(m); err != nil {
-			return fmt.Errorf("volume %q: snapshot %s: %w", volume, id, err)
-		}
-	}
-	if opts.InPlace {
-		return r.restoreInPlace(ctx, volume, id, dir, m, prog, opts)
+	if err := r.checkPrivileged(m); err != nil {
+		return err
 	}
 	if opts.Into {
 		return r.restoreInto(ctx, volume, id, dir, m, prog, opts)
@@ -288,6 +288,17 @@ func (r *Repo) restoreInto(ctx context.Context, volume, id, dir string, m *Manif
 	if opts.StatCache != "" {
 		if err := writeRestoreCache(m, rs.paths, dir, opts.StatCache); err != nil {
 			return fmt.Errorf("volume %q: snapshot %s restored, but %w", volume, id, err)
+		}
+	}
+	return nil
+}
+
+// checkPrivileged refuses a snapshot of a plain store that would grant
+// privileges, unless the host trusts the store (doc.go).
+func (r *Repo) checkPrivileged(m *Manifest) error {
+	if !r.crypt.encrypted() && !r.restorePrivileged {
+		if err := checkUnprivileged(m); err != nil {
+			return fmt.Errorf("volume %q: snapshot %s: %w", m.Volume, m.ID, err)
 		}
 	}
 	return nil

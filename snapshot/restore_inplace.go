@@ -23,12 +23,27 @@ func (r *Repo) restoreInPlace(ctx context.Context, volume, id, dir string, m *Ma
 	if opts.Previous == "" {
 		return fmt.Errorf("volume %q: an in-place restore needs the snapshot the directory holds (Previous): %w", volume, ErrInvalid)
 	}
-	old, err := r.Load(ctx, volume, opts.Previous)
+	old, err := r.loadManifest(ctx, volume, opts.Previous)
 	if err != nil {
 		return fmt.Errorf("volume %q: snapshot the target holds: %w", volume, err)
 	}
 	rs := &restorer{r: r, m: m, paths: m.Paths(), old: -1, stage: -1, prog: prog}
 	defer rs.close()
+	// Only the list parts of spans that differ are loaded, of both
+	// snapshots: the rest of a kept file stays as it is, so the work
+	// follows the change, not the volume.
+	keep := rs.planKeep(old)
+	want, oldWant := inPlaceParts(m, old, keep)
+	if err := r.loadSomeParts(ctx, m, want); err != nil {
+		return fmt.Errorf("volume %q: snapshot %s: %w", volume, id, err)
+	}
+	if err := r.loadSomeParts(ctx, old, oldWant); err != nil {
+		return fmt.Errorf("volume %q: snapshot the target holds: snapshot %s: %w", volume, old.ID, err)
+	}
+	if err := r.checkPrivileged(m); err != nil {
+		return err
+	}
+	rs.partial = partialNodes(m, want)
 	if rs.stage, err = openDir(dir); err != nil {
 		return fmt.Errorf("volume %q: restore target: %w", volume, err)
 	}
@@ -38,8 +53,7 @@ func (r *Repo) restoreInPlace(ctx context.Context, volume, id, dir string, m *Ma
 	fail := func(err error) error {
 		return fmt.Errorf("volume %q: restoring snapshot %s in place into %s: %w", volume, id, dir, err)
 	}
-	keep, err := rs.pruneOld(old)
-	if err != nil {
+	if err := rs.removeOld(old, keep); err != nil {
 		return fail(err)
 	}
 	if err := rs.buildInPlace(ctx, old, keep); err != nil {
@@ -83,10 +97,10 @@ func linkTargets(m *Manifest) map[int32]bool {
 	return t
 }
 
-// pruneOld removes what old has and m does not keep at the same path
-// with the same type, deepest first, and returns, per node of m, the node
-// of old it updates in place (-1: create it).
-func (rs *restorer) pruneOld(old *Manifest) ([]int32, error) {
+// planKeep returns, per node of m, the node of old it updates in place
+// (-1: create it): the same path, the same type, neither hardlinked, and
+// for symlinks and devices the same target.
+func (rs *restorer) planKeep(old *Manifest) []int32 {
 	m := rs.m
 	newAt := make(map[string]int32, len(m.Nodes))
 	for i, p := range rs.paths {
@@ -97,19 +111,113 @@ func (rs *restorer) pruneOld(old *Manifest) ([]int32, error) {
 	for i := range keep {
 		keep[i] = -1
 	}
-	oldPaths := old.Paths()
-	for i := len(old.Nodes) - 1; i >= 1; i-- {
+	for i, p := range old.Paths() {
+		if i == 0 {
+			continue
+		}
 		o := &old.Nodes[i]
-		if j, ok := newAt[oldPaths[i]]; ok && m.Nodes[j].Type == o.Type &&
+		if j, ok := newAt[p]; ok && m.Nodes[j].Type == o.Type &&
 			inPlaceKeepable(old, i, oldLinked) && inPlaceKeepable(m, int(j), newLinked) &&
 			(o.Type != TypeSymlink || o.Target == m.Nodes[j].Target) &&
 			(o.Type != TypeCharDev && o.Type != TypeBlockDev || o.Rdev == m.Nodes[j].Rdev) {
 			keep[j] = int32(i)
+		}
+	}
+	keep[0] = 0
+	return keep
+}
+
+// inPlaceParts says which list parts of m and of old an in-place restore
+// from old to m must load: every part of a file it creates; of a kept
+// file, the parts of the spans whose part differs (a part with the same
+// ID holds the same chunks at the same blocks), from both sides. A nil
+// result loads all of them; a version 1 manifest has no parts.
+func inPlaceParts(m, old *Manifest, keep []int32) (want, oldWant []bool) {
+	if m.BlockSize != old.BlockSize {
+		return nil, make([]bool, len(old.parts)) // every block is written again
+	}
+	if m.Version < 2 || old.Version < 2 {
+		return nil, nil
+	}
+	// parts are stored in node order, spans increasing within a node.
+	partsOf := func(x *Manifest) [][2]int {
+		r := make([][2]int, len(x.Nodes))
+		for i := 0; i < len(x.parts); {
+			j := i
+			for j < len(x.parts) && x.parts[j].Node == x.parts[i].Node {
+				j++
+			}
+			r[x.parts[i].Node] = [2]int{i, j}
+			i = j
+		}
+		return r
+	}
+	newOf, oldOf := partsOf(m), partsOf(old)
+	want, oldWant = make([]bool, len(m.parts)), make([]bool, len(old.parts))
+	for j := range m.Nodes {
+		if m.Nodes[j].Type != TypeFile {
 			continue
 		}
+		a, aEnd := newOf[j][0], newOf[j][1]
+		if keep[j] < 0 {
+			for ; a < aEnd; a++ {
+				want[a] = true
+			}
+			continue
+		}
+		b, bEnd := oldOf[keep[j]][0], oldOf[keep[j]][1]
+		for a < aEnd || b < bEnd {
+			switch {
+			case b == bEnd || a < aEnd && m.parts[a].Span < old.parts[b].Span:
+				want[a] = true
+				a++
+			case a == aEnd || old.parts[b].Span < m.parts[a].Span:
+				oldWant[b] = true
+				b++
+			default:
+				if m.parts[a].ID != old.parts[b].ID {
+					want[a], oldWant[b] = true, true
+				}
+				a++
+				b++
+			}
+		}
+	}
+	return want, oldWant
+}
+
+// partialNodes marks the nodes of m some of whose parts were not loaded.
+func partialNodes(m *Manifest, want []bool) []bool {
+	if want == nil {
+		return nil
+	}
+	partial := make([]bool, len(m.Nodes))
+	for i, p := range m.parts {
+		if !want[i] {
+			partial[p.Node] = true
+		}
+	}
+	return partial
+}
+
+// removeOld removes what old has and m does not keep (keep, from
+// planKeep), deepest first.
+func (rs *restorer) removeOld(old *Manifest, keep []int32) error {
+	kept := make([]bool, len(old.Nodes))
+	for _, k := range keep {
+		if k >= 0 {
+			kept[k] = true
+		}
+	}
+	oldPaths := old.Paths()
+	for i := len(old.Nodes) - 1; i >= 1; i-- {
+		if kept[i] {
+			continue
+		}
+		o := &old.Nodes[i]
 		dfd, err := rs.oldDirFD(oldPaths, old, o.Parent)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		flags := 0
 		if o.Type == TypeDir {
@@ -120,11 +228,10 @@ func (rs *restorer) pruneOld(old *Manifest) ([]int32, error) {
 			unix.Close(dfd)
 		}
 		if err != nil && !errors.Is(err, unix.ENOENT) {
-			return nil, fmt.Errorf("removing %s: %w", oldPaths[i], err)
+			return fmt.Errorf("removing %s: %w", oldPaths[i], err)
 		}
 	}
-	keep[0] = 0
-	return keep, nil
+	return nil
 }
 
 func (rs *restorer) oldDirFD(paths []string, old *Manifest, parent int32) (int, error) {

@@ -30,6 +30,7 @@ type restorer struct {
 	usedIno  map[uint64]bool        // old inodes already linked
 	linked   []bool                 // nodes taken whole from the old copy (no data, no metadata)
 	write    [][]BlockRef           // in place: per node, the blocks that differ (nil: all)
+	partial  []bool                 // in place: nodes whose Blocks hold only the spans that differ
 	parentFD struct{ node, fd int } // one-entry cache of a staging directory descriptor
 }
 

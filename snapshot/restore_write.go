@@ -156,8 +156,8 @@ func pwriteAll(fd int, data []byte, off int64) error {
 // right whatever else is being written.
 func (rs *restorer) isHole(node int32, from, to int64) bool {
 	bs := int64(rs.m.BlockSize)
-	if from%bs != 0 || to%bs != 0 {
-		return false
+	if from%bs != 0 || to%bs != 0 || rs.partial != nil && rs.partial[node] {
+		return false // a span not loaded may hold data there
 	}
 	bl := rs.m.Nodes[node].Blocks
 	first := uint64(from / bs)

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -20,7 +22,53 @@ import (
 	"github.com/portvol/portvol/transfer/localdir"
 )
 
-var btrfsMode, lockFile string
+var (
+	btrfsMode, lockFile, cpuProfile string
+	onlyBtrfs                       bool
+)
+
+// profiled runs f under a CPU profile written to cpuProfile/name.pprof
+// when -cpuprofile is set.
+func profiled(name string, f func() error) error {
+	if cpuProfile == "" {
+		return f()
+	}
+	if err := os.MkdirAll(cpuProfile, 0o755); err != nil {
+		return err
+	}
+	out, err := os.Create(filepath.Join(cpuProfile, name+".pprof"))
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	if err := pprof.StartCPUProfile(out); err != nil {
+		return err
+	}
+	defer pprof.StopCPUProfile()
+	return f()
+}
+
+// phases prints how long each named step of a timed step took, with -cpuprofile.
+type phases struct {
+	name  string
+	phase string // the engine's last reported phase
+	last  time.Time
+	out   []string
+}
+
+func newPhases(name string) *phases { return &phases{name: name, last: time.Now()} }
+
+func (p *phases) mark(step string) {
+	now := time.Now()
+	p.out = append(p.out, fmt.Sprintf("%s %.3fs", step, now.Sub(p.last).Seconds()))
+	p.last = now
+}
+
+func (p *phases) print() {
+	if cpuProfile != "" {
+		fmt.Printf("%s: %s (load %s)\n", p.name, strings.Join(p.out, ", "), loadAverage())
+	}
+}
 
 func useBtrfs() bool {
 	switch btrfsMode {
@@ -137,9 +185,11 @@ func runBtrfs(ctx context.Context, work string, gib int, seed uint64) (res *btrf
 	if err != nil {
 		return nil, err
 	}
-	res.dd, err = timed(func() error { return ddCopy(c.Path("src"), c.Path("dd")) })
-	if err != nil {
-		return nil, err
+	if !onlyBtrfs {
+		res.dd, err = timed(func() error { return ddCopy(c.Path("src"), c.Path("dd")) })
+		if err != nil {
+			return nil, err
+		}
 	}
 	if err := c.Remove(ctx, "dd"); err != nil {
 		return nil, err
@@ -153,19 +203,27 @@ func runBtrfs(ctx context.Context, work string, gib int, seed uint64) (res *btrf
 	var cur localcopy.Frozen
 	var m2 *snapshot.Manifest
 	st.put.Store(0)
+	ph := newPhases(fmt.Sprintf("%d GiB btrfs snapshot of the change", gib))
 	res.snapSrc, err = timed(func() (err error) {
-		if cur, err = c.Freeze(ctx, "src"); err != nil {
+		return profiled(fmt.Sprintf("snap-%dgib", gib), func() error {
+			ph = newPhases(ph.name)
+			if cur, err = c.Freeze(ctx, "src"); err != nil {
+				return err
+			}
+			ph.mark("freeze")
+			src, err := c.ChangeSource(ctx, base, cur)
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			ph.mark("change search")
+			res.changedFiles = src.Changed()
+			m2, err = repo.Create(ctx, "v", cur.Path, snapshot.CreateOptions{Parent: m1.ID, Changes: src, Progress: ph.progress})
+			ph.mark("create")
 			return err
-		}
-		src, err := c.ChangeSource(ctx, base, cur)
-		if err != nil {
-			return err
-		}
-		defer src.Close()
-		res.changedFiles = src.Changed()
-		m2, err = repo.Create(ctx, "v", cur.Path, snapshot.CreateOptions{Parent: m1.ID, Changes: src})
-		return err
+		})
 	})
+	ph.print()
 	if err != nil {
 		return nil, err
 	}
@@ -187,17 +245,26 @@ func runBtrfs(ctx context.Context, work string, gib int, seed uint64) (res *btrf
 	// Pre-staged: dst holds m1; a writable snapshot of it gets the delta
 	// in place and is swapped in.
 	st.get.Store(0)
+	ph = newPhases(fmt.Sprintf("%d GiB btrfs pre-staged restore", gib))
 	res.inPlace, err = timed(func() error {
-		t, err := c.RestoreTarget(ctx, "dst", true, nocow)
-		if err != nil {
+		return profiled(fmt.Sprintf("restore-%dgib", gib), func() error {
+			ph = newPhases(ph.name)
+			t, err := c.RestoreTarget(ctx, "dst", true, nocow)
+			if err != nil {
+				return err
+			}
+			ph.mark("writable snapshot")
+			if err := repo.Restore(ctx, "v", m2.ID, filepath.Join(t.Path, "vol"), snapshot.RestoreOptions{Previous: m1.ID, InPlace: true, Progress: ph.progress}); err != nil {
+				c.AbortRestore(ctx, t)
+				return err
+			}
+			ph.mark("restore")
+			err = c.CommitRestore(ctx, t)
+			ph.mark("swap")
 			return err
-		}
-		if err := repo.Restore(ctx, "v", m2.ID, filepath.Join(t.Path, "vol"), snapshot.RestoreOptions{Previous: m1.ID, InPlace: true}); err != nil {
-			c.AbortRestore(ctx, t)
-			return err
-		}
-		return c.CommitRestore(ctx, t)
+		})
 	})
+	ph.print()
 	if err != nil {
 		return nil, err
 	}
@@ -270,4 +337,18 @@ func exportOnto(ctx context.Context, work, dir string, key []byte, exp, m1, m2, 
 		return fmt.Errorf("the export differs from the instant: %w", err)
 	}
 	return nil
+}
+
+// progress marks the engine's phase changes (Progress is called a few
+// times a second, so a phase shorter than that may be missed).
+func (p *phases) progress(pr snapshot.Progress) {
+	if cpuProfile == "" {
+		return
+	}
+	if p.phase != pr.Phase {
+		if p.phase != "" {
+			p.mark(p.phase)
+		}
+		p.phase = pr.Phase
+	}
 }

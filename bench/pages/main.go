@@ -58,6 +58,8 @@ func main() {
 	runs := flag.Int("runs", 3, "runs per size; the table shows medians")
 	flag.StringVar(&btrfsMode, "btrfs", "auto", "also measure on a btrfs pool with the real ChangeSource: auto (when the kernel has btrfs), on or off")
 	flag.StringVar(&lockFile, "lock", "", "flock this file around the btrfs runs (loop devices and mounts; the team's /tmp/portvol-docker.lock)")
+	flag.BoolVar(&onlyBtrfs, "only-btrfs", false, "measure only on btrfs, without dd + sync (for profiling; -out \"\" then)")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write CPU profiles of the btrfs snapshot of the change and pre-staged restore into this directory, and print their phases")
 	flag.Parse()
 	if err := run(*work, *out, *sizes, *runs); err != nil {
 		fmt.Fprintln(os.Stderr, "pages:", err)
@@ -100,9 +102,11 @@ func run(work, out, sizes string, runs int) error {
 			return fmt.Errorf("bad size %q", s)
 		}
 		for i := 1; i <= runs; i++ {
-			r, err := runOne(ctx, work, gib, uint64(i))
-			if err != nil {
-				return fmt.Errorf("%d GiB, run %d: %w", gib, i, err)
+			r := result{gib: gib}
+			if !onlyBtrfs {
+				if r, err = runOne(ctx, work, gib, uint64(i)); err != nil {
+					return fmt.Errorf("%d GiB, run %d: %w", gib, i, err)
+				}
 			}
 			if useBtrfs() {
 				if r.b, err = runBtrfs(ctx, work, gib, uint64(i)); err != nil {
@@ -113,6 +117,10 @@ func run(work, out, sizes string, runs int) error {
 			fmt.Printf("%d GiB run %d: %+v\n", gib, i, r)
 			all = append(all, r)
 		}
+	}
+	if out == "" {
+		fmt.Printf("load average %s at the start, %s at the end\n", load0, loadAverage())
+		return nil
 	}
 	return writeReport(out, all, load0, loadAverage(), time.Since(start))
 }
