@@ -458,7 +458,11 @@
 // manifests' bodies are still read: one ~41-byte reference per MiB of
 // data). Everything is validated before the first entry is removed. The
 // cost follows the delta; it is atomic only with the caller's help:
-// write into a snapshot, then swap it in.
+// write into a snapshot, then swap it in. Repo.Holds says whether a
+// directory may be such a target: its stat cache names the snapshot,
+// every file's stat is still the one recorded, and every entry is the
+// snapshot's (portvol export calls it on a writable btrfs snapshot of
+// DST_DIR).
 //
 // # Versions
 //

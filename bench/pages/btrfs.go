@@ -3,8 +3,12 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
@@ -89,6 +93,8 @@ type btrfsResult struct {
 	cold, dd           time.Duration
 	inPlace            time.Duration // writable snapshot, in-place restore, swap
 	fetchedInPlace     uint64
+	export             time.Duration // portvol export --force onto the previous export
+	fetchedExport      uint64
 }
 
 func lock() (func(), error) {
@@ -128,7 +134,7 @@ func runBtrfs(ctx context.Context, work string, gib int, seed uint64) (res *btrf
 		}
 	}()
 	nocow := localcopy.CreateOptions{NoCOW: true}
-	for _, v := range []string{"src", "dst", "dd"} {
+	for _, v := range []string{"src", "dst", "dd", "exp"} {
 		if err := c.Create(ctx, v, nocow); err != nil {
 			return nil, err
 		}
@@ -266,7 +272,71 @@ func runBtrfs(ctx context.Context, work string, gib int, seed uint64) (res *btrf
 	if err := sameTree(cur.Path, dst); err != nil {
 		return nil, fmt.Errorf("the in-place restore differs from the instant: %w", err)
 	}
+
+	// portvol export --force onto the previous export in a subvolume,
+	// as a user runs it: it proves from the stat cache that the
+	// subvolume holds m1 unmodified, then restores in place.
+	if err := exportOnto(ctx, work, dir, key, c.Path("exp"), m1.ID, m2.ID, cur.Path, res); err != nil {
+		return nil, err
+	}
 	return res, nil
+}
+
+// exportOnto exports snapshot m1 into the subvolume exp with the portvol
+// command (untimed), then times exporting m2 onto it.
+func exportOnto(ctx context.Context, work, dir string, key []byte, exp, m1, m2, want string, res *btrfsResult) error {
+	bin, err := filepath.Abs(filepath.Join(work, "portvol"))
+	if err != nil {
+		return err
+	}
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/portvol").CombinedOutput(); err != nil {
+		return fmt.Errorf("building portvol (run from the repository's root): %w\n%s", err, out)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	keyFile, cache := filepath.Join(abs, "key"), filepath.Join(abs, "export.statcache")
+	if err := os.WriteFile(keyFile, []byte(hex.EncodeToString(key)), 0o600); err != nil {
+		return err
+	}
+	export := func(id string) (method string, fetched uint64, err error) {
+		out, err := exec.CommandContext(ctx, bin, "export", "--store", "file://"+filepath.Join(abs, "store"),
+			"--encryption-key-file", keyFile, "--stat-cache", cache, "--force", "--snapshot", id, "--json", "v", exp).Output()
+		if err != nil {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				err = fmt.Errorf("%w: %s", err, ee.Stderr)
+			}
+			return "", 0, fmt.Errorf("portvol export: %w", err)
+		}
+		var r struct {
+			Method           string `json:"method"`
+			TransferredBytes uint64 `json:"transferred_bytes"`
+		}
+		if err := json.Unmarshal(out, &r); err != nil {
+			return "", 0, fmt.Errorf("portvol export printed %q: %w", out, err)
+		}
+		return r.Method, r.TransferredBytes, nil
+	}
+	if _, _, err := export(m1); err != nil {
+		return err
+	}
+	var method string
+	res.export, err = timed(func() (err error) {
+		method, res.fetchedExport, err = export(m2)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if method != "in-place" {
+		return fmt.Errorf("export --force onto the previous export took the %s path, not in place", method)
+	}
+	if err := sameTree(want, exp); err != nil {
+		return fmt.Errorf("the export differs from the instant: %w", err)
+	}
+	return nil
 }
 
 // progress marks the engine's phase changes (Progress is called a few

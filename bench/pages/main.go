@@ -15,8 +15,10 @@
 // the written ranges. It writes a markdown table into docs/benchmarks.md
 // between <!-- bench:pages --> and <!-- /bench:pages -->.
 //
-// It uses the snapshot package in-process (no S3 server, no CLI), runs as
-// root (it drops the page cache) and writes only under -work.
+// It uses the snapshot package in-process (no S3 server, no CLI; only the
+// btrfs row for export --force builds and runs the portvol command, so run
+// it from the repository's root), runs as root (it drops the page cache)
+// and writes only under -work.
 package main
 
 import (

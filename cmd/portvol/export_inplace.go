@@ -68,7 +68,9 @@ func prepareSubvolume(ctx context.Context, repo *snapshot.Repo, volume, dst, sta
 	why = "no --stat-cache: what DST_DIR holds cannot be proven"
 	if statCache != "" {
 		if err := btrfs.Snapshot(dst, next, false); err != nil {
-			return nil, "", fmt.Errorf("snapshotting %s: %w", dst, err)
+			// A subvolume mounted at DST_DIR, or one this user may not
+			// snapshot: the staging path says what to do, or works.
+			return nil, "cannot snapshot DST_DIR beside it: " + err.Error(), nil
 		}
 		prev, err := repo.Holds(ctx, volume, next, statCache)
 		if err == nil && previous != "" && previous != prev {
@@ -86,7 +88,7 @@ func prepareSubvolume(ctx context.Context, repo *snapshot.Repo, volume, dst, sta
 		why = "DST_DIR is not provably an unmodified export: " + err.Error()
 	}
 	if err := btrfs.CreateSubvolume(next); err != nil {
-		return nil, "", fmt.Errorf("creating a subvolume beside %s: %w", dst, err)
+		return nil, why + "; cannot create a subvolume beside it: " + err.Error(), nil
 	}
 	return &subvolExport{dst: dst, next: next}, why, nil
 }
