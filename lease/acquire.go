@@ -41,8 +41,10 @@ type WaitOptions struct {
 	AutoTakeover bool
 }
 
-// WaitAcquire is Acquire that keeps trying, every PollInterval (jittered),
-// while another host holds the volume, for up to o.Wait. What this host saw
+// WaitAcquire is Acquire that keeps trying while another host holds the
+// volume, for up to o.Wait: every PollInterval (jittered), starting five
+// times as often and slowing down by half each time, since a planned move
+// releases within a second or two of the new host starting to wait. What this host saw
 // is remembered across calls, so a lease can expire over several calls
 // each shorter than the TTL.
 func (m *Manager) WaitAcquire(ctx context.Context, volume string, o WaitOptions) (*Lease, error) {
@@ -73,6 +75,7 @@ func (m *Manager) Takeover(ctx context.Context, volume string, o TakeoverOptions
 
 func (m *Manager) wait(ctx context.Context, volume string, wait time.Duration, a attempt, progress func(*HeldError)) (*Lease, error) {
 	start := m.clock.Now()
+	interval := max(m.poll/5, 1)
 	for {
 		l, err := m.try(ctx, volume, a)
 		var held *HeldError
@@ -87,10 +90,11 @@ func (m *Manager) wait(ctx context.Context, volume string, wait time.Duration, a
 			held.Waited = waited
 			return nil, held
 		}
-		if err := sleep(ctx, m.clock, min(jitter(m.poll), wait-waited)); err != nil {
+		if err := sleep(ctx, m.clock, min(jitter(interval), wait-waited)); err != nil {
 			held.Waited = m.clock.Now() - start
 			return nil, fmt.Errorf("%w (gave up: %w)", held, err)
 		}
+		interval = min(interval*3/2, m.poll)
 	}
 }
 
