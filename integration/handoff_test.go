@@ -38,6 +38,7 @@ type handoffRun struct {
 	release time.Duration // A: last unmount until the lease was released
 	restore time.Duration // B: restore start until done
 	events  string        // both plugins' log entries about the volume, as offsets from docker stop
+	ddSync  time.Duration // floor runs: dd + sync of dbBytes on the disk the volumes are on
 }
 
 // TestHandoffBenchmark measures how long a PostgreSQL database takes to
@@ -74,7 +75,7 @@ func TestHandoffBenchmark(t *testing.T) {
 	}
 	// The plugins' default lease TTL and mount wait: what users run.
 	c := newCluster(t, clusterOptions{volumeFS: benchVolumeFS})
-	var cold, staged []handoffRun
+	var cold, staged, floor []handoffRun
 	for i := range runs {
 		r := c.handoff(t, scale, tx, false)
 		t.Logf("run %d cold:       %s", i+1, r)
@@ -82,8 +83,11 @@ func TestHandoffBenchmark(t *testing.T) {
 		r = c.handoff(t, scale, tx, true)
 		t.Logf("run %d pre-staged: %s", i+1, r)
 		staged = append(staged, r)
+		r = c.floorHandoff(t, scale, tx)
+		t.Logf("run %d floor:      %s; dd + sync of the database's bytes %v", i+1, r, r.ddSync.Round(10*time.Millisecond))
+		floor = append(floor, r)
 	}
-	section := handoffReport(scale, tx, cold, staged)
+	section := handoffReport(scale, tx, cold, staged, floor)
 	t.Logf("\n%s", section)
 	if err := writeSection(filepath.Join(repoRoot, "docs", "benchmarks.md"), handoffBegin, handoffEnd, section); err != nil {
 		t.Fatal(err)
@@ -176,6 +180,69 @@ func (c *cluster) handoff(t *testing.T, scale, tx int, prestage bool) handoffRun
 	return r
 }
 
+// floorHandoff measures what no storage layer can beat: the same database
+// stopped in one container and started in another on the same host, on
+// the same volume of Docker's local driver (nothing moves), and, for the
+// cold case, dd + sync of as many bytes as the database holds on the disk
+// the volumes are on (a cold restore must at least write them).
+func (c *cluster) floorHandoff(t *testing.T, scale, tx int) handoffRun {
+	t.Helper()
+	vol := randomName("floor")
+	c.a.docker(t, "volume", "create", vol)
+	t.Cleanup(func() { c.a.eng.cli("volume", "rm", "-f", vol) })
+	pa := c.a.createPG(t, vol)
+	pa.mustStart(t)
+	pgbench := []string{"exec", pa.name, "pgbench", "-h", "/run/postgresql", "-U", "postgres"}
+	c.a.docker(t, append(pgbench, "-i", "-s", strconv.Itoa(scale), "-q", "postgres")...)
+	if benchFiller == "random" {
+		pa.sql(t, randomFiller)
+		pa.sql(t, "VACUUM FULL pgbench_accounts")
+		pa.sql(t, "CHECKPOINT")
+	}
+	pa.stop(t)
+	pa.mustStart(t)
+	c.a.docker(t, append(pgbench, "-c", "2", "-j", "2", "-t", strconv.Itoa(tx), "postgres")...)
+	want := pa.sql(t, readBalances)
+	var r handoffRun
+	if kb, err := strconv.ParseInt(strings.Fields(c.a.docker(t, "exec", pa.name, "du", "-sk", "/var/lib/postgresql/data/pgdata"))[0], 10, 64); err == nil {
+		r.dbBytes = kb << 10
+	}
+	pb := c.a.createPG(t, vol)
+
+	t0 := time.Now()
+	pa.stop(t)
+	r.stop = time.Since(t0)
+	if out, err := pb.start(); err != nil {
+		t.Fatalf("floor: docker start: %v\n%s", err, out)
+	}
+	r.mounted = time.Since(t0)
+	for !pb.ready() {
+		if time.Since(t0) > 10*time.Minute {
+			t.Fatal("floor: PostgreSQL not ready after 10 min")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.ready = time.Since(t0)
+	if got := pb.sql(t, readBalances); got != want {
+		t.Fatalf("floor: the second container reads %q, the first had %q", got, want)
+	}
+	pb.stop(t)
+	c.a.eng.cli("rm", "-f", pa.name)
+	c.a.eng.cli("rm", "-f", pb.name)
+	c.a.eng.cli("volume", "rm", "-f", vol)
+
+	// The write floor, on the disk host B keeps its volumes on.
+	f := filepath.Join(c.b.state, "dd-floor")
+	d0 := time.Now()
+	if out, err := run(context.Background(), "", "dd", "if=/dev/zero", "of="+f, "bs=4M",
+		"count="+strconv.FormatInt((r.dbBytes+(4<<20)-1)/(4<<20), 10), "conv=fdatasync"); err != nil {
+		t.Fatalf("dd: %v\n%s", err, out)
+	}
+	r.ddSync = time.Since(d0)
+	os.Remove(f)
+	return r
+}
+
 // benchFiller is PORTVOL_BENCH_FILLER: "random" or "blank";
 // benchVolumeFS is PORTVOL_BENCH_VOLUME_FS.
 var benchFiller, benchVolumeFS string
@@ -190,7 +257,7 @@ const randomFiller = `CREATE EXTENSION IF NOT EXISTS pgcrypto; ` +
 const readBalances = `SELECT (SELECT count(*) || ' ' || sum(abalance) FROM pgbench_accounts) || ' ' || (SELECT count(*) FROM pgbench_history)`
 
 // handoffReport is the markdown section for docs/benchmarks.md.
-func handoffReport(scale, tx int, cold, staged []handoffRun) string {
+func handoffReport(scale, tx int, cold, staged, floor []handoffRun) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Handoff: a PostgreSQL database from one host to another\n\n")
 	fmt.Fprintf(&b, "`make bench-handoff` (%s, portvol %s). ", time.Now().UTC().Format("2006-01-02"), gitRevision())
@@ -223,6 +290,19 @@ func handoffReport(scale, tx int, cold, staged []handoffRun) string {
 			mib(median(rs, func(r handoffRun) int64 { return r.upload })),
 			mib(median(rs, func(r handoffRun) int64 { return r.fetched })),
 			mib(median(rs, func(r handoffRun) int64 { return r.reused })))
+	}
+	if len(floor) > 0 {
+		stop := median(floor, func(r handoffRun) time.Duration { return r.stop })
+		start := median(floor, func(r handoffRun) time.Duration { return r.ready - r.stop })
+		dd := median(floor, func(r handoffRun) time.Duration { return r.ddSync })
+		fmt.Fprintf(&b, "| floor: no storage layer (stop, then start a second container on the same host's local volume) | **%s** | %s | %s | | | | | | | |\n",
+			seconds(median(floor, func(r handoffRun) time.Duration { return r.ready })),
+			strings.Join(mapRuns(floor, func(r handoffRun) string { return seconds(r.ready) }), ", "), seconds(stop))
+		fmt.Fprintf(&b, "\nFloors, measured in the same run: a handoff that moves nothing takes %s (`docker stop` %s, then PostgreSQL's "+
+			"start until `pg_isready` %s); writing the database's %s with `dd` + `fdatasync` on the disk B keeps its volumes on takes %s "+
+			"(runs: %s), so a cold handoff cannot take less than about %s, and a pre-staged one not less than %s plus the final delta.\n",
+			seconds(stop+start), seconds(stop), seconds(start), mib(floor[0].dbBytes), seconds(dd),
+			strings.Join(mapRuns(floor, func(r handoffRun) string { return seconds(r.ddSync) }), ", "), seconds(stop+dd+start), seconds(stop+start))
 	}
 	if len(cold) > 0 {
 		fmt.Fprintf(&b, "\nDatabase size on disk: %s (pgdata after the transactions). ", mib(cold[0].dbBytes))
