@@ -204,8 +204,6 @@ bench-format:
 	$(GO) run ./bench/formatstudy -pg-before bench/work/formatstudy/pg-before -pg-after bench/work/formatstudy/pg-after
 	$(GO) run ./bench/formatstudy -disk bench/work/formatstudy
 
-# Every long benchmark: snapshots against restic and tar, small changes, then the Docker handoff.
-bench: bench-snapshots bench-pages bench-handoff
 # Prune of a local store of 1,000 snapshots (10 volumes × 100) holding 100k
 # chunks, half of them forgotten: wall time and peak RSS of portvol prune's mark
 # and sweep runs, against reading every manifest once in the same run.
@@ -213,9 +211,9 @@ bench: bench-snapshots bench-pages bench-handoff
 bench-prune: build
 	$(GO) test -tags prunebench -count=1 -run '^TestPruneBenchmark$$' -v -timeout 60m ./prune/ -portvol $(BUILD)/portvol
 
-# Every long benchmark: snapshots against restic and tar, the Docker handoff,
-# btrfs volumes, prune.
-bench: bench-snapshots bench-handoff bench-volfs bench-prune
+# Every long benchmark: snapshots against restic and tar, small scattered
+# changes, the Docker handoff, btrfs volumes, prune.
+bench: bench-snapshots bench-pages bench-handoff bench-volfs bench-prune
 
 # PostgreSQL (pgbench -s 20 -c 4) on btrfs subvolumes in portvol's pool vs
 # an ext4 directory on the same disk, and the pause a read-only snapshot

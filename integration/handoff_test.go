@@ -107,27 +107,14 @@ func (r handoffRun) String() string {
 func (c *cluster) handoff(t *testing.T, scale, tx int, prestage bool) handoffRun {
 	t.Helper()
 	vol := c.volume(t)
-	pa := c.a.createPG(t, vol)
-	pa.mustStart(t)
-	pgbench := []string{"exec", pa.name, "pgbench", "-h", "/run/postgresql", "-U", "postgres"}
-	c.a.docker(t, append(pgbench, "-i", "-s", strconv.Itoa(scale), "-q", "postgres")...)
-	if benchFiller == "random" {
-		pa.sql(t, randomFiller)
-		pa.sql(t, "VACUUM FULL pgbench_accounts")
-		pa.sql(t, "CHECKPOINT")
-	}
-	pa.stop(t)
-	c.waitReleased(t, c.a, vol)
-	pa.mustStart(t)
-	if prestage {
-		c.b.mustPortvol(t, "pull", vol)
-	}
-	c.a.docker(t, append(pgbench, "-c", "2", "-j", "2", "-t", strconv.Itoa(tx), "postgres")...)
-	want := pa.sql(t, readBalances)
 	var r handoffRun
-	if kb, err := strconv.ParseInt(strings.Fields(c.a.docker(t, "exec", pa.name, "du", "-sk", "/var/lib/postgresql/data/pgdata"))[0], 10, 64); err == nil {
-		r.dbBytes = kb << 10
-	}
+	pa, want := c.pgbenchDB(t, vol, scale, tx, &r, func() {
+		c.waitReleased(t, c.a, vol)
+	}, func() {
+		if prestage {
+			c.b.mustPortvol(t, "pull", vol)
+		}
+	})
 	pb := c.b.createPG(t, vol) // before the clock: creating a container is not the handoff
 
 	t0 := time.Now()
@@ -180,16 +167,12 @@ func (c *cluster) handoff(t *testing.T, scale, tx int, prestage bool) handoffRun
 	return r
 }
 
-// floorHandoff measures what no storage layer can beat: the same database
-// stopped in one container and started in another on the same host, on
-// the same volume of Docker's local driver (nothing moves), and, for the
-// cold case, dd + sync of as many bytes as the database holds on the disk
-// the volumes are on (a cold restore must at least write them).
-func (c *cluster) floorHandoff(t *testing.T, scale, tx int) handoffRun {
+// pgbenchDB makes a pgbench database of the given scale on host A in vol,
+// stops and starts it once (stopped runs between the two), runs tx
+// transactions (started runs before them), and returns its container and
+// readBalances; r gets the database's size.
+func (c *cluster) pgbenchDB(t *testing.T, vol string, scale, tx int, r *handoffRun, stopped, started func()) (*pgContainer, string) {
 	t.Helper()
-	vol := randomName("floor")
-	c.a.docker(t, "volume", "create", vol)
-	t.Cleanup(func() { c.a.eng.cli("volume", "rm", "-f", vol) })
 	pa := c.a.createPG(t, vol)
 	pa.mustStart(t)
 	pgbench := []string{"exec", pa.name, "pgbench", "-h", "/run/postgresql", "-U", "postgres"}
@@ -200,13 +183,29 @@ func (c *cluster) floorHandoff(t *testing.T, scale, tx int) handoffRun {
 		pa.sql(t, "CHECKPOINT")
 	}
 	pa.stop(t)
+	stopped()
 	pa.mustStart(t)
+	started()
 	c.a.docker(t, append(pgbench, "-c", "2", "-j", "2", "-t", strconv.Itoa(tx), "postgres")...)
 	want := pa.sql(t, readBalances)
-	var r handoffRun
 	if kb, err := strconv.ParseInt(strings.Fields(c.a.docker(t, "exec", pa.name, "du", "-sk", "/var/lib/postgresql/data/pgdata"))[0], 10, 64); err == nil {
 		r.dbBytes = kb << 10
 	}
+	return pa, want
+}
+
+// floorHandoff measures what no storage layer can beat: the same database
+// stopped in one container and started in another on the same host, on
+// the same volume of Docker's local driver (nothing moves), and, for the
+// cold case, dd + sync of as many bytes as the database holds on the disk
+// the volumes are on (a cold restore must at least write them).
+func (c *cluster) floorHandoff(t *testing.T, scale, tx int) handoffRun {
+	t.Helper()
+	vol := randomName("floor")
+	c.a.docker(t, "volume", "create", vol)
+	t.Cleanup(func() { c.a.eng.cli("volume", "rm", "-f", vol) })
+	var r handoffRun
+	pa, want := c.pgbenchDB(t, vol, scale, tx, &r, func() {}, func() {})
 	pb := c.a.createPG(t, vol)
 
 	t0 := time.Now()
