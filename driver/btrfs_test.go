@@ -10,31 +10,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/portvol/portvol/internal/needs"
 	"github.com/portvol/portvol/localcopy/btrfs"
 )
 
-// requireBtrfs skips tests that make a btrfs pool unless they run as root
-// with btrfs and loop devices; under CI=true that is a failure.
-func requireBtrfs(t *testing.T) {
-	t.Helper()
-	why := ""
-	switch {
-	case os.Geteuid() != 0:
-		why = "needs root (loop devices, mount, btrfs ioctls)"
-	case btrfs.Available() != nil:
-		why = btrfs.Available().Error()
-	}
-	if _, err := os.Stat("/dev/loop-control"); why == "" && err != nil {
-		why = "no /dev/loop-control"
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("btrfs driver tests cannot run: %s; CI must run them", why)
-	}
-	t.Skip(why)
-}
+// requireBtrfs skips without root, btrfs or loop devices, except under
+// CI=true, where the test fails: CI must run it.
+func requireBtrfs(t *testing.T) { needs.Btrfs(t, btrfs.Available) }
 
 // withBtrfs makes e's driver keep new copies in a real btrfs pool of its
 // own (512M, in its state directory), unmounted when the test ends.

@@ -12,32 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portvol/portvol/internal/needs"
 	"github.com/portvol/portvol/localcopy"
 	"github.com/portvol/portvol/localcopy/btrfs"
 )
 
 // requireBtrfs skips without root, btrfs or loop devices, except under
 // CI=true, where the test fails: CI must run it.
-func requireBtrfs(t *testing.T) {
-	t.Helper()
-	why := ""
-	switch {
-	case os.Geteuid() != 0:
-		why = "needs root (loop devices, mount, btrfs ioctls)"
-	case btrfs.Available() != nil:
-		why = btrfs.Available().Error()
-	}
-	if _, err := os.Stat("/dev/loop-control"); why == "" && err != nil {
-		why = "no /dev/loop-control"
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("btrfs tests cannot run: %s; CI must run them (as root, with btrfs and loop devices)", why)
-	}
-	t.Skip(why)
-}
+func requireBtrfs(t *testing.T) { needs.Btrfs(t, btrfs.Available) }
 
 // exportSubvolume is a btrfs subvolume, empty, in a pool image of its
 // own on a loop device, unmounted at the end of the test.

@@ -39,6 +39,7 @@ var rules = map[string][]string{
 	"bench/pages":       {"snapshot", "transfer", "transfer/localdir", "localcopy", "localcopy/btrfs", "golang.org/x/sys"},
 	"hosttest":          {},
 	"internal/s3test":   {},
+	"internal/needs":    {}, // tests' prerequisites (skip, or fail under CI=true)
 	"internal/archtest": {},
 	"localcopy":         {"internal/volname", "internal/durable", "golang.org/x/sys"},
 	// btrfs's change discovery is a snapshot.ChangeSource.

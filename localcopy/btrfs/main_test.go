@@ -5,6 +5,8 @@ import (
 	"os"
 	"sync"
 	"testing"
+
+	"github.com/portvol/portvol/internal/needs"
 )
 
 // The tests need root, btrfs in the kernel and loop devices: they make a
@@ -32,26 +34,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func requireBtrfs(t *testing.T) {
-	t.Helper()
-	why := ""
-	switch {
-	case os.Geteuid() != 0:
-		why = "needs root (loop devices, mount, btrfs ioctls)"
-	case Available() != nil:
-		why = Available().Error()
-	}
-	if _, err := os.Stat("/dev/loop-control"); why == "" && err != nil {
-		why = "no /dev/loop-control"
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("btrfs tests cannot run: %s; CI must run them (as root, with btrfs and loop devices)", why)
-	}
-	t.Skip(why)
-}
+// requireBtrfs skips without root, btrfs or loop devices, except under
+// CI=true, where the test fails: CI must run it.
+func requireBtrfs(t *testing.T) { needs.Btrfs(t, Available) }
 
 // newStateDir is a state directory on the real disk (not tmpfs: the
 // pool image needs direct I/O), removed at the end of the run.
