@@ -50,6 +50,13 @@ type robs struct {
 	taken     []takeover
 	n         map[string]int // counters for the summary
 	faults    map[faultstore.Fault]int
+
+	// What random_shape_test.go's knobs need (randobs_shape_test.go).
+	inflight map[hostVol]int              // Mount calls under way
+	lwrites  []leaseWrite                 // lease writes that landed
+	headSeq  map[string]map[string]uint64 // volume → head → seq of the first record naming it
+	seen     map[hostVol]copySeen         // standby copies' last snapshot
+	repo     *snapshot.Repo               // the observer's own, without faults
 }
 
 type hostVol struct {
@@ -115,7 +122,8 @@ type rwrite struct {
 
 func newObserver(r *rrun) *robs {
 	return &robs{r: r, cur: map[hostVol]*rwindow{}, writes: map[int]*rwrite{}, pending: map[hostVol][]int{},
-		removedAt: map[string]time.Time{}, n: map[string]int{}, faults: map[faultstore.Fault]int{}}
+		removedAt: map[string]time.Time{}, n: map[string]int{}, faults: map[faultstore.Fault]int{},
+		inflight: map[hostVol]int{}, headSeq: map[string]map[string]uint64{}, seen: map[hostVol]copySeen{}}
 }
 
 func (o *robs) fail(format string, args ...any) {
@@ -139,6 +147,8 @@ func (o *robs) mounted(h *rhost, d *Driver, vol, id, mp string, called time.Time
 	if rec, err := d.db.Volume(context.Background(), vol); err == nil {
 		inc, gen = rec.Incarnation, rec.Generation
 	}
+	took, head := o.leaseOf(d, vol, gen)
+	planned := o.plannedMoveHead(h, vol, gen, called, took, head)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.n["mounts"]++
@@ -168,6 +178,9 @@ func (o *robs) mounted(h *rhost, d *Driver, vol, id, mp string, called time.Time
 		o.problems = append(o.problems, fmt.Sprintf("%s: Mount of %s returned %s, which cannot be opened: %v", h.name, vol, mp, err))
 		return
 	}
+	if took != nil {
+		o.tookOverLocked(h, vol, gen, took, called, now)
+	}
 	w := &rwindow{host: h.idx, vol: vol, inc: inc, gen: gen, called: called, start: now, ids: map[string]bool{id: true}, root: root}
 	for _, tk := range o.taken {
 		// A takeover while this Mount was under way took its generation.
@@ -178,6 +191,14 @@ func (o *robs) mounted(h *rhost, d *Driver, vol, id, mp string, called time.Time
 	o.windows = append(o.windows, w)
 	o.cur[hv] = w
 	o.n["windows"]++
+	if w.cutAt.IsZero() {
+		// What a new window shows must hold every acknowledged write (and
+		// after a planned move to a standby host, exactly the head).
+		o.checkContentLocked(h, w, "at its Mount")
+		if planned != nil {
+			o.checkHeadLocked(h, w, planned)
+		}
+	}
 }
 
 // closeLocked ends window w at t: the container stopped.
@@ -286,6 +307,10 @@ func contentOf(seq int) []byte { return []byte(fmt.Sprintf("write %d\n", seq)) }
 func (o *robs) takenOver(vol, from string, gen uint64, start, end time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.takenOverLocked(vol, from, gen, start, end)
+}
+
+func (o *robs) takenOverLocked(vol, from string, gen uint64, start, end time.Time) {
 	o.n["takeovers"]++
 	idx := -1
 	for _, h := range o.r.hosts {
@@ -328,6 +353,7 @@ func (o *robs) removed(h *rhost, vol string) {
 	defer o.mu.Unlock()
 	o.n["removes"]++
 	o.removedAt[vol] = time.Now()
+	o.forgetCopiesLocked(vol)
 	hv := hostVol{h.idx, vol}
 	for _, s := range o.pending[hv] {
 		o.writes[s].state = wRetired
@@ -358,6 +384,7 @@ func (o *robs) countFaults(fs *faultstore.Store) {
 func (o *robs) settle() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.watchStandbysLocked()
 	for hv, seqs := range o.pending {
 		if len(seqs) == 0 {
 			delete(o.pending, hv)
@@ -405,8 +432,9 @@ func (o *robs) summary() string {
 	for _, w := range o.writes {
 		states[w.state]++
 	}
-	return fmt.Sprintf("%d mounts in %d windows, %d unmount errors, %d writes (%d acknowledged, %d cut off by takeovers and kept, %d of removed volumes), %d takeovers, %d removes, %d kills; faults injected: %d failed, %d lost answers, %d late answers",
-		o.n["mounts"], o.n["windows"], o.n["unmount errors"], o.n["writes"], states[wAcked], states[wCut], states[wRetired], o.n["takeovers"], o.n["removes"], o.n["kills"],
+	return fmt.Sprintf("%d mounts in %d windows, %d unmount errors, %d writes (%d acknowledged, %d cut off by takeovers and kept, %d of removed volumes), %d takeovers (%d by a Mount of takeover=auto), %d removes, %d kills, %d partitions; %d snapshots published (%d by btrfs hosts), %d standby refreshes (%d planned moves to a standby checked against the head); faults injected: %d failed, %d lost answers, %d late answers",
+		o.n["mounts"], o.n["windows"], o.n["unmount errors"], o.n["writes"], states[wAcked], states[wCut], states[wRetired], o.n["takeovers"], o.n["auto takeovers"], o.n["removes"], o.n["kills"], o.n["partitions"],
+		o.n["published"], o.n["btrfs published"], o.n["standby refreshes"], o.n["planned moves"],
 		o.faults[faultstore.Fail], o.faults[faultstore.Lose], o.faults[faultstore.Late])
 }
 
@@ -417,6 +445,7 @@ func (o *robs) finish() []string {
 	for _, h := range r.hosts {
 		h.wait()
 	}
+	r.healPartitions(true)
 	for _, h := range r.hosts {
 		o.mu.Lock()
 		o.countFaults(h.fs)
@@ -530,35 +559,87 @@ func (o *robs) checkVolume(vol string) {
 	if !exists {
 		return
 	}
+	h, id, ok := o.mountSomewhere(vol, r.hosts)
+	if !ok {
+		return
+	}
+	o.settle()
+	o.mu.Lock()
+	first := o.checkContentLocked(h, o.cur[hostVol{h.idx, vol}], "after the faults stopped")
+	o.mu.Unlock()
+	r.opUnmount(h, vol, id)
+
+	// A host that keeps its copies the other way (btrfs, directories)
+	// gives the same answer; one that is a standby of the volume if
+	// there is one (a planned move there: its copy must be the head).
+	var other *rhost
+	for _, c := range r.hosts {
+		switch {
+		case c == h:
+		case (c.copies == nil) != (h.copies == nil) && (other == nil || r.standbyOf(c, vol)):
+			other = c
+		case r.standbyOf(c, vol) && (other == nil || (other.copies == nil) == (h.copies == nil)):
+			other = c
+		}
+	}
+	if other == nil {
+		return
+	}
+	o.awaitReleases()
+	h2, id2, ok := o.mountSomewhere(vol, []*rhost{other})
+	if !ok {
+		return
+	}
+	o.settle()
+	o.mu.Lock()
+	second := o.checkContentLocked(h2, o.cur[hostVol{h2.idx, vol}], "after the faults stopped")
+	if a, b := strings.Join(first, " "), strings.Join(second, " "); a != b {
+		o.problems = append(o.problems, fmt.Sprintf("%s and %s answer differently for %s after the faults stopped: %s has %d files [%s], %s has %d [%s]",
+			h.kind(), h2.kind(), vol, h.name, len(first), a, h2.name, len(second), b))
+	}
+	o.n["cross-checked"]++
+	o.mu.Unlock()
+	r.opUnmount(h2, vol, id2)
+}
+
+// mountSomewhere mounts vol on one of hosts, trying them in turn for up
+// to two lease TTLs (and a few seconds for a loaded machine's store
+// calls): the faults stopped, so some host must get it.
+func (o *robs) mountSomewhere(vol string, hosts []*rhost) (*rhost, string, bool) {
+	r := o.r
 	start := time.Now()
 	deadline := start.Add(2*r.cfg.ttl + 5*time.Second)
-	var h *rhost
-	var id string
 	for i := 0; ; i++ {
-		h = r.hosts[i%len(r.hosts)]
+		h := hosts[i%len(hosts)]
 		r.opMount(h, vol)
-		var ok bool
-		if id, ok = o.mountID(h, vol); ok {
-			break
+		if id, ok := o.mountID(h, vol); ok {
+			return h, id, true
 		}
-		if i%len(r.hosts) == len(r.hosts)-1 {
+		if i%len(hosts) == len(hosts)-1 {
 			time.Sleep(r.cfg.ttl / 10)
 		}
 		if time.Now().After(deadline) {
 			var why []string
-			for _, h := range r.hosts {
+			for _, h := range hosts {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				o.mounting(h, vol, 1)
 				_, err := h.d.Mount(ctx, vol, "final-probe")
+				o.mounting(h, vol, -1)
 				cancel()
 				why = append(why, fmt.Sprintf("%s: %v", h.name, errText(err)))
 			}
 			o.fail("no host can mount %s within two lease TTLs (%s) after the faults stopped (waited %s): %s", vol, r.cfg.ttl, time.Since(start).Round(time.Millisecond), strings.Join(why, "; "))
-			return
+			return nil, "", false
 		}
 	}
-	o.settle()
-	o.mu.Lock()
-	w := o.cur[hostVol{h.idx, vol}]
+}
+
+// checkContentLocked reads window w's mounted copy on h: every file is a
+// write of its incarnation with its content, and every acknowledged write
+// of the incarnation is there. It returns the names found, sorted.
+func (o *robs) checkContentLocked(h *rhost, w *rwindow, when string) []string {
+	r := o.r
+	vol := w.vol
 	var entries []os.DirEntry
 	dir, err := w.root.Open(".")
 	if err == nil {
@@ -566,10 +647,12 @@ func (o *robs) checkVolume(vol string) {
 		dir.Close()
 	}
 	if err != nil {
-		o.problems = append(o.problems, fmt.Sprintf("%s: read mounted %s: %v", h.name, vol, err))
+		o.problems = append(o.problems, fmt.Sprintf("%s: read mounted %s %s: %v", h.name, vol, when, err))
 	}
 	have := map[int]bool{}
+	var names []string
 	for _, e := range entries {
+		names = append(names, e.Name())
 		s, ok := seqOf(e.Name())
 		if !ok {
 			continue
@@ -580,10 +663,10 @@ func (o *robs) checkVolume(vol string) {
 		case wr == nil:
 			o.problems = append(o.problems, fmt.Sprintf("%s on %s holds %s, which nobody wrote", vol, h.name, e.Name()))
 		case wr.inc != w.inc:
-			o.problems = append(o.problems, fmt.Sprintf("%s (incarnation %s) on %s holds %s, written into another incarnation of the name (%s) on %s", vol, w.inc, h.name, e.Name(), wr.inc, r.hosts[wr.host].name))
+			o.problems = append(o.problems, fmt.Sprintf("%s (incarnation %s) on %s holds %s %s, written into another incarnation of the name (%s) on %s", vol, w.inc, h.name, e.Name(), when, wr.inc, r.hosts[wr.host].name))
 		default:
 			if got, err := w.root.ReadFile(e.Name()); err != nil || string(got) != string(contentOf(s)) {
-				o.problems = append(o.problems, fmt.Sprintf("%s on %s: %s holds %q (%v), want %q", vol, h.name, e.Name(), got, err, contentOf(s)))
+				o.problems = append(o.problems, fmt.Sprintf("%s on %s: %s holds %q (%v) %s, want %q", vol, h.name, e.Name(), got, err, when, contentOf(s)))
 			}
 		}
 	}
@@ -595,10 +678,10 @@ func (o *robs) checkVolume(vol string) {
 	}
 	sort.Strings(missing)
 	if len(missing) > 0 {
-		o.problems = append(o.problems, fmt.Sprintf("%s mounted on %s (incarnation %s, generation %d) lacks %d acknowledged writes: %s", vol, h.name, w.inc, w.gen, len(missing), strings.Join(missing, ", ")))
+		o.problems = append(o.problems, fmt.Sprintf("%s mounted on %s (%s; incarnation %s, generation %d) %s lacks %d acknowledged writes: %s", vol, h.name, h.kind(), w.inc, w.gen, when, len(missing), strings.Join(missing, ", ")))
 	}
-	o.mu.Unlock()
-	r.opUnmount(h, vol, id)
+	sort.Strings(names)
+	return names
 }
 
 func seqOf(name string) (int, bool) {
@@ -618,12 +701,7 @@ func (o *robs) checkCutWrites() {
 	found := map[int]map[int]bool{} // host → seqs found in a kept copy or data
 	for _, h := range o.r.hosts {
 		found[h.idx] = map[int]bool{}
-		var dirs []string
-		vols, _ := filepath.Glob(filepath.Join(h.stateDir, "volumes", "*", "*"))
-		kept, _ := filepath.Glob(filepath.Join(h.stateDir, "kept", "*"))
-		dirs = append(dirs, vols...)
-		dirs = append(dirs, kept...)
-		for _, dir := range dirs {
+		for _, dir := range h.keptDirs() {
 			_ = filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
 				if err == nil && !e.IsDir() {
 					if s, ok := seqOf(e.Name()); ok {
