@@ -39,8 +39,8 @@ import (
 )
 
 var (
-	cpuProfile string
-	runs       int
+	cpuProfile, transfers string
+	runs                  int
 )
 
 func main() {
@@ -51,6 +51,7 @@ func main() {
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write CPU profiles of the timed steps into this directory")
 	drop := flag.Bool("drop", false, "drop the page cache before each timed step")
 	flag.IntVar(&runs, "runs", 1, "restores of each kind (cold, pre-staged)")
+	flag.StringVar(&transfers, "transfers", "0", "comma-separated snapshot.Options.Transfers of the restores, alternated within each run (0: the default)")
 	flag.Parse()
 	if err := run(context.Background(), *work, *src, *change, *s3url, *drop); err != nil {
 		fmt.Fprintln(os.Stderr, "handoffprof:", err)
@@ -228,21 +229,29 @@ func run(ctx context.Context, work, src, change, s3url string, drop bool) (err e
 	}
 	fmt.Printf("final: read %d, uploaded %d\n", m2.Stats.BytesRead, m2.Stats.UploadedBytes)
 	for i := range runs {
-		err = profiled(fmt.Sprintf("cold-restore-%d", i+1), drop, func(p *phases) error {
-			return restoreInto(ctx, c, repo, "b", m2.ID, "", p)
-		})
-		if err != nil {
-			return err
-		}
-		err = profiled(fmt.Sprintf("prestaged-restore-%d", i+1), drop, func(p *phases) error {
-			return restoreInto(ctx, c, repo, "c", m2.ID, m1.ID, p)
-		})
-		if err != nil {
-			return err
-		}
-		// Back to the previous snapshot for the next pre-staged run.
-		if err := restoreInto(ctx, c, repo, "c", m1.ID, m2.ID, nil); err != nil {
-			return err
+		for _, tr := range strings.Split(transfers, ",") {
+			var n int
+			fmt.Sscan(tr, &n)
+			rrepo, err := snapshot.Open(ctx, st, snapshot.Options{Key: key, Transfers: n})
+			if err != nil {
+				return err
+			}
+			err = profiled(fmt.Sprintf("cold-restore-%d-t%d", i+1, n), drop, func(p *phases) error {
+				return restoreInto(ctx, c, rrepo, "b", m2.ID, "", p)
+			})
+			if err != nil {
+				return err
+			}
+			err = profiled(fmt.Sprintf("prestaged-restore-%d-t%d", i+1, n), drop, func(p *phases) error {
+				return restoreInto(ctx, c, rrepo, "c", m2.ID, m1.ID, p)
+			})
+			if err != nil {
+				return err
+			}
+			// Back to the previous snapshot for the next pre-staged run.
+			if err := restoreInto(ctx, c, rrepo, "c", m1.ID, m2.ID, nil); err != nil {
+				return err
+			}
 		}
 	}
 	if err := restoreInto(ctx, c, repo, "c", m2.ID, m1.ID, nil); err != nil {
