@@ -139,7 +139,9 @@ func run(ctx context.Context, work, src, change, s3url string, drop bool) (err e
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return err
 	}
-	c, err := btrfs.Open(ctx, btrfs.Options{StateDir: filepath.Join(work, "state"), PoolSize: 12 << 30, ForcePool: true})
+	// A sparse image: room for the copies that deleted subvolumes hold
+	// until btrfs cleans them up in the background.
+	c, err := btrfs.Open(ctx, btrfs.Options{StateDir: filepath.Join(work, "state"), PoolSize: 32 << 30, ForcePool: true})
 	if err != nil {
 		return err
 	}
