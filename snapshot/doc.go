@@ -389,7 +389,14 @@
 // store, 7 each; an ad-hoc harness: versitygw on 127.0.0.1, import,
 // caches dropped, Restore): median 6.4 s against
 // 8.8 s with 1 MiB runs, individual runs 2.9–12.3 s; suggestive, not
-// conclusive, at a cost of 6 MiB more memory per worker. Then owner, mode,
+// conclusive, at a cost of 6 MiB more memory per worker. A snapshot taken
+// after scattered page writes keeps each changed block in a new pack and
+// its neighbours in the parent's: a cold restore fetches such short
+// stretches (islands) first, verified, into memory (up to 256 MiB), and a
+// run that reaches one takes its data and goes on (restore_islands.go);
+// islands no run took are written at the end. An in-place restore writes
+// runs shorter than 1 MiB through the page cache, left to the final
+// syncfs, since its runs are mostly single changed blocks. Then owner, mode,
 // xattrs and mtime (children before their directories, owner before
 // mode, mtime last), one syncfs, and renameat2(RENAME_EXCHANGE) of the
 // staging directory with dir (or a plain rename if dir does not exist),

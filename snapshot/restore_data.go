@@ -92,7 +92,18 @@ func (rs *restorer) fill(ctx context.Context) error {
 		remote = append(remote, missed...)
 	}
 	rs.prog.setPhase("download")
-	return rs.fetchRemote(ctx, w, remote)
+	if !rs.inPlace && len(local) == 0 {
+		if isl := rs.findIslands(remote); len(isl) > 0 {
+			if err := rs.fetchIslands(ctx, w, isl); err != nil {
+				return err
+			}
+			remote = slices.DeleteFunc(remote, func(c uint32) bool { _, ok := w.isl.data[c]; return ok })
+		}
+	}
+	if err := rs.fetchChunks(ctx, remote, w.write, w); err != nil {
+		return err
+	}
+	return rs.writeIslands(w)
 }
 
 // blocksToWrite lists the blocks of node i that fill writes.
@@ -208,7 +219,9 @@ func planRanges(m *Manifest, chunks []uint32) []fetchRange {
 	return out
 }
 
-func (rs *restorer) fetchRemote(ctx context.Context, w *chunkWriter, chunks []uint32) error {
+// fetchChunks fetches chunks and hands each, verified, to fn with the
+// goroutine's run of w (nil without w).
+func (rs *restorer) fetchChunks(ctx context.Context, chunks []uint32, fn func(run *runWriter, c uint32, data []byte) error, w *chunkWriter) error {
 	ranges := planRanges(rs.m, chunks)
 	jobs := make(chan *fetchRange)
 	g, gctx := errgroup.WithContext(ctx)
@@ -219,14 +232,20 @@ func (rs *restorer) fetchRemote(ctx context.Context, w *chunkWriter, chunks []ui
 				return err
 			}
 			defer cd.close()
-			run := w.newRun()
+			var run *runWriter
+			if w != nil {
+				run = w.newRun()
+			}
 			for fr := range jobs {
 				err := rs.r.readRange(gctx, rs.m, fr, cd, nil, func(c uint32, data []byte) error {
-					return w.write(run, c, data)
+					return fn(run, c, data)
 				}, rs.prog)
 				if err != nil {
 					return err // cancels gctx: the dispatcher stops
 				}
+			}
+			if run == nil {
+				return nil
 			}
 			return run.flush()
 		})

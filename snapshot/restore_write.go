@@ -38,6 +38,7 @@ type chunkWriter struct {
 	rs    *restorer
 	start []int32
 	dests []dest
+	isl   *islands // see restore_islands.go; nil: none
 }
 
 // runWriter gathers one run of adjacent bytes of one file; one per
@@ -69,15 +70,23 @@ func (w *chunkWriter) write(run *runWriter, c uint32, data []byte) error {
 func (run *runWriter) put(node int32, off int64, data []byte) error {
 	end := run.off + int64(run.n)
 	gap := off - end
-	if node != run.node || gap < 0 || gap > holeFill || run.n+int(gap)+len(data) > len(run.buf) ||
-		(gap > 0 && !run.w.rs.isHole(node, end, off)) {
+	split := node != run.node || gap < 0 || gap > holeFill || run.n+int(gap)+len(data) > len(run.buf)
+	switch {
+	case split:
+	case gap == 0:
+	case run.w.rs.isHole(node, end, off):
+		clear(run.buf[run.n : run.n+int(gap)])
+		run.n += int(gap)
+	case run.w.fillGap(run, node, end, off):
+	default:
+		split = true
+	}
+	if split {
 		if err := run.flush(); err != nil {
 			return err
 		}
-		run.node, run.off, gap = node, off, 0
+		run.node, run.off = node, off
 	}
-	clear(run.buf[run.n : run.n+int(gap)])
-	run.n += int(gap)
 	run.n += copy(run.buf[run.n:], data)
 	return nil
 }
