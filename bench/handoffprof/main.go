@@ -115,9 +115,27 @@ func profiled(name string, drop bool, f func(p *phases) error) error {
 		pprof.StartCPUProfile(out)
 		defer pprof.StopCPUProfile()
 	}
+	w0, b0 := procIO()
 	err := f(p)
+	w1, b1 := procIO()
+	p.out = append(p.out, fmt.Sprintf("[%d write calls, %d MiB]", w1-w0, (b1-b0)>>20))
 	p.print()
 	return err
+}
+
+// procIO is this process's write system calls and bytes so far.
+func procIO() (calls, bytes int64) {
+	b, _ := os.ReadFile("/proc/self/io")
+	for _, l := range strings.Split(string(b), "\n") {
+		var n int64
+		if _, err := fmt.Sscanf(l, "syscw: %d", &n); err == nil {
+			calls = n
+		}
+		if _, err := fmt.Sscanf(l, "wchar: %d", &n); err == nil {
+			bytes = n
+		}
+	}
+	return calls, bytes
 }
 
 func openStore(ctx context.Context, dir, s3url string) (transfer.ObjectStore, error) {
