@@ -184,7 +184,9 @@ func (r *Repo) readBlocks(parent context.Context, root int, files []*readFile, r
 				continue
 			}
 			f.pending.Store(int64(len(fjobs)))
+			ra := readahead{f: f, jobs: fjobs, bs: r.blockSize}
 			for k, j := range fjobs {
+				ra.advance(k)
 				select {
 				case jobs <- j:
 				case <-ctx.Done():
@@ -374,6 +376,54 @@ func intersect(a, b [][2]uint64) [][2]uint64 {
 		}
 	}
 	return out
+}
+
+// createReadahead is how far ahead of the workers the dispatcher asks
+// the kernel to start reading a file's runs. The workers read each run
+// with one blocking pread, two of them on two cores: when a ChangeSource
+// names many small scattered ranges (pgbench's changed pages of a large
+// table), every pread waited for the disk alone, one 16 KiB read at a
+// time per worker (measured: a final snapshot of a 1.8 GB PostgreSQL
+// volume after pgbench -c 2 -t 2000 spent 2.9 worker-seconds of its
+// 1.9 s in 5154 preads of 24 KiB on average). With the runs ahead
+// advised, the kernel has them in flight together and the preads find
+// them in the page cache.
+const createReadahead = 32 << 20
+
+// readahead advises the kernel of a file's runs ahead of the workers
+// (posix_fadvise WILLNEED starts reading them without waiting).
+type readahead struct {
+	f      *readFile
+	jobs   []blockJob
+	bs     int
+	next   int   // first run not advised
+	ahead  int64 // bytes advised and not yet handed to a worker
+	handed int   // runs handed to workers
+}
+
+// advance is called before run k is handed to a worker: it keeps up to
+// createReadahead bytes of the following runs advised.
+func (ra *readahead) advance(k int) {
+	for ; ra.handed < k; ra.handed++ {
+		if ra.handed < ra.next {
+			_, n := ra.jobs[ra.handed].span(ra.bs, ra.f.st.Size)
+			ra.ahead -= n
+		}
+	}
+	for ra.next < len(ra.jobs) && (ra.next <= k || ra.ahead < createReadahead) {
+		off, n := ra.jobs[ra.next].span(ra.bs, ra.f.st.Size)
+		// Only a hint: an error changes nothing but the speed.
+		_ = unix.Fadvise(ra.f.fd, off, n, unix.FADV_WILLNEED)
+		ra.ahead += n
+		ra.next++
+	}
+}
+
+// span is the byte range of the file that run j reads.
+func (j blockJob) span(bs int, size uint64) (off, n int64) {
+	refs := j.f.node.Blocks[j.i : j.i+j.n]
+	first, last := refs[0].Index, refs[len(refs)-1].Index
+	return int64(first) * int64(bs), int64(last-first)*int64(bs) + int64(blockLen(size, last, bs))
 }
 
 // jobs cuts the blocks to read into runs of adjacent blocks.

@@ -27,7 +27,7 @@ func (r *Repo) restoreInPlace(ctx context.Context, volume, id, dir string, m *Ma
 	if err != nil {
 		return fmt.Errorf("volume %q: snapshot the target holds: %w", volume, err)
 	}
-	rs := &restorer{r: r, m: m, paths: m.Paths(), old: -1, stage: -1, prog: prog}
+	rs := &restorer{r: r, m: m, paths: m.Paths(), old: -1, stage: -1, prog: prog, inPlace: true}
 	defer rs.close()
 	// Only the list parts of spans that differ are loaded, of both
 	// snapshots: the rest of a kept file stays as it is, so the work

@@ -21,6 +21,8 @@ type restorer struct {
 	prog  *progress
 	// noDirect is set once O_DIRECT writes turn out not to work here.
 	noDirect atomic.Bool
+	// inPlace: RestoreOptions.InPlace (small runs go through the cache).
+	inPlace bool
 
 	// Reuse of the copy the target already holds.
 	old      int                    // target root, or -1
