@@ -154,9 +154,9 @@
 // them, except that one live chunk keeps its whole pack. The soak test
 // (soak_test.go: 100 blocks, 1 % changing per hour, 30 days, default
 // policy, format 2) ends at 1.42× of what the kept snapshots need: 20.5
-// MiB stored against 14.5 MiB of kept chunks and manifests, under its
-// analytic bound of 18.2 MiB plus the first snapshot's pack, which blocks
-// that never changed keep alive. Repacking could save at most that 0.42×,
+// MiB stored against 14.5 MiB of kept chunks and manifests (the policy's
+// analytic bound for that change rate is 18.2 MiB); the difference is dead
+// chunks in packs that a few live ones keep. Repacking could save at most that 0.42×,
 // by rewriting live data and every manifest naming it. The worst case is
 // a pack per live chunk; data that never changes is live anyway, so in
 // practice the waste is the dead part of packs mixing hot and cold
