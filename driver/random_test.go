@@ -224,15 +224,18 @@ type rhost struct {
 	// leasePrefix, if set by a plant, is where this host's processes look
 	// for lease records ("" : lease's default).
 	leasePrefix string
-	mnt         *killMounter
-	ctx         context.Context
-	cancel      context.CancelFunc
-	busy        chan struct{}
-	handler     http.Handler // the plugin's, as dockerd reaches it
-	doing       string       // the kind of the operation in flight (main loop only)
-	copies      *btrfs.Copies
-	cutUntil    time.Time   // a partition ends (main loop only)
-	starting    atomic.Bool // the process reconciles at its start
+	// leaseClock, if set by a plant, is the clock this host's processes
+	// judge lease expiry by (nil: the system's).
+	leaseClock lease.Clock
+	mnt        *killMounter
+	ctx        context.Context
+	cancel     context.CancelFunc
+	busy       chan struct{}
+	handler    http.Handler // the plugin's, as dockerd reaches it
+	doing      string       // the kind of the operation in flight (main loop only)
+	copies     *btrfs.Copies
+	cutUntil   time.Time   // a partition ends (main loop only)
+	starting   atomic.Bool // the process reconciles at its start
 }
 
 // killMounter is the real mounter of a process that can be killed: a dead
@@ -329,7 +332,7 @@ func (h *rhost) startProcess() {
 		if err != nil {
 			return nil, err
 		}
-		leases, err := lease.New(st, lease.Options{Host: h.name, TTL: r.cfg.ttl, PollInterval: r.cfg.ttl / 10, Prefix: h.leasePrefix})
+		leases, err := lease.New(st, lease.Options{Host: h.name, TTL: r.cfg.ttl, PollInterval: r.cfg.ttl / 10, Prefix: h.leasePrefix, Clock: h.leaseClock})
 		if err != nil {
 			return nil, err
 		}

@@ -27,18 +27,20 @@ const restoreMargin = time.Second
 // first if it holds changes the head does not have.
 func (d *Driver) ensureData(ctx context.Context, b *Backend, v *vstate, l *lease.Lease, fresh bool) error {
 	name, head := v.name, l.Head()
-	rec, err := d.db.Volume(ctx, name)
-	if err != nil {
-		return err
-	}
-	_, statErr := os.Stat(d.dataDir(name))
-	exists := statErr == nil
 	if j := v.currentJob(); j != nil && j.kind == "restore" && j.target == head {
 		return d.awaitRestore(ctx, name, j) // a restore of this very snapshot is running
 	}
 	if err := d.stopJob(ctx, v); err != nil {
 		return err
 	}
+	// The record is read after the job stopped: a pull that finished as it
+	// was cancelled has changed which snapshot the copy holds.
+	rec, err := d.db.Volume(ctx, name)
+	if err != nil {
+		return err
+	}
+	_, statErr := os.Stat(d.dataDir(name))
+	exists := statErr == nil
 	switch {
 	case !fresh && rec.Local == metadata.LocalRestoring && head != "":
 		// Restarted during a restore of our own lease: do it again.
@@ -154,7 +156,9 @@ func (d *Driver) restoreCopy(ctx context.Context, b *Backend, name, target, prev
 	// A copy that holds previous, clean, in the implementation new copies
 	// go to: restore in place into a writable snapshot of it (btrfs), so
 	// the cost follows the delta; the swap below keeps it atomic.
-	inPlace := ferr == nil && from == to && previous != "" && reuse != "" && !rec.Dirty
+	// previous must be what the record says the copy holds now: an
+	// in-place restore from the wrong base would leave a mix.
+	inPlace := ferr == nil && from == to && previous != "" && previous == rec.LocalSnapshot && reuse != "" && !rec.Dirty
 	t, err := to.RestoreTarget(ctx, name, inPlace, createOptions(to, rec.Options))
 	if err != nil {
 		return err
@@ -175,6 +179,13 @@ func (d *Driver) restoreCopy(ctx context.Context, b *Backend, name, target, prev
 	}
 	if ferr == nil {
 		d.dropBase(ctx, from, name) // the base belongs to the copy being replaced
+	}
+	// From the swap until the job records target, the record must not name
+	// the old snapshot: after a crash in between, an in-place restore from
+	// it onto the new copy would leave a mix. Unknown costs a full restore.
+	if err := d.update(ctx, name, func(r *metadata.Volume) { r.LocalSnapshot = "" }); err != nil {
+		_ = to.AbortRestore(context.WithoutCancel(ctx), t)
+		return err
 	}
 	if err := to.CommitRestore(ctx, t); err != nil {
 		_ = to.AbortRestore(context.WithoutCancel(ctx), t)

@@ -145,20 +145,24 @@
 //
 // # Repacking: not done, on purpose
 //
-// Manifests are immutable and name packs (format version 1's pack table),
-// so moving a live chunk to a new pack would mean rewriting every manifest
-// that uses it. A pack is freed when all its chunks are dead. With 1 MiB
-// blocks, a pack holds at most 16–17 chunks written by the same Create, so
-// packs die together with the snapshots that wrote them, except that one
-// live chunk keeps its whole pack. The soak test (soak_test.go: 100 blocks,
-// 1 % changing per hour, 30 days, default policy) ends at 1.41× of what the
-// kept snapshots need: the first snapshot's 6 MiB pack is kept by 3 blocks
-// that never changed. The worst case is a pack per live chunk (16× with
-// 1 MiB blocks in 16 MiB packs); data that never changes is live anyway,
-// so in practice the waste is the dead part of packs mixing hot and cold
-// blocks, which only repacking would reclaim. A later
-// format that locates chunks through an index instead of a pack table
-// could repack; prune would then list the index as a reference.
+// Manifests are immutable and name packs (the pack table of format
+// versions 1 and 2), so moving a live chunk to a new pack would mean
+// rewriting every manifest that uses it. A pack is freed when all its
+// chunks are dead. A pack holds only chunks written by one Create (in
+// format 2, 16 KiB chunks in packs of about 16 MiB; a small change writes
+// one small pack), so packs die together with the snapshots that wrote
+// them, except that one live chunk keeps its whole pack. The soak test
+// (soak_test.go: 100 blocks, 1 % changing per hour, 30 days, default
+// policy, format 2) ends at 1.42× of what the kept snapshots need: 20.5
+// MiB stored against 14.5 MiB of kept chunks and manifests (the policy's
+// analytic bound for that change rate is 18.2 MiB); the difference is dead
+// chunks in packs that a few live ones keep. Repacking could save at most that 0.42×,
+// by rewriting live data and every manifest naming it. The worst case is
+// a pack per live chunk; data that never changes is live anyway, so in
+// practice the waste is the dead part of packs mixing hot and cold
+// blocks, which only repacking would reclaim. A later format that locates
+// chunks through an index instead of a pack table could repack; prune
+// would then list the index as a reference.
 //
 // # Memory and time
 //
