@@ -716,6 +716,14 @@ func runRandom(t *testing.T, cfg rconfig) *rrun {
 				}
 			}
 			t.Logf("faults: %s", strings.Join(faults, "; "))
+			r.obs.mu.Lock()
+			var lw []string
+			for _, w := range r.obs.lwrites {
+				lw = append(lw, fmt.Sprintf("%7.3fs-%7.3fs %s %s state=%v owner=%s gen=%d seq=%d head=%s take=%+v",
+					w.start.Sub(r.start).Seconds(), w.end.Sub(r.start).Seconds(), r.hosts[w.host].name, w.vol, w.rec.State, w.rec.Owner, w.rec.Generation, w.rec.Seq, w.rec.Head, w.rec.Takeover))
+			}
+			r.obs.mu.Unlock()
+			t.Logf("lease writes:\n%s", strings.Join(lw, "\n"))
 			t.Logf("time spent: %v", r.spent)
 			t.Logf("seed %d failed; replay: go test ./driver -count=1 -run '^%s$' -random.seed=%d -random.runs=1 -random.steps=%d -random.s3steps=%d -v",
 				cfg.seed, t.Name(), cfg.seed, cfg.steps, cfg.steps)
