@@ -87,6 +87,9 @@ func (o *robs) leaseWritten(w leaseWrite) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.lwrites = append(o.lwrites, w)
+	if t := w.rec.Takeover; t != nil && w.rec.State == lease.Held {
+		o.takeoverLandedLocked(w, t)
+	}
 	if head := w.rec.Head; head != "" {
 		seqs := o.headSeq[w.vol]
 		if seqs == nil {
@@ -101,6 +104,42 @@ func (o *robs) leaseWritten(w leaseWrite) {
 			}
 		}
 	}
+}
+
+// takeoverLandedLocked records a takeover from the write that made it,
+// whichever call sent it: a Mount whose answer a fault lost, or one that
+// gave the lease back at once, took the volume over all the same, and the
+// old holder's windows end there. Unless forced, the old holder's last
+// write of that generation must have been sent a full TTL before.
+func (o *robs) takeoverLandedLocked(w leaseWrite, t *lease.Takeover) {
+	from := -1
+	for _, c := range o.r.hosts {
+		if c.name == t.From {
+			from = c.idx
+		}
+	}
+	for _, tk := range o.taken {
+		if tk.vol == w.vol && tk.host == from && tk.gen == t.Generation {
+			return
+		}
+	}
+	if from < 0 {
+		return // tookOverLocked and takenOverLocked report unknown hosts
+	}
+	if !t.Forced {
+		var last time.Time
+		for _, lw := range o.lwrites {
+			if lw.host == from && lw.vol == w.vol && lw.rec.Owner == t.From && lw.rec.Generation == t.Generation && lw.start.After(last) {
+				last = lw.start
+			}
+		}
+		if gap := w.end.Sub(last); !last.IsZero() && gap < o.r.cfg.ttl {
+			o.problems = append(o.problems, fmt.Sprintf("%s took generation %d of %s over from %s at %.3fs without force, but %s's last write of it was sent only %s before (lease TTL %s): it had not stopped renewing",
+				o.r.hosts[w.host].name, t.Generation, w.vol, t.From, w.end.Sub(o.r.start).Seconds(), t.From, gap.Round(time.Millisecond), o.r.cfg.ttl))
+		}
+	}
+	o.takenOverLocked(w.vol, t.From, t.Generation, w.start, w.end)
+	o.taken[len(o.taken)-1].landed = true
 }
 
 // undeleted: vol came back from the trash, with an older head maybe.
@@ -232,9 +271,13 @@ func (o *robs) tookOverLocked(h *rhost, vol string, gen uint64, t *lease.Takeove
 			from = c.idx
 		}
 	}
+	landed := false
 	for _, tk := range o.taken {
 		if tk.vol == vol && tk.host == from && tk.gen == t.Generation {
-			return // recorded already (portvol takeover, or an earlier Mount)
+			if !tk.landed {
+				return // recorded already (portvol takeover, or an earlier Mount)
+			}
+			landed = true // recorded from the write itself: check it here
 		}
 	}
 	w, ok := o.acquisitionLocked(h, vol, gen)
@@ -256,6 +299,14 @@ func (o *robs) tookOverLocked(h *rhost, vol string, gen uint64, t *lease.Takeove
 	}
 	if from < 0 {
 		o.problems = append(o.problems, fmt.Sprintf("takeover of %s from unknown host %q", vol, t.From))
+		return
+	}
+	if landed {
+		for i := range o.taken {
+			if tk := &o.taken[i]; tk.vol == vol && tk.host == from && tk.gen == t.Generation {
+				tk.landed = false // checked: later Mounts of this generation are not
+			}
+		}
 		return
 	}
 	o.takenOverLocked(vol, t.From, t.Generation, called, now)

@@ -76,6 +76,7 @@ type takeover struct {
 	host       int
 	gen        uint64
 	start, end time.Time
+	landed     bool // recorded from the lease write, not yet by the call that made it
 }
 
 type rwindow struct {

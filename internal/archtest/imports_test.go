@@ -37,6 +37,8 @@ var rules = map[string][]string{
 	// The format study measures codecs; the pages bench drives the engine.
 	"bench/formatstudy": {"github.com/klauspost/compress", "github.com/pierrec/lz4/v4", "github.com/zeebo/blake3", "golang.org/x/sys"},
 	"bench/pages":       {"snapshot", "transfer", "transfer/localdir", "localcopy", "localcopy/btrfs", "golang.org/x/sys"},
+	// The handoff profiler drives the engine on a btrfs pool against a file:// or S3 store.
+	"bench/handoffprof": {"snapshot", "transfer", "transfer/localdir", "transfer/s3", "localcopy", "localcopy/btrfs"},
 	"hosttest":          {},
 	"internal/s3test":   {},
 	"internal/needs":    {}, // tests' prerequisites (skip, or fail under CI=true)
