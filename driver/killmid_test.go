@@ -20,27 +20,7 @@ import (
 // its own lease once it has seen it unchanged for a TTL (randomized-test
 // seed 820304 found it stuck for good).
 func TestKillMidTakeoverMountsAgain(t *testing.T) {
-	requireRoot(t)
-	dir := filepath.Join(t.TempDir(), "store")
-	r := newRun(t, rconfig{seed: 1, hosts: 2, volumes: 1, ttl: 300 * time.Millisecond,
-		newStore: func() (transfer.ObjectStore, error) { return localdir.New(dir) }})
-	a, b := r.hosts[0], r.hosts[1]
-	r.opCreate(a, "v0")
-	r.opMount(a, "v0")
-	id, _ := r.obs.mountID(a, "v0")
-	r.opUnmount(a, "v0", id)
-	time.Sleep(time.Second)
-	b.fs.SetOpRates(faultstore.Rates{MaxDelay: time.Hour}, faultstore.OpReplace)
-	b.fs.Inject(faultstore.OpReplace, faultstore.Late)
-	b.run("takeover", true, func() { r.opTakeover(b, "v0", true) })
-	st, _ := localdir.New(dir)
-	eventually(t, "the takeover's write to land", func() bool {
-		data, _, err := st.Load(context.Background(), "volumes/v0/head.json", 1<<20)
-		return err == nil && strings.Contains(string(data), `"host1"`)
-	})
-	b.kill()
-	b.busy = nil
-	b.startProcess()
+	r, _, _ := killMidTakeover(t)
 	deadline := time.Now().Add(2*r.cfg.ttl + 5*time.Second)
 	for time.Now().Before(deadline) {
 		for _, h := range r.hosts {
@@ -60,11 +40,34 @@ func TestKillMidTakeoverMountsAgain(t *testing.T) {
 // once they have seen it unchanged for a TTL, so another host's Mount
 // (without takeover=auto) succeeds without anyone running portvol takeover.
 func TestKillMidTakeoverOtherHostMounts(t *testing.T) {
+	r, a, b := killMidTakeover(t)
+	r.opMount(a, "v0")
+	if _, ok := r.obs.mountID(a, "v0"); ok {
+		t.Fatalf("host0 mounted v0 while host1's lease was live:\n%s", strings.Join(r.log, "\n"))
+	}
+	deadline := time.Now().Add(2*r.cfg.ttl + 5*time.Second)
+	for time.Now().Before(deadline) {
+		b.d.recoverAll(b.ctx) // a recovery round (every minute in a real process)
+		r.opMount(a, "v0")
+		if _, ok := r.obs.mountID(a, "v0"); ok {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("host0 cannot mount v0 after host1 was killed mid-takeover and restarted:\n%s", strings.Join(r.log, "\n"))
+}
+
+// killMidTakeover: host0 creates, mounts and unmounts v0; host1 takes it
+// over by force, and is killed once that write has landed but before its
+// answer (held back) arrived, so before it recorded the new generation;
+// then host1's process starts again.
+func killMidTakeover(t *testing.T) (r *rrun, a, b *rhost) {
+	t.Helper()
 	requireRoot(t)
 	dir := filepath.Join(t.TempDir(), "store")
-	r := newRun(t, rconfig{seed: 1, hosts: 2, volumes: 1, ttl: 300 * time.Millisecond,
+	r = newRun(t, rconfig{seed: 1, hosts: 2, volumes: 1, ttl: 300 * time.Millisecond,
 		newStore: func() (transfer.ObjectStore, error) { return localdir.New(dir) }})
-	a, b := r.hosts[0], r.hosts[1]
+	a, b = r.hosts[0], r.hosts[1]
 	r.opCreate(a, "v0")
 	r.opMount(a, "v0")
 	id, _ := r.obs.mountID(a, "v0")
@@ -81,18 +84,5 @@ func TestKillMidTakeoverOtherHostMounts(t *testing.T) {
 	b.kill()
 	b.busy = nil
 	b.startProcess()
-	r.opMount(a, "v0")
-	if _, ok := r.obs.mountID(a, "v0"); ok {
-		t.Fatalf("host0 mounted v0 while host1's lease was live:\n%s", strings.Join(r.log, "\n"))
-	}
-	deadline := time.Now().Add(2*r.cfg.ttl + 5*time.Second)
-	for time.Now().Before(deadline) {
-		b.d.recoverAll(b.ctx) // a recovery round (every minute in a real process)
-		r.opMount(a, "v0")
-		if _, ok := r.obs.mountID(a, "v0"); ok {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Errorf("host0 cannot mount v0 after host1 was killed mid-takeover and restarted:\n%s", strings.Join(r.log, "\n"))
+	return r, a, b
 }

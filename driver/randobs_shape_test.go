@@ -106,6 +106,18 @@ func (o *robs) leaseWritten(w leaseWrite) {
 	}
 }
 
+// lastWriteLocked is when the last lease write of the generation that t
+// took over was sent by its holder (zero if none was seen).
+func (o *robs) lastWriteLocked(from int, vol string, t *lease.Takeover) time.Time {
+	var last time.Time
+	for _, lw := range o.lwrites {
+		if lw.host == from && lw.vol == vol && lw.rec.Owner == t.From && lw.rec.Generation == t.Generation && lw.start.After(last) {
+			last = lw.start
+		}
+	}
+	return last
+}
+
 // takeoverLandedLocked records a takeover from the write that made it,
 // whichever call sent it: a Mount whose answer a fault lost, or one that
 // gave the lease back at once, took the volume over all the same, and the
@@ -127,12 +139,7 @@ func (o *robs) takeoverLandedLocked(w leaseWrite, t *lease.Takeover) {
 		return // tookOverLocked and takenOverLocked report unknown hosts
 	}
 	if !t.Forced {
-		var last time.Time
-		for _, lw := range o.lwrites {
-			if lw.host == from && lw.vol == w.vol && lw.rec.Owner == t.From && lw.rec.Generation == t.Generation && lw.start.After(last) {
-				last = lw.start
-			}
-		}
+		last := o.lastWriteLocked(from, w.vol, t)
 		if gap := w.end.Sub(last); !last.IsZero() && gap < o.r.cfg.ttl {
 			o.problems = append(o.problems, fmt.Sprintf("%s took generation %d of %s over from %s at %.3fs without force, but %s's last write of it was sent only %s before (lease TTL %s): it had not stopped renewing",
 				o.r.hosts[w.host].name, t.Generation, w.vol, t.From, w.end.Sub(o.r.start).Seconds(), t.From, gap.Round(time.Millisecond), o.r.cfg.ttl))
@@ -286,12 +293,7 @@ func (o *robs) tookOverLocked(h *rhost, vol string, gen uint64, t *lease.Takeove
 		if t.Forced {
 			o.problems = append(o.problems, fmt.Sprintf("%s's Mount of %s took generation %d over from %s by force", h.name, vol, t.Generation, t.From))
 		}
-		var last time.Time
-		for _, lw := range o.lwrites {
-			if lw.host == from && lw.vol == vol && lw.rec.Owner == t.From && lw.rec.Generation == t.Generation && lw.start.After(last) {
-				last = lw.start
-			}
-		}
+		last := o.lastWriteLocked(from, vol, t)
 		if gap := w.end.Sub(last); !last.IsZero() && gap < o.r.cfg.ttl {
 			o.problems = append(o.problems, fmt.Sprintf("%s's Mount of %s (takeover=auto) took generation %d over from %s at %.3fs, whose last write of it was sent only %s before (lease TTL %s): it had not stopped renewing",
 				h.name, vol, t.Generation, t.From, w.end.Sub(o.r.start).Seconds(), gap.Round(time.Millisecond), o.r.cfg.ttl))
