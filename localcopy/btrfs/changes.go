@@ -48,6 +48,13 @@ func (c *Copies) Changes(ctx context.Context, base, cur localcopy.Frozen) ([]loc
 		return nil, fmt.Errorf("volume %q: changes from instant %s (generation %d) to %s (%s, generation %d): %w",
 			base.Volume, base.ID, base.Generation, cur.ID, cur.Volume, cur.Generation, localcopy.ErrInvalid)
 	}
+	return findChanges(ctx, cur, base.Generation)
+}
+
+// findChanges is Changes without the checks that base and cur are
+// instants of the pool: the changes in subvolume cur.Path since
+// generation gen (cur.Volume and cur.ID name it in errors).
+func findChanges(ctx context.Context, cur localcopy.Frozen, gen uint64) ([]localcopy.FileChange, error) {
 	fd, err := openDir(cur.Path)
 	if err != nil {
 		return nil, err
@@ -57,7 +64,7 @@ func (c *Copies) Changes(ctx context.Context, base, cur localcopy.Frozen) ([]loc
 	if err != nil {
 		return nil, fmt.Errorf("volume %q: instant %s: %w", cur.Volume, cur.ID, err)
 	}
-	tree, gen := info.treeID(), base.Generation
+	tree := info.treeID()
 
 	type file struct {
 		changedInode bool

@@ -58,6 +58,12 @@ func (c *Copies) ChangeSource(ctx context.Context, base, cur localcopy.Frozen) (
 	if err != nil {
 		return nil, err
 	}
+	return newChangeSource(ctx, base, cur, list)
+}
+
+// newChangeSource opens base and cur for the answers from list, the
+// changes between them.
+func newChangeSource(ctx context.Context, base, cur localcopy.Frozen, list []localcopy.FileChange) (*ChangeSource, error) {
 	s := &ChangeSource{ctx: ctx, base: base, baseFD: -1, curFD: -1, changed: make(map[uint64]localcopy.FileChange, len(list))}
 	var st unix.Stat_t
 	for _, x := range []struct {

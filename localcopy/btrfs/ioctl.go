@@ -24,6 +24,7 @@ const (
 	iocQuotaRescan   = 0x4040942c // _IOW(0x94, 44, btrfs_ioctl_quota_rescan_args)
 	iocResize        = 0x50009403 // _IOW(0x94, 3, btrfs_ioctl_vol_args)
 	iocSync          = 0x9408     // _IO(0x94, 8)
+	iocFSInfo        = 0x8400941f // _IOR(0x94, 31, btrfs_ioctl_fs_info_args)
 
 	subvolRdonly = 1 << 1 // BTRFS_SUBVOL_RDONLY
 
@@ -94,6 +95,24 @@ type subvolInfo [504]byte
 
 func (s *subvolInfo) treeID() uint64   { return binary.LittleEndian.Uint64(s[0:]) }
 func (s *subvolInfo) otransid() uint64 { return binary.LittleEndian.Uint64(s[352:]) }
+func (s *subvolInfo) ctransid() uint64 { return binary.LittleEndian.Uint64(s[344:]) }
+func (s *subvolInfo) flags() uint64    { return binary.LittleEndian.Uint64(s[288:]) }
+func (s *subvolInfo) uuid() [16]byte   { return [16]byte(s[296:312]) }
+func (s *subvolInfo) parentUUID() [16]byte {
+	return [16]byte(s[312:328])
+}
+
+// fsInfo is struct btrfs_ioctl_fs_info_args; the filesystem's fsid is at
+// offset 16.
+type fsInfo [1024]byte
+
+func getFSID(fd int) ([16]byte, error) {
+	var a fsInfo
+	if err := ioctl(fd, iocFSInfo, unsafe.Pointer(&a)); err != nil {
+		return [16]byte{}, err
+	}
+	return [16]byte(a[16:32]), nil
+}
 
 type quotaCtlArgs struct{ cmd, status uint64 }
 
