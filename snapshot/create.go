@@ -41,6 +41,12 @@ type CreateOptions struct {
 	Live bool
 	// Progress, if set, is called from one goroutine a few times a second.
 	Progress func(Progress)
+	// Frozen, if set, is when dir — a frozen instant — began to be taken.
+	// The stat cache and Manifest.Started then record it, not the start
+	// of Create, as the moment the files were seen: a file written just
+	// before the instant and again after it, within the timestamp
+	// granularity, is read again by the next snapshot.
+	Frozen time.Time
 }
 
 // Create snapshots the directory tree dir of volume and returns its
@@ -67,6 +73,10 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 		return nil, err
 	}
 	started := r.now()
+	seen := started // the moment the stat cache and manifest record
+	if !opts.Frozen.IsZero() && opts.Frozen.Before(seen) {
+		seen = opts.Frozen
+	}
 	root, err := openDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("volume %q: snapshot source: %w", volume, err)
@@ -168,7 +178,7 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 	}
 	m := &Manifest{Info: Info{
 		ID: newSnapshotID(started), Volume: volume, Parent: opts.Parent, Host: opts.Host,
-		Generation: opts.Generation, Started: started, BlockSize: r.blockSize, Stats: t.stats,
+		Generation: opts.Generation, Started: seen, BlockSize: r.blockSize, Stats: t.stats,
 	}}
 	m.Nodes = t.nodes
 	m.Packs, m.Chunks = compactChunks(m.Nodes, read, reg, &m.Stats)
@@ -178,7 +188,7 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 	}
 	unchanged := parent != nil && sameSnapshot(m, parent)
 	if unchanged && opts.SkipUnchanged {
-		parent.CacheErr = saveCreateCache(opts.StatCache, parent.ID, started, t)
+		parent.CacheErr = saveCreateCache(opts.StatCache, parent.ID, seen, t)
 		parent.Unchanged = true
 		return parent, nil
 	}
@@ -190,7 +200,7 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 
 	// The stat cache goes first: if publishing fails, it names a snapshot
 	// that does not exist and is ignored.
-	m.CacheErr = saveCreateCache(opts.StatCache, m.ID, started, t)
+	m.CacheErr = saveCreateCache(opts.StatCache, m.ID, seen, t)
 	key := manifestKey(volume, m.ID)
 	data, err := encodeManifest(m, key, r.crypt)
 	if err != nil {

@@ -191,3 +191,39 @@ func TestNotRacy(t *testing.T) {
 		}
 	}
 }
+
+// With CreateOptions.Frozen, a file written just before the instant was
+// taken is re-read by the next snapshot, however late Create started
+// reading: the instant's time, not Create's start, is the moment the
+// stat cache and the manifest record.
+func TestFrozenMomentMakesFilesRacy(t *testing.T) {
+	ctx := context.Background()
+	for _, frozen := range []bool{false, true} {
+		r, _ := newTestRepo(t, nil)
+		late := time.Now().Add(time.Hour)
+		r.now = func() time.Time { return late } // Create starts long after the writes
+		base := t.TempDir()
+		src := filepath.Join(base, "src")
+		writeFile(t, filepath.Join(src, "f"), []byte("version 1"), 0o600)
+		co := CreateOptions{StatCache: filepath.Join(base, "statcache")}
+		if frozen {
+			co.Frozen = time.Now() // the instant: just after the write
+		}
+		m1, err := r.Create(ctx, "v", src, co)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if frozen && !m1.Started.Equal(co.Frozen) {
+			t.Errorf("manifest started %s, want the instant's %s", m1.Started, co.Frozen)
+		}
+		for _, cache := range []string{co.StatCache, ""} { // the stat cache, then the parent manifest
+			m2, err := r.Create(ctx, "v", src, CreateOptions{Parent: m1.ID, StatCache: cache})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]uint64{false: 0, true: 1}[frozen]; m2.Stats.FilesRead != want {
+				t.Errorf("frozen %v, cache %q: read %d files, want %d", frozen, cache, m2.Stats.FilesRead, want)
+			}
+		}
+	}
+}
