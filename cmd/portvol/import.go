@@ -29,6 +29,7 @@ type importOptions struct {
 	statCache string
 	leaseTTL  time.Duration
 	lockDir   string
+	base      string // --base: import_base.go
 }
 
 // importObserver, if set (by tests), hears when an import takes its
@@ -77,7 +78,7 @@ is continued at once. A second import of the volume on this host while one runs
 is refused.
 
 The store must exist: create it with portvol init (a mistyped --store fails
-rather than starting a new, empty store).`,
+rather than starting a new, empty store).` + baseLongHelp,
 		Example: `  portvol import --store s3://backups/portvol /srv/pgdata pg
   portvol import --store file:///mnt/nfs/portvol --encryption-key-file /etc/portvol/key ./data web -o snapshot_interval=1m`,
 		Args:              exactArgs("SRC_DIR", "VOLUME"),
@@ -92,6 +93,7 @@ rather than starting a new, empty store).`,
 	f.StringVar(&o.hostID, "host-id", "", "host id to take the lease as (default <hostname>-cli)")
 	f.DurationVar(&o.leaseTTL, "lease-ttl", lease.DefaultTTL, "how long the import's lease lasts without renewal (as serve --lease-ttl)")
 	f.StringVar(&o.lockDir, "lock-dir", "", "local directory of this host's import lock files, which let a re-run continue the lease of a killed import at once (default ~/.cache/portvol/locks)")
+	f.StringVar(&o.base, "base", "", baseHelp)
 	f.StringVar(&o.statCache, "stat-cache", "", "local file (outside SRC_DIR) recording what import saw, so that the next import of the same directory reads only changed files")
 	return c
 }
@@ -138,6 +140,8 @@ type importResult struct {
 	NewBytes      uint64  `json:"new_bytes"`
 	UploadedBytes uint64  `json:"uploaded_bytes"`
 	Seconds       float64 `json:"seconds"`
+	// BaseFallback, with --base, is why the base could not be used.
+	BaseFallback string `json:"base_fallback,omitempty"`
 }
 
 func runImport(ctx context.Context, o *importOptions, srcArg, volume string, stdout, stderr io.Writer) error {
@@ -180,6 +184,17 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 	if err != nil {
 		return err
 	}
+	notify := func(msg string) {
+		if !o.json {
+			fmt.Fprintln(stderr, "portvol: "+msg)
+		}
+	}
+	var base *importBase
+	if o.base != "" {
+		if base, err = openImportBase(o.base, src, o.statCache, s.id, volume, notify); err != nil {
+			return err
+		}
+	}
 	leaseStore := s.store
 	claim, err := o.openClaim(s.id, host, volume)
 	switch {
@@ -204,7 +219,7 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 			fmt.Fprintln(stderr, "portvol: "+msg)
 		}
 	}}
-	m, out, err := createAndPublish(ctx, repo, wo, src, o, host, stderr)
+	m, out, err := createAndPublish(ctx, repo, wo, src, base, o, host, stderr)
 	if err != nil {
 		return err
 	}
@@ -220,6 +235,7 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 		Files: m.Stats.Files, Dirs: m.Stats.Dirs, Bytes: m.Stats.Bytes, DataBytes: m.Stats.DataBytes,
 		FilesRead: m.Stats.FilesRead, BytesRead: m.Stats.BytesRead, NewBytes: m.Stats.NewBytes,
 		UploadedBytes: m.Stats.UploadedBytes, Seconds: round3(time.Since(start).Seconds()),
+		BaseFallback: base.fallback(),
 	}
 	if o.json {
 		return writeJSON(stdout, res)
@@ -236,15 +252,22 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 // sequence the plugin runs). The lease is released on every path, also
 // when ctx ends (SIGINT); a lease a killed earlier run left held is
 // continued (see writer.Acquire).
-func createAndPublish(ctx context.Context, repo *snapshot.Repo, wo writer.Options, src string, o *importOptions, host string, stderr io.Writer) (*snapshot.Manifest, writer.Outcome, error) {
+func createAndPublish(ctx context.Context, repo *snapshot.Repo, wo writer.Options, src string, base *importBase, o *importOptions, host string, stderr io.Writer) (*snapshot.Manifest, writer.Outcome, error) {
 	volume := wo.Volume
 	var res writer.Result
+	defer base.finish(false, "") // deletes a snapshot not kept below
 	out, err := writer.Run(ctx, wo, func(ctx context.Context, l *lease.Lease) error {
+		so := writer.SnapshotOptions{Host: host, StatCache: o.statCache}
+		if base != nil {
+			var err error
+			if so.Create, err = base.freeze(ctx, repo, l.Head()); err != nil {
+				return err
+			}
+		}
 		rep := newReporter(stderr, o.json, "import", volume)
+		so.Progress = rep.update
 		var err error
-		res, err = writer.Snapshot(ctx, repo, l, src, writer.SnapshotOptions{
-			Host: host, StatCache: o.statCache, Progress: rep.update,
-		})
+		res, err = writer.Snapshot(ctx, repo, l, src, so)
 		rep.done()
 		return err
 	})
@@ -258,6 +281,7 @@ func createAndPublish(ctx context.Context, repo *snapshot.Repo, wo writer.Option
 	// The release settles a publish whose answer was lost: what the head
 	// is now says whether this import's snapshot made it.
 	published := res.ID != "" && out.Head == res.ID && (res.Published || err != nil && out.ReleaseErr == nil)
+	base.finish(published, res.ID)
 	rerr := out.ReleaseErr
 	again := fmt.Sprintf("run the same portvol import again on this host (it continues the lease this run holds), or from another host portvol takeover %s once it has expired", volume)
 	switch {

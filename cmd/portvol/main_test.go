@@ -16,6 +16,10 @@ const reexecEnv = "PORTVOL_TEST_REEXEC"
 // it takes its lease and just before it gives it back.
 const observeEnv = "PORTVOL_TEST_OBSERVE"
 
+// baseExitEnv names a step of keeping the --base snapshot at which a
+// re-executed import exits (import_base.go, importBaseStep).
+const baseExitEnv = "PORTVOL_TEST_BASE_EXIT"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(reexecEnv) == "1" {
 		os.Exit(reexecMain())
@@ -59,6 +63,13 @@ func reexecMain() int {
 			// processes never interleave.
 			_, _ = fmt.Fprintf(f, "%d %d %s %d %t\n", time.Now().UnixNano(), os.Getpid(), volume, gen, held)
 			_ = f.Sync()
+		}
+	}
+	if step := os.Getenv(baseExitEnv); step != "" {
+		importBaseStep = func(s string) {
+			if s == step {
+				os.Exit(9)
+			}
 		}
 	}
 	return run(context.Background(), args, os.Stdout, os.Stderr)
