@@ -324,14 +324,7 @@ func (r *Repo) reuseUnchanged(ctx context.Context, t *tree, parent *Manifest, ca
 				toRead = append(toRead, f)
 				continue
 			}
-			same := pn.Size == st.Size && pn.Mtime == st.Mtime
-			if useCache {
-				same = same && cache.unchanged(t.paths[i], st, r.racyWindow)
-			} else {
-				same = same && pn.Ctime == st.Ctime && pn.Inode == st.Ino &&
-					notRacy(statEntry{Mtime: pn.Mtime, Ctime: pn.Ctime}, parent.Started.UnixNano(), true, r.racyWindow)
-			}
-			if same {
+			if r.sameFile(t.paths[i], st, pn, parent, cache, useCache) {
 				n.Blocks = pn.Blocks // parent chunk indexes are registry indexes
 				continue
 			}
@@ -339,6 +332,21 @@ func (r *Repo) reuseUnchanged(ctx context.Context, t *tree, parent *Manifest, ca
 		toRead = append(toRead, f)
 	}
 	return toRead, nil
+}
+
+// sameFile reports whether the regular file at path, now with stat st,
+// still holds the content the parent records for it (node pn), judged by
+// its stat alone: against the stat cache if useCache (it names the
+// parent), else against the parent's own record of it.
+func (r *Repo) sameFile(path string, st statEntry, pn *Node, parent *Manifest, cache *statCache, useCache bool) bool {
+	if pn.Size != st.Size || pn.Mtime != st.Mtime {
+		return false
+	}
+	if useCache {
+		return cache.unchanged(path, st, r.racyWindow)
+	}
+	return pn.Ctime == st.Ctime && pn.Inode == st.Ino &&
+		notRacy(statEntry{Mtime: pn.Mtime, Ctime: pn.Ctime}, parent.Started.UnixNano(), true, r.racyWindow)
 }
 
 // compactChunks rewrites every block reference from a registry index to

@@ -36,6 +36,7 @@ type connection struct {
 	// store is the store guarded by its identity: a "does not exist" from
 	// it is checked against the store's config first.
 	store transfer.ObjectStore
+	raw   transfer.ObjectStore // store without the identity guard, for the probe
 	repo  *snapshot.Repo
 	id    string // the store's store_id
 }
@@ -69,11 +70,8 @@ func connect(ctx context.Context, raw string, o connectOptions) (*connection, er
 		return nil, fmt.Errorf("store %s: %w", where, err)
 	}
 	if o.write {
-		if err := transfer.ProbeConditional(ctx, st); err != nil {
-			if errors.Is(err, transfer.ErrConditionalIgnored) {
-				return nil, fmt.Errorf("store %s cannot keep two hosts from holding one volume: %w; portvol needs an S3 service that honours If-None-Match and If-Match on PUT — known to: %s", where, err, knownConditionalServices)
-			}
-			return nil, fmt.Errorf("store %s: %w", where, err)
+		if err := proveConditional(ctx, st, where); err != nil {
+			return nil, err
 		}
 	}
 	guarded := guard.New(st, identityCheck(st, id, where))
@@ -83,7 +81,19 @@ func connect(ctx context.Context, raw string, o connectOptions) (*connection, er
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", where, err)
 	}
-	return &connection{store: guarded, repo: repo, id: id}, nil
+	return &connection{store: guarded, raw: st, repo: repo, id: id}, nil
+}
+
+// proveConditional has the store at where prove that it honours
+// conditional writes, which a writer needs before its first write.
+func proveConditional(ctx context.Context, st transfer.ObjectStore, where string) error {
+	if err := transfer.ProbeConditional(ctx, st); err != nil {
+		if errors.Is(err, transfer.ErrConditionalIgnored) {
+			return fmt.Errorf("store %s cannot keep two hosts from holding one volume: %w; portvol needs an S3 service that honours If-None-Match and If-Match on PUT — known to: %s", where, err, knownConditionalServices)
+		}
+		return fmt.Errorf("store %s: %w", where, err)
+	}
+	return nil
 }
 
 // storeMissing explains a store that is not there.

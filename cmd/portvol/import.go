@@ -69,7 +69,9 @@ volume's latest snapshot, so that the next host to mount the volume gets it.
 The volume is created in the store if it does not exist (with the -o options,
 as docker volume create -o would). import takes the volume's lease like a
 host mounting it does: while a plugin somewhere has the volume mounted, import
-is refused. Earlier snapshots are kept; the new one becomes the head.
+is refused. Earlier snapshots are kept; the new one becomes the head. If
+--stat-cache shows SRC_DIR unchanged since the head (which an import or
+export with that cache made), import writes nothing and says "unchanged".
 
 An import that died holding the lease (killed, or the store unreachable for
 longer than its retries) is recovered by running the same import again on this
@@ -129,8 +131,9 @@ type importResult struct {
 	Parent        string  `json:"parent,omitempty"`
 	Host          string  `json:"host"`
 	Generation    uint64  `json:"generation"`
-	Lease         string  `json:"lease"` // acquired, resumed (a killed earlier run's) or took over
+	Lease         string  `json:"lease"` // acquired, resumed (a killed earlier run's), took over, or not taken (unchanged)
 	Created       bool    `json:"volume_created"`
+	Unchanged     bool    `json:"unchanged"` // SRC_DIR equals the head: nothing written, Snapshot is the head
 	Files         uint64  `json:"files"`
 	Dirs          uint64  `json:"dirs"`
 	Bytes         uint64  `json:"bytes"`
@@ -180,7 +183,7 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 	}
 	start := time.Now()
 
-	s, repo, err := o.openSession(ctx, true)
+	s, repo, err := o.openSession(ctx, false) // proveWrites below, if it writes
 	if err != nil {
 		return err
 	}
@@ -208,6 +211,12 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 	}
 	lm, err := lease.New(leaseStore, lease.Options{Host: host, TTL: o.leaseTTL})
 	if err != nil {
+		return err
+	}
+	if res, ok := importUnchanged(ctx, s, repo, lm, volume, src, opts, o, host, start); ok {
+		return printImportUnchanged(stdout, o.json, res)
+	}
+	if err := s.proveWrites(ctx); err != nil {
 		return err
 	}
 	created, err := s.ensureVolume(ctx, lm, volume, opts, host)

@@ -70,6 +70,7 @@ func (f *snapFlags) readKey() ([]byte, error) {
 type session struct {
 	flags *snapFlags
 	store transfer.ObjectStore
+	raw   transfer.ObjectStore // without the identity guard (proveWrites)
 	key   []byte
 	id    string // the store's store_id
 }
@@ -92,8 +93,14 @@ func (f *snapFlags) openSession(ctx context.Context, write bool) (*session, *sna
 	if err != nil {
 		return nil, nil, s.repoError(err)
 	}
-	s.store, s.id = c.store, c.id
+	s.store, s.raw, s.id = c.store, c.raw, c.id
 	return s, c.repo, nil
+}
+
+// proveWrites has the store prove that it honours conditional writes: a
+// session opened without write does so before its first write.
+func (s *session) proveWrites(ctx context.Context) error {
+	return proveConditional(ctx, s.raw, s.flags.where())
 }
 
 // openRepo opens the store for reading and its snapshot repository.
