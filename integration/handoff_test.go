@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -74,20 +76,43 @@ func TestHandoffBenchmark(t *testing.T) {
 		benchVolumeFS = "btrfs"
 	}
 	// The plugins' default lease TTL and mount wait: what users run.
-	c := newCluster(t, clusterOptions{volumeFS: benchVolumeFS})
-	var cold, staged, floor []handoffRun
-	for i := range runs {
-		r := c.handoff(t, scale, tx, false)
-		t.Logf("run %d cold:       %s", i+1, r)
-		cold = append(cold, r)
-		r = c.handoff(t, scale, tx, true)
-		t.Logf("run %d pre-staged: %s", i+1, r)
-		staged = append(staged, r)
-		r = c.floorHandoff(t, scale, tx)
-		t.Logf("run %d floor:      %s; dd + sync of the database's bytes %v", i+1, r, r.ddSync.Round(10*time.Millisecond))
-		floor = append(floor, r)
+	// The btrfs pools are sparse; give them room for the database, the
+	// instant a periodic snapshot keeps as its base, and the copy a
+	// restore builds beside the live one (the test default, 4G, is too
+	// small for a 1.8 GB database under snapshots every few seconds).
+	pool := fmt.Sprintf("%dG", max(16, scale/10))
+	c := newCluster(t, clusterOptions{volumeFS: benchVolumeFS, poolSize: pool})
+	// PORTVOL_BENCH_CASES: which cases to run (all by default).
+	cases := strings.Split(cmp.Or(os.Getenv("PORTVOL_BENCH_CASES"), "cold,pulled,standby,floor"), ",")
+	for _, k := range cases {
+		if !slices.Contains([]string{"cold", "pulled", "standby", "floor"}, k) {
+			t.Fatalf("PORTVOL_BENCH_CASES=%q: %q is not one of cold, pulled, standby, floor", os.Getenv("PORTVOL_BENCH_CASES"), k)
+		}
 	}
-	section := handoffReport(scale, tx, cold, staged, floor)
+	var cold, staged, standby, floor []handoffRun
+	for i := range runs {
+		if slices.Contains(cases, "cold") {
+			r := c.handoff(t, scale, tx, handoffCold)
+			t.Logf("run %d cold:       %s", i+1, r)
+			cold = append(cold, r)
+		}
+		if slices.Contains(cases, "pulled") {
+			r := c.handoff(t, scale, tx, handoffPulled)
+			t.Logf("run %d pre-staged: %s", i+1, r)
+			staged = append(staged, r)
+		}
+		if slices.Contains(cases, "standby") {
+			r := c.handoff(t, scale, tx, handoffStandby)
+			t.Logf("run %d standby:    %s", i+1, r)
+			standby = append(standby, r)
+		}
+		if slices.Contains(cases, "floor") {
+			r := c.floorHandoff(t, scale, tx)
+			t.Logf("run %d floor:      %s; dd + sync of the database's bytes %v", i+1, r, r.ddSync.Round(10*time.Millisecond))
+			floor = append(floor, r)
+		}
+	}
+	section := handoffReport(scale, tx, cold, staged, standby, floor)
 	t.Logf("\n%s", section)
 	if err := writeSection(filepath.Join(repoRoot, "docs", "benchmarks.md"), handoffBegin, handoffEnd, section); err != nil {
 		t.Fatal(err)
@@ -101,18 +126,50 @@ func (r handoffRun) String() string {
 		r.refused, mib(r.dbBytes), mib(r.upload), mib(r.fetched), mib(r.reused))
 }
 
+// handoffCase is how far host B is ahead when the move starts.
+type handoffCase int
+
+const (
+	handoffCold    handoffCase = iota // B has no copy
+	handoffPulled                     // B ran portvol pull once, before A's transactions
+	handoffStandby                    // B is a standby host; A snapshots every standbyInterval
+)
+
+// standbyInterval is the standby case's snapshot_interval on A: B follows
+// the head (every 2 s, the plugin's follow interval), so the move waits
+// for at most about this much of A's writes.
+const standbyInterval = "5s"
+
 // handoff creates a pgbench database on A in a new volume, lets A publish
 // it once, has A write tx more transactions (B pulls the published copy
-// first if prestage) and measures the move to B.
-func (c *cluster) handoff(t *testing.T, scale, tx int, prestage bool) handoffRun {
+// first, or follows it as a standby host, as hc says) and measures the
+// move to B.
+func (c *cluster) handoff(t *testing.T, scale, tx int, hc handoffCase) handoffRun {
 	t.Helper()
-	vol := c.volume(t)
+	var opts []string
+	if hc == handoffStandby {
+		opts = []string{"-o", "standby=" + c.b.name, "-o", "snapshot_interval=" + standbyInterval}
+	}
+	vol := c.volume(t, opts...)
 	var r handoffRun
 	pa, want := c.pgbenchDB(t, vol, scale, tx, &r, func() {
 		c.waitReleased(t, c.a, vol)
 	}, func() {
-		if prestage {
+		switch hc {
+		case handoffPulled:
 			c.b.mustPortvol(t, "pull", vol)
+		case handoffStandby:
+			// B finds the volumes that name it within its scan interval
+			// (30 s) and then follows the head: wait for its first pull,
+			// so that the transactions below are what it has to keep up
+			// with.
+			deadline := time.Now().Add(2 * time.Minute)
+			for len(c.b.pluginEvents("standby: pulled the head snapshot", vol)) == 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("host B did not start following %s as a standby host within 2 min", vol)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
 		}
 	})
 	pb := c.b.createPG(t, vol) // before the clock: creating a container is not the handoff
@@ -176,11 +233,35 @@ func (c *cluster) pgbenchDB(t *testing.T, vol string, scale, tx int, r *handoffR
 	pa := c.a.createPG(t, vol)
 	pa.mustStart(t)
 	pgbench := []string{"exec", pa.name, "pgbench", "-h", "/run/postgresql", "-U", "postgres"}
-	c.a.docker(t, append(pgbench, "-i", "-s", strconv.Itoa(scale), "-q", "postgres")...)
 	if benchFiller == "random" {
-		pa.sql(t, randomFiller)
-		pa.sql(t, "VACUUM FULL pgbench_accounts")
+		// pgbench's tables, filled by one INSERT each instead of pgbench's
+		// COPY of blank filler (then indexes and VACUUM as pgbench -i
+		// does): writing the rows once is several times quicker than
+		// rewriting a blank table with UPDATE and VACUUM FULL, which
+		// matters at 10 GB.
+		c.a.docker(t, append(pgbench, "-i", "-I", "dt", "-s", strconv.Itoa(scale), "-q", "postgres")...)
+		pa.sql(t, randomTables(scale))
+		// The accounts in two halves, one session each (two cores).
+		n := scale * 100000
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() {
+				out, err := c.a.eng.cli("exec", pa.name, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "/run/postgresql", "-U", "postgres",
+					"-c", randomAccounts(i*n/2+1, (i+1)*n/2))
+				if err != nil {
+					errs[i] = fmt.Errorf("%v\n%s", err, out)
+				}
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatalf("filling pgbench_accounts: %v", err)
+		}
+		c.a.docker(t, append(pgbench, "-i", "-I", "vp", "-s", strconv.Itoa(scale), "-q", "postgres")...)
 		pa.sql(t, "CHECKPOINT")
+	} else {
+		c.a.docker(t, append(pgbench, "-i", "-s", strconv.Itoa(scale), "-q", "postgres")...)
 	}
 	pa.stop(t)
 	stopped()
@@ -246,17 +327,28 @@ func (c *cluster) floorHandoff(t *testing.T, scale, tx int) handoffRun {
 // benchVolumeFS is PORTVOL_BENCH_VOLUME_FS.
 var benchFiller, benchVolumeFS string
 
-// randomFiller gives every account 84 characters of random base64 text
-// (what bench/formatstudy/mkpg.sh does): rows that compress like real data.
-const randomFiller = `CREATE EXTENSION IF NOT EXISTS pgcrypto; ` +
-	`UPDATE pgbench_accounts SET filler = substr(translate(encode(gen_random_bytes(63), 'base64'), E'\n', ''), 1, 84)`
+// randomTables fills pgbench's branches and tellers for scale as pgbench
+// -i does; randomAccounts the accounts from..to, with every account's
+// filler 84 characters of random base64 text (a SHA-512 of random(),
+// base64-encoded; pgcrypto's gen_random_bytes is twice as slow): rows that
+// compress like real data.
+func randomTables(scale int) string {
+	return fmt.Sprintf(`INSERT INTO pgbench_branches (bid, bbalance) SELECT b, 0 FROM generate_series(1, %[1]d) b; `+
+		`INSERT INTO pgbench_tellers (tid, bid, tbalance) SELECT t, (t-1)/10+1, 0 FROM generate_series(1, %[1]d*10) t`, scale)
+}
+
+func randomAccounts(from, to int) string {
+	return fmt.Sprintf(`INSERT INTO pgbench_accounts (aid, bid, abalance, filler) SELECT a, (a-1)/100000+1, 0, `+
+		`substr(translate(encode(sha512(random()::text::bytea), 'base64'), E'\n', ''), 1, 84) `+
+		`FROM generate_series(%d, %d) a`, from, to)
+}
 
 // readBalances checks a pgbench database cheaply: row counts and the sum
 // of balances that the transactions changed.
 const readBalances = `SELECT (SELECT count(*) || ' ' || sum(abalance) FROM pgbench_accounts) || ' ' || (SELECT count(*) FROM pgbench_history)`
 
 // handoffReport is the markdown section for docs/benchmarks.md.
-func handoffReport(scale, tx int, cold, staged, floor []handoffRun) string {
+func handoffReport(scale, tx int, cold, staged, standby, floor []handoffRun) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Handoff: a PostgreSQL database from one host to another\n\n")
 	fmt.Fprintf(&b, "`make bench-handoff` (%s, portvol %s). ", time.Now().UTC().Format("2006-01-02"), gitRevision())
@@ -264,7 +356,7 @@ func handoffReport(scale, tx int, cold, staged, floor []handoffRun) string {
 		"(`pg_isready`), with B's container created beforehand and `docker start` repeated while portvol refuses "+
 		"(A still holds the volume, or B's restore runs past the Mount deadline). Median of %d runs per case; "+
 		"each run is a new volume with a `pgbench -i -s %d` database%s that A published once (stop, start), "+
-		"then `pgbench -c 2 -t %d` on A before the handoff. Both plugins keep volumes with `PORTVOL_VOLUME_FS=%s`.\n\n", len(cold), scale, fillerText(), tx, benchVolumeFS)
+		"then `pgbench -c 2 -t %d` on A before the handoff. Both plugins keep volumes with `PORTVOL_VOLUME_FS=%s`.\n\n", max(len(cold), len(staged), len(standby), len(floor)), scale, fillerText(), tx, benchVolumeFS)
 	b.WriteString("| case | total (median) | runs | `docker stop` on A | until B mounted | A's release | B's restore | refused starts | A uploaded | B fetched | B reused |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, row := range []struct {
@@ -273,8 +365,12 @@ func handoffReport(scale, tx int, cold, staged, floor []handoffRun) string {
 	}{
 		{"cold: B has no copy", cold},
 		{"pre-staged: `portvol pull` on B before A's last writes", staged},
+		{"standby: `-o standby=hostB`, A snapshots every " + standbyInterval + " (`-o snapshot_interval`), B follows", standby},
 	} {
 		rs := row.runs
+		if len(rs) == 0 {
+			continue
+		}
 		totals := make([]string, len(rs))
 		for i, r := range rs {
 			totals[i] = seconds(r.ready)
@@ -303,27 +399,36 @@ func handoffReport(scale, tx int, cold, staged, floor []handoffRun) string {
 			seconds(stop+start), seconds(stop), seconds(start), mib(floor[0].dbBytes), seconds(dd),
 			strings.Join(mapRuns(floor, func(r handoffRun) string { return seconds(r.ddSync) }), ", "), seconds(stop+dd+start), seconds(stop+start))
 	}
-	if len(cold) > 0 {
-		fmt.Fprintf(&b, "\nDatabase size on disk: %s (pgdata after the transactions). ", mib(cold[0].dbBytes))
+	for _, rs := range [][]handoffRun{cold, staged, standby, floor} {
+		if len(rs) > 0 {
+			fmt.Fprintf(&b, "\nDatabase size on disk: %s (pgdata after the transactions). ", mib(rs[0].dbBytes))
+			break
+		}
 	}
 	fmt.Fprintf(&b, "The other columns are medians from the plugins' logs: A's release runs from its last unmount "+
 		"to the lease released (final snapshot taken and published); B's restore from its start to its end (inside B's "+
 		"Mount, after the wait for A). Uploaded and fetched are compressed bytes through the store; reused are bytes of "+
 		"B's older copy used again. The plugins ran with their default lease TTL and mount wait.\n\n")
-	if len(cold) > 0 {
-		mid := slices.Clone(cold)
+	for _, row := range []struct {
+		name string
+		runs []handoffRun
+	}{{"cold", cold}, {"standby", standby}} {
+		if len(row.runs) == 0 {
+			continue
+		}
+		mid := slices.Clone(row.runs)
 		slices.SortFunc(mid, func(a, b handoffRun) int { return cmp.Compare(a.ready, b.ready) })
 		r := mid[len(mid)/2]
-		fmt.Fprintf(&b, "Where the time goes in the median cold run (the plugins' log entries, from `docker stop` on A; "+
+		fmt.Fprintf(&b, "Where the time goes in the median %s run (the plugins' log entries, from `docker stop` on A; "+
 			"`docker stop` returned at %s, `docker start` on B at %s, `pg_isready` on B answered at %s):\n\n```\n%s```\n\n",
-			seconds(r.stop), seconds(r.mounted), seconds(r.ready), r.events)
+			row.name, seconds(r.stop), seconds(r.mounted), seconds(r.ready), r.events)
 	}
 	fmt.Fprintf(&b, "Machine: %s. Host A is the machine's Docker engine (%s storage); host B is a second dockerd on "+
 		"the same machine in its own mount and network namespaces (vfs storage), reaching the store over a veth pair. "+
 		"The store is versitygw (posix backend) on the same disk as both hosts' volume data, so store traffic does not "+
 		"cross a real network, and both hosts share the same CPUs.\n\n", machine(), dockerStorage())
 	fmt.Fprintf(&b, "Command: `make bench-handoff` = `go test -tags handoffbench -count=1 -run TestHandoffBenchmark ./integration/ -v -timeout 90m` "+
-		"(PORTVOL_BENCH_SCALE, PORTVOL_BENCH_TX, PORTVOL_BENCH_RUNS, PORTVOL_BENCH_FILLER and PORTVOL_BENCH_VOLUME_FS change the workload).\n")
+		"(PORTVOL_BENCH_SCALE, PORTVOL_BENCH_TX, PORTVOL_BENCH_RUNS, PORTVOL_BENCH_FILLER and PORTVOL_BENCH_VOLUME_FS change the workload; PORTVOL_BENCH_CASES picks cases).\n")
 	return b.String()
 }
 

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -72,6 +73,8 @@ type cluster struct {
 	leaseTTL, mountWait time.Duration
 	// volumeFS is the plugins' PORTVOL_VOLUME_FS (clusterOptions).
 	volumeFS string
+	// poolSize is the plugins' PORTVOL_POOL_SIZE (clusterOptions).
+	poolSize string
 }
 
 // clusterOptions shape a cluster.
@@ -86,6 +89,9 @@ type clusterOptions struct {
 	// tests that inspect a kept copy from the host need it there (a btrfs
 	// pool is mounted inside the plugin's own mount namespace only).
 	volumeFS string
+	// poolSize is the plugins' PORTVOL_POOL_SIZE (sparse; used with
+	// btrfs); "" means 4G.
+	poolSize string
 	// busybox gives the hosts a small busybox image (cluster.image)
 	// instead of the PostgreSQL one, for tests that need no database:
 	// quicker to set up, and no PostgreSQL needed on the machine.
@@ -144,7 +150,7 @@ func startHosts(t *testing.T, opts clusterOptions, makeTargets ...string) *clust
 		t.Fatalf("make %s: %v\n%s", strings.Join(targets, " "), err, out)
 	}
 	// The plugin's documented defaults, until installPlugin sets others.
-	c := &cluster{t: t, prefix: "e2e-" + runID + "-" + randomHex(2), leaseTTL: 30 * time.Second, mountWait: 20 * time.Second, volumeFS: opts.volumeFS}
+	c := &cluster{t: t, prefix: "e2e-" + runID + "-" + randomHex(2), leaseTTL: 30 * time.Second, mountWait: 20 * time.Second, volumeFS: opts.volumeFS, poolSize: cmp.Or(opts.poolSize, "4G")}
 	if c.volumeFS == "" {
 		c.volumeFS = "directory"
 	}
@@ -252,7 +258,7 @@ func (h *host) settings() []string {
 		"AWS_SHARED_CREDENTIALS_FILE=/var/lib/portvol/s3-credentials",
 		"PORTVOL_LOG_LEVEL=debug",
 		"PORTVOL_VOLUME_FS=" + h.c.volumeFS,
-		"PORTVOL_POOL_SIZE=4G", // sparse; only used with btrfs
+		"PORTVOL_POOL_SIZE=" + h.c.poolSize, // sparse; only used with btrfs
 	}
 }
 
