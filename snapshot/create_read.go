@@ -101,7 +101,7 @@ func (p *packer) addLocked(ctx context.Context, record []byte, c Chunk, entry in
 		select {
 		case pb := <-p.free:
 			if pb == nil {
-				pb = &packBuf{buf: make([]byte, 0, p.cap)}
+				pb = &packBuf{buf: largeBuffer(p.cap)[:0]}
 			}
 			pb.idx, pb.buf, pb.chunks, pb.entries = p.reg.newPack(), pb.buf[:0], pb.chunks[:0], pb.entries[:0]
 			p.cur = pb
@@ -448,9 +448,9 @@ func (f *readFile) jobs(runBlocks int) []blockJob {
 func (r *Repo) blockWorker(ctx context.Context, jobs <-chan blockJob, reg *registry, pk *packer, prog *progress, newChunks, newBytes *atomic.Uint64) error {
 	bs := r.blockSize
 	runBlocks := runBlocksFor(bs)
-	buf := make([]byte, runBlocks*bs)
+	buf := largeBuffer(runBlocks * bs)
 	zbuf := make([]byte, 0, bs+bs/4+1024)
-	w := &runBatch{records: make([]byte, 0, runBlocks*(bs+sealOverhead)), id: make([]byte, 32)}
+	w := &runBatch{records: largeBuffer(runBlocks * (bs + sealOverhead))[:0], id: make([]byte, 32)}
 	h := r.crypt.newHasher()
 	cp, err := newCompressor(r.codec)
 	if err != nil {
