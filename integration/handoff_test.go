@@ -60,7 +60,18 @@ type handoffRun struct {
 // compresses about as well as real data: S2 stores ~72 % of it).
 // PORTVOL_BENCH_FILLER=blank keeps pgbench's blank filler.
 func TestHandoffBenchmark(t *testing.T) {
-	scale, tx, runs := envInt(t, "PORTVOL_BENCH_SCALE", 50), envInt(t, "PORTVOL_BENCH_TX", 2000), envInt(t, "PORTVOL_BENCH_RUNS", 3)
+	tx, runs := envInt(t, "PORTVOL_BENCH_TX", 2000), envInt(t, "PORTVOL_BENCH_RUNS", 3)
+	// PORTVOL_BENCH_SCALE: pgbench -s, or several ("50,600"): the first
+	// is the table's main rows, the others add rows for the same cases,
+	// run in turn with the first in each round.
+	var scales []int
+	for _, f := range strings.Split(cmp.Or(os.Getenv("PORTVOL_BENCH_SCALE"), "50"), ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			t.Fatalf("PORTVOL_BENCH_SCALE=%q: want pgbench scales (positive integers) separated by commas", os.Getenv("PORTVOL_BENCH_SCALE"))
+		}
+		scales = append(scales, n)
+	}
 	switch benchFiller = os.Getenv("PORTVOL_BENCH_FILLER"); benchFiller {
 	case "":
 		benchFiller = "random"
@@ -80,7 +91,7 @@ func TestHandoffBenchmark(t *testing.T) {
 	// instant a periodic snapshot keeps as its base, and the copy a
 	// restore builds beside the live one (the test default, 4G, is too
 	// small for a 1.8 GB database under snapshots every few seconds).
-	pool := fmt.Sprintf("%dG", max(16, scale/10))
+	pool := fmt.Sprintf("%dG", max(16, slices.Max(scales)/10))
 	c := newCluster(t, clusterOptions{volumeFS: benchVolumeFS, poolSize: pool})
 	// PORTVOL_BENCH_CASES: which cases to run (all by default).
 	cases := strings.Split(cmp.Or(os.Getenv("PORTVOL_BENCH_CASES"), "cold,pulled,standby,floor"), ",")
@@ -89,30 +100,36 @@ func TestHandoffBenchmark(t *testing.T) {
 			t.Fatalf("PORTVOL_BENCH_CASES=%q: %q is not one of cold, pulled, standby, floor", os.Getenv("PORTVOL_BENCH_CASES"), k)
 		}
 	}
-	var cold, staged, standby, floor []handoffRun
+	sets := make([]*handoffSet, len(scales))
+	for j, scale := range scales {
+		sets[j] = &handoffSet{scale: scale}
+	}
 	for i := range runs {
-		if slices.Contains(cases, "cold") {
-			r := c.handoff(t, scale, tx, handoffCold)
-			t.Logf("run %d cold:       %s", i+1, r)
-			cold = append(cold, r)
-		}
-		if slices.Contains(cases, "pulled") {
-			r := c.handoff(t, scale, tx, handoffPulled)
-			t.Logf("run %d pre-staged: %s", i+1, r)
-			staged = append(staged, r)
-		}
-		if slices.Contains(cases, "standby") {
-			r := c.handoff(t, scale, tx, handoffStandby)
-			t.Logf("run %d standby:    %s", i+1, r)
-			standby = append(standby, r)
-		}
-		if slices.Contains(cases, "floor") {
-			r := c.floorHandoff(t, scale, tx)
-			t.Logf("run %d floor:      %s; dd + sync of the database's bytes %v", i+1, r, r.ddSync.Round(10*time.Millisecond))
-			floor = append(floor, r)
+		for _, set := range sets {
+			scale := set.scale
+			if slices.Contains(cases, "cold") {
+				r := c.handoff(t, scale, tx, handoffCold)
+				t.Logf("run %d -s %d cold:       %s", i+1, scale, r)
+				set.cold = append(set.cold, r)
+			}
+			if slices.Contains(cases, "pulled") {
+				r := c.handoff(t, scale, tx, handoffPulled)
+				t.Logf("run %d -s %d pre-staged: %s", i+1, scale, r)
+				set.staged = append(set.staged, r)
+			}
+			if slices.Contains(cases, "standby") {
+				r := c.handoff(t, scale, tx, handoffStandby)
+				t.Logf("run %d -s %d standby:    %s", i+1, scale, r)
+				set.standby = append(set.standby, r)
+			}
+			if slices.Contains(cases, "floor") {
+				r := c.floorHandoff(t, scale, tx)
+				t.Logf("run %d -s %d floor:      %s; dd + sync of the database's bytes %v", i+1, scale, r, r.ddSync.Round(10*time.Millisecond))
+				set.floor = append(set.floor, r)
+			}
 		}
 	}
-	section := handoffReport(scale, tx, cold, staged, standby, floor)
+	section := handoffReport(tx, sets)
 	t.Logf("\n%s", section)
 	if err := writeSection(filepath.Join(repoRoot, "docs", "benchmarks.md"), handoffBegin, handoffEnd, section); err != nil {
 		t.Fatal(err)
@@ -124,6 +141,12 @@ func (r handoffRun) String() string {
 		r.ready.Round(10*time.Millisecond), r.stop.Round(10*time.Millisecond), r.mounted.Round(10*time.Millisecond),
 		r.release.Round(10*time.Millisecond), r.restore.Round(10*time.Millisecond),
 		r.refused, mib(r.dbBytes), mib(r.upload), mib(r.fetched), mib(r.reused))
+}
+
+// handoffSet is one database size's runs, by case.
+type handoffSet struct {
+	scale                        int
+	cold, staged, standby, floor []handoffRun
 }
 
 // handoffCase is how far host B is ahead when the move starts.
@@ -348,7 +371,9 @@ func randomAccounts(from, to int) string {
 const readBalances = `SELECT (SELECT count(*) || ' ' || sum(abalance) FROM pgbench_accounts) || ' ' || (SELECT count(*) FROM pgbench_history)`
 
 // handoffReport is the markdown section for docs/benchmarks.md.
-func handoffReport(scale, tx int, cold, staged, standby, floor []handoffRun) string {
+func handoffReport(tx int, sets []*handoffSet) string {
+	main := sets[0]
+	scale, cold, staged, standby, floor := main.scale, main.cold, main.staged, main.standby, main.floor
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Handoff: a PostgreSQL database from one host to another\n\n")
 	fmt.Fprintf(&b, "`make bench-handoff` (%s, portvol %s). ", time.Now().UTC().Format("2006-01-02"), gitRevision())
@@ -359,14 +384,22 @@ func handoffReport(scale, tx int, cold, staged, standby, floor []handoffRun) str
 		"then `pgbench -c 2 -t %d` on A before the handoff. Both plugins keep volumes with `PORTVOL_VOLUME_FS=%s`.\n\n", max(len(cold), len(staged), len(standby), len(floor)), scale, fillerText(), tx, benchVolumeFS)
 	b.WriteString("| case | total (median) | runs | `docker stop` on A | until B mounted | A's release | B's restore | refused starts | A uploaded | B fetched | B reused |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, row := range []struct {
+	type row struct {
 		name string
 		runs []handoffRun
-	}{
-		{"cold: B has no copy", cold},
-		{"pre-staged: `portvol pull` on B before A's last writes", staged},
-		{"standby: `-o standby=hostB`, A snapshots every " + standbyInterval + " (`-o snapshot_interval`), B follows", standby},
-	} {
+	}
+	var rows []row
+	for j, set := range sets {
+		size := ""
+		if j > 0 {
+			size = fmt.Sprintf(", `pgbench -s %d` (%s)", set.scale, mib(dbSize(set)))
+		}
+		rows = append(rows,
+			row{"cold: B has no copy" + size, set.cold},
+			row{"pre-staged: `portvol pull` on B before A's last writes" + size, set.staged},
+			row{"standby: `-o standby=hostB`, A snapshots every " + standbyInterval + " (`-o snapshot_interval`), B follows" + size, set.standby})
+	}
+	for _, row := range rows {
 		rs := row.runs
 		if len(rs) == 0 {
 			continue
@@ -399,10 +432,16 @@ func handoffReport(scale, tx int, cold, staged, standby, floor []handoffRun) str
 			seconds(stop+start), seconds(stop), seconds(start), mib(floor[0].dbBytes), seconds(dd),
 			strings.Join(mapRuns(floor, func(r handoffRun) string { return seconds(r.ddSync) }), ", "), seconds(stop+dd+start), seconds(stop+start))
 	}
-	for _, rs := range [][]handoffRun{cold, staged, standby, floor} {
-		if len(rs) > 0 {
-			fmt.Fprintf(&b, "\nDatabase size on disk: %s (pgdata after the transactions). ", mib(rs[0].dbBytes))
-			break
+	fmt.Fprintf(&b, "\nDatabase size on disk: %s (pgdata after the transactions). ", mib(dbSize(main)))
+	for _, set := range sets[1:] {
+		for _, x := range []struct {
+			name       string
+			main, this []handoffRun
+		}{{"cold", cold, set.cold}, {"pre-staged", staged, set.staged}, {"standby", standby, set.standby}} {
+			if len(x.main) > 0 && len(x.this) > 0 {
+				m, o := median(x.main, func(r handoffRun) time.Duration { return r.ready }), median(x.this, func(r handoffRun) time.Duration { return r.ready })
+				fmt.Fprintf(&b, "%s at %s against %s: ×%.2f (%s / %s). ", x.name, mib(dbSize(set)), mib(dbSize(main)), o.Seconds()/m.Seconds(), seconds(o), seconds(m))
+			}
 		}
 	}
 	fmt.Fprintf(&b, "The other columns are medians from the plugins' logs: A's release runs from its last unmount "+
@@ -430,6 +469,16 @@ func handoffReport(scale, tx int, cold, staged, standby, floor []handoffRun) str
 	fmt.Fprintf(&b, "Command: `make bench-handoff` = `go test -tags handoffbench -count=1 -run TestHandoffBenchmark ./integration/ -v -timeout 90m` "+
 		"(PORTVOL_BENCH_SCALE, PORTVOL_BENCH_TX, PORTVOL_BENCH_RUNS, PORTVOL_BENCH_FILLER and PORTVOL_BENCH_VOLUME_FS change the workload; PORTVOL_BENCH_CASES picks cases).\n")
 	return b.String()
+}
+
+// dbSize is the database's size in a set's first run.
+func dbSize(s *handoffSet) int64 {
+	for _, rs := range [][]handoffRun{s.cold, s.staged, s.standby, s.floor} {
+		if len(rs) > 0 {
+			return rs[0].dbBytes
+		}
+	}
+	return 0
 }
 
 // median of f over the runs.
