@@ -25,6 +25,7 @@ type config struct {
 	compression        string
 	workloads          string
 	fresh              bool
+	btrfs              string // auto, on, off: the pg-btrfs workload
 }
 
 func main() {
@@ -47,6 +48,7 @@ func main() {
 	flag.StringVar(&c.compression, "compression", "", "portvol init --compression (s2 or zstd; empty: portvol's default)")
 	flag.StringVar(&c.workloads, "workloads", "pg,random", "workloads to run: pg, random")
 	flag.BoolVar(&c.fresh, "fresh", false, "rebuild the data sets even if bench/work holds them")
+	flag.StringVar(&c.btrfs, "btrfs", "auto", "with the pg workload, also run pg-btrfs (the data directory in a btrfs subvolume, portvol import --base): auto (when btrfs and loop devices are usable), on, off")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, c)
@@ -102,6 +104,14 @@ func run(ctx context.Context, c config) error {
 	}
 	b := &bench{c: c, r: r, e: e, tools: tools, cold: true}
 
+	pool, err := b.openPool(ctx)
+	if err != nil {
+		return err
+	}
+	if pool != nil {
+		defer pool.close()
+	}
+	c.workloads = b.c.workloads
 	var pg *postgres
 	pgBase := filepath.Join(c.work, fmt.Sprintf("pg-base-s%d", c.scale))
 	randomBase := filepath.Join(c.work, fmt.Sprintf("random-%dmib", c.randomMiB))
@@ -116,6 +126,10 @@ func run(ctx context.Context, c config) error {
 				return pg.create(ctx, dir, c.scale)
 			}); err != nil {
 				return err
+			}
+		case "pg-btrfs":
+			if pool == nil {
+				return fmt.Errorf("workload pg-btrfs needs btrfs (-btrfs on or auto, as root)")
 			}
 		case "random":
 			if err := dataset(c.fresh, randomBase, func(dir string) error { return randomFiles(dir, c.randomMiB) }); err != nil {
@@ -135,9 +149,12 @@ func run(ctx context.Context, c config) error {
 		}
 		for _, w := range strings.Split(c.workloads, ",") {
 			var err error
-			if w == "pg" {
-				err = b.pgRun(ctx, run, bucket, pgBase, pg)
-			} else {
+			switch w {
+			case "pg":
+				err = b.pgRun(ctx, run, bucket, pgBase, pg, "")
+			case "pg-btrfs":
+				err = b.pgRun(ctx, run, bucket, pgBase, pg, "btrfs")
+			default:
 				err = b.randomRun(ctx, run, bucket, randomBase)
 			}
 			if err != nil {
@@ -153,6 +170,7 @@ func run(ctx context.Context, c config) error {
 	b.sizes = map[string]int64{}
 	if strings.Contains(c.workloads, "pg") {
 		b.sizes["pg"] = treeSize(pgBase)
+		b.sizes["pg-btrfs"] = b.sizes["pg"]
 	}
 	if strings.Contains(c.workloads, "random") {
 		b.sizes["random"] = treeSize(randomBase)
@@ -249,7 +267,8 @@ type bench struct {
 	r       *runner
 	e       *env
 	tools   []tool
-	cold    bool // page cache dropped before cold operations
+	cold    bool       // page cache dropped before cold operations
+	pool    *benchPool // the pg-btrfs workload's, or nil
 	samples []sample
 	stored  []sample // M.RSSKiB holds stored KiB after the initial snapshot
 	sizes   map[string]int64
@@ -377,23 +396,36 @@ func (b *bench) setup(ctx context.Context, bucket, w string) error {
 	return nil
 }
 
-func (b *bench) pgRun(ctx context.Context, run int, bucket, base string, pg *postgres) error {
-	data := filepath.Join(b.c.work, "pg-data")
-	if err := os.RemoveAll(data); err != nil {
+// pgRun is one run of the PostgreSQL workload; with fs "btrfs" (the
+// pg-btrfs workload) the data directory is a subvolume and portvol
+// imports with --base.
+func (b *bench) pgRun(ctx context.Context, run int, bucket, base string, pg *postgres, fs string) error {
+	w, data := "pg", filepath.Join(b.c.work, "pg-data")
+	if fs == "btrfs" {
+		var err error
+		w = "pg-btrfs"
+		if data, err = b.pool.fresh(ctx, base); err != nil {
+			return err
+		}
+		defer b.pool.setBases(b.tools, false)
+	} else if err := os.RemoveAll(data); err != nil {
 		return err
 	}
 	// A copy per run: pgbench changes it, and every run starts alike.
-	if _, err := b.r.must(ctx, "/", nil, "cp", "-a", base, data); err != nil {
+	if _, err := b.r.must(ctx, "/", nil, "cp", "-a", base+"/.", data); err != nil {
 		return err
 	}
-	if err := b.setup(ctx, bucket, "pg"); err != nil {
+	if err := b.setup(ctx, bucket, w); err != nil {
 		return err
+	}
+	if fs == "btrfs" {
+		b.pool.setBases(b.tools, true)
 	}
 	initial, same, after := map[string]string{}, map[string]string{}, map[string]string{}
-	if err := b.snapshotAll(ctx, "pg", opInitial, run, data, true, initial); err != nil {
+	if err := b.snapshotAll(ctx, w, opInitial, run, data, true, initial); err != nil {
 		return err
 	}
-	if err := b.snapshotAll(ctx, "pg", opNoChange, run, data, false, same); err != nil {
+	if err := b.snapshotAll(ctx, w, opNoChange, run, data, false, same); err != nil {
 		return err
 	}
 	tps, err := pg.bench(ctx, data, b.c.pgbenchSeconds)
@@ -401,12 +433,15 @@ func (b *bench) pgRun(ctx context.Context, run int, bucket, base string, pg *pos
 		return fmt.Errorf("pgbench: %w", err)
 	}
 	b.tps = append(b.tps, tps)
-	fmt.Printf("run %d  pgbench -c 2 -T %d: %s tps\n", run, b.c.pgbenchSeconds, tps)
-	if err := b.snapshotAll(ctx, "pg", opAfter, run, data, true, after); err != nil {
+	fmt.Printf("run %d  %s pgbench -c 2 -T %d: %s tps\n", run, w, b.c.pgbenchSeconds, tps)
+	if err := b.snapshotAll(ctx, w, opAfter, run, data, true, after); err != nil {
 		return err
 	}
-	if err := b.restoreAll(ctx, "pg", run, after, initial); err != nil {
+	if err := b.restoreAll(ctx, w, run, after, initial); err != nil {
 		return err
+	}
+	if fs == "btrfs" {
+		return nil // the next run's fresh, or close, deletes it
 	}
 	return os.RemoveAll(data)
 }

@@ -75,6 +75,8 @@ func (b *bench) workloadName(w string) string {
 	switch w {
 	case "pg":
 		return fmt.Sprintf("PostgreSQL 15, pgbench -s %d (%s)", b.c.scale, gib(b.sizes[w]))
+	case "pg-btrfs":
+		return fmt.Sprintf("PostgreSQL 15, pgbench -s %d (%s), in a btrfs subvolume; portvol import --base", b.c.scale, gib(b.sizes[w]))
 	case "random":
 		return fmt.Sprintf("incompressible files (%s)", gib(b.sizes[w]))
 	}
@@ -217,6 +219,13 @@ func (b *bench) markdown(ctx context.Context) string {
 		"unmount sees); each run starts from a `cp -a` of it. After the initial and no-change snapshots, "+
 		"`pgbench -c 2 -j 2 -T %d` runs (tps per run: %s), the server stops, and every tool snapshots the same result.\n",
 		b.c.scale, b.c.pgbenchSeconds, strings.Join(b.tps, ", "))
+	if strings.Contains(b.c.workloads, "pg-btrfs") {
+		p("- pg-btrfs: the same PostgreSQL workload with its data directory in a nodatacow btrfs subvolume of a " +
+			"pool image under the work directory (on the disk below, through a loop device); pgbench runs there, restic " +
+			"and tar read the subvolume as a directory, and portvol imports it with `--base` (a read-only snapshot " +
+			"taken by each import, kept beside it in the pool as the base of the next, which reads only the extents " +
+			"btrfs reports changed since). Restores go to the disk below, as in the pg rows.\n")
+	}
 	p("- Incompressible workload: %d MiB from a CSPRNG in files of 128 MiB.\n", b.c.randomMiB)
 	if b.cold {
 		p("- The page cache is dropped (`sync; echo 3 > /proc/sys/vm/drop_caches`) before every initial snapshot, " +

@@ -69,6 +69,7 @@ type portvolTool struct {
 	bucket      string
 	prefix      string
 	tmp         string
+	base        string // import --base, in the pg-btrfs workload
 }
 
 func (t *portvolTool) Name() string {
@@ -111,6 +112,9 @@ func (t *portvolTool) args(cmd string) []string {
 
 func (t *portvolTool) Snapshot(ctx context.Context, dir string) (measure, string, error) {
 	a := append(t.args("import"), "--host-id", "bench", "--stat-cache", filepath.Join(t.tmp, "import.statcache"), dir, "vol")
+	if t.base != "" {
+		a = append(a, "--base", t.base)
+	}
 	m, out, err := t.r.run(ctx, cmd("/", t.srv.env(), a...))
 	if err != nil {
 		return m, "", err

@@ -33,7 +33,9 @@ var rules = map[string][]string{
 		"github.com/sirupsen/logrus", "github.com/dustin/go-humanize", "github.com/moby/sys/mountinfo", "golang.org/x/sys"},
 	"cmd/...":     {"*"},
 	"integration": {},
-	"bench":       {"github.com/minio/minio-go/v7", "golang.org/x/sys"},
+	// The restic comparison keeps its pg-btrfs data directory in a
+	// subvolume of a pool image, as bench/pages does.
+	"bench": {"github.com/minio/minio-go/v7", "golang.org/x/sys", "localcopy", "localcopy/btrfs"},
 	// The format study measures codecs; the pages bench drives the engine.
 	"bench/formatstudy": {"github.com/klauspost/compress", "github.com/pierrec/lz4/v4", "github.com/zeebo/blake3", "golang.org/x/sys"},
 	"bench/pages":       {"snapshot", "transfer", "transfer/localdir", "localcopy", "localcopy/btrfs", "golang.org/x/sys"},
