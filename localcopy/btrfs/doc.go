@@ -115,7 +115,10 @@
 // bytes written and upload 0.53× (S2 halves half-empty pages;
 // TestChangeSourceScatteredPages). The driver uses it for every snapshot
 // of a btrfs copy whose parent is the snapshot its kept base was read
-// from (driver.changeSource, through SnapshotChanges).
+// from (driver.changeSource, through SnapshotChanges). portvol import
+// --base uses it over two read-only snapshots of a user's subvolume kept
+// outside the pool (NewChangeSource, which refuses snapshots of different
+// subvolumes or filesystems, writable ones, and a cur not newer than base).
 //
 // # Crashes
 //
