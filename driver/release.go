@@ -86,7 +86,7 @@ func (d *Driver) releaseOnce(ctx context.Context, v *vstate, l *lease.Lease, j *
 		case m != nil && res.Unchanged:
 			d.log.WithField("volume", name).WithField("head", m.ID).Info("final snapshot: nothing changed since the head; nothing published")
 		case m != nil:
-			d.log.WithField("volume", name).WithField("snapshot", m.ID).WithField("uploaded", m.Stats.UploadedBytes).Info("final snapshot taken")
+			d.log.WithField("volume", name).WithField("snapshot", m.ID).WithField("read", m.Stats.BytesRead).WithField("new", m.Stats.NewBytes).WithField("uploaded", m.Stats.UploadedBytes).Info("final snapshot taken")
 		}
 		if err != nil {
 			return err

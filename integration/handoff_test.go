@@ -41,6 +41,12 @@ type handoffRun struct {
 	restore time.Duration // B: restore start until done
 	events  string        // both plugins' log entries about the volume, as offsets from docker stop
 	ddSync  time.Duration // floor runs: dd + sync of dbBytes on the disk the volumes are on
+	// finalNew is the new data in A's final snapshot (plaintext of the
+	// chunks it uploaded); ddDelta how long dd + fdatasync of as many
+	// bytes took right after the run on the disk B keeps its volumes on:
+	// B cannot make the final delta durable in less.
+	finalNew int64
+	ddDelta  time.Duration
 }
 
 // TestHandoffBenchmark measures how long a PostgreSQL database takes to
@@ -224,7 +230,7 @@ func (c *cluster) handoff(t *testing.T, scale, tx int, hc handoffCase) handoffRu
 	// What moved, as the plugins logged it: A's last final snapshot and
 	// B's last restore of the volume.
 	if ev := c.a.pluginEvents("final snapshot taken", vol); len(ev) > 0 {
-		r.upload = int64(number(ev[len(ev)-1]["uploaded"]))
+		r.upload, r.finalNew = int64(number(ev[len(ev)-1]["uploaded"])), int64(number(ev[len(ev)-1]["new"]))
 	}
 	if ev := c.b.pluginEvents("restored", vol); len(ev) > 0 {
 		r.fetched, r.reused = int64(number(ev[len(ev)-1]["fetched"])), int64(number(ev[len(ev)-1]["reused"]))
@@ -237,6 +243,9 @@ func (c *cluster) handoff(t *testing.T, scale, tx int, hc handoffCase) handoffRu
 		t.Fatalf("host B reads %q, host A had %q", got, want)
 	}
 	pb.stop(t)
+	if hc != handoffCold && r.finalNew > 0 {
+		r.ddDelta = ddSync(t, filepath.Join(c.b.state, "dd-delta"), r.finalNew)
+	}
 	// Free the disk for the next run (the store keeps removed volumes in
 	// its trash; it goes away with the test).
 	c.a.eng.cli("rm", "-f", pa.name)
@@ -335,15 +344,22 @@ func (c *cluster) floorHandoff(t *testing.T, scale, tx int) handoffRun {
 	c.a.eng.cli("volume", "rm", "-f", vol)
 
 	// The write floor, on the disk host B keeps its volumes on.
-	f := filepath.Join(c.b.state, "dd-floor")
+	r.ddSync = ddSync(t, filepath.Join(c.b.state, "dd-floor"), r.dbBytes)
+	return r
+}
+
+// ddSync writes n bytes (rounded up to 4 MiB) to file f with dd and
+// fdatasync, removes it, and returns how long the write took.
+func ddSync(t *testing.T, f string, n int64) time.Duration {
+	t.Helper()
 	d0 := time.Now()
 	if out, err := run(context.Background(), "", "dd", "if=/dev/zero", "of="+f, "bs=4M",
-		"count="+strconv.FormatInt((r.dbBytes+(4<<20)-1)/(4<<20), 10), "conv=fdatasync"); err != nil {
+		"count="+strconv.FormatInt((n+(4<<20)-1)/(4<<20), 10), "conv=fdatasync"); err != nil {
 		t.Fatalf("dd: %v\n%s", err, out)
 	}
-	r.ddSync = time.Since(d0)
+	d := time.Since(d0)
 	os.Remove(f)
-	return r
+	return d
 }
 
 // benchFiller is PORTVOL_BENCH_FILLER: "random" or "blank";
@@ -431,6 +447,26 @@ func handoffReport(tx int, sets []*handoffSet) string {
 			"(runs: %s), so a cold handoff cannot take less than about %s, and a pre-staged one not less than %s plus the final delta.\n",
 			seconds(stop+start), seconds(stop), seconds(start), mib(floor[0].dbBytes), seconds(dd),
 			strings.Join(mapRuns(floor, func(r handoffRun) string { return seconds(r.ddSync) }), ", "), seconds(stop+dd+start), seconds(stop+start))
+	}
+	for _, x := range []struct {
+		name string
+		runs []handoffRun
+	}{{"pre-staged", staged}, {"standby", standby}} {
+		if len(x.runs) == 0 || x.runs[0].finalNew == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\nThe final delta of the %s runs (new data in A's final snapshot, what B must still write: %s) took %s to write with `dd` + "+
+			"`fdatasync` on B's disk right after each run (%s), so with the nothing-moved floor a %s handoff of this delta cannot take less than about %s "+
+			"here, before any network transfer.\n",
+			x.name, strings.Join(mapRuns(x.runs, func(r handoffRun) string { return mib(r.finalNew) }), ", "),
+			seconds(median(x.runs, func(r handoffRun) time.Duration { return r.ddDelta })),
+			strings.Join(mapRuns(x.runs, func(r handoffRun) string { return fmt.Sprintf("%.2f s", r.ddDelta.Seconds()) }), ", "), x.name,
+			func() string {
+				if len(floor) == 0 {
+					return "(no floor run) " + seconds(median(x.runs, func(r handoffRun) time.Duration { return r.ddDelta })) + " plus stop and start"
+				}
+				return seconds(median(floor, func(r handoffRun) time.Duration { return r.ready }) + median(x.runs, func(r handoffRun) time.Duration { return r.ddDelta }))
+			}())
 	}
 	fmt.Fprintf(&b, "\nDatabase size on disk: %s (pgdata after the transactions). ", mib(dbSize(main)))
 	for _, set := range sets[1:] {
