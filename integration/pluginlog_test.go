@@ -25,7 +25,11 @@ func timeline(t0 time.Time, vol string, hosts ...*host) string {
 			if err != nil || at.Before(t0) || e["msg"] == "call done" {
 				continue
 			}
-			entries = append(entries, entry{at.Sub(t0), fmt.Sprintf("%s: %v", h.name, e["msg"])})
+			line := fmt.Sprintf("%s: %v", h.name, e["msg"])
+			if ph, ok := e["phases"].(string); ok {
+				line += " (" + ph + ")"
+			}
+			entries = append(entries, entry{at.Sub(t0), line})
 		}
 	}
 	slices.SortFunc(entries, func(a, b entry) int { return cmp.Compare(a.at, b.at) })
