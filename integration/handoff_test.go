@@ -100,10 +100,10 @@ func TestHandoffBenchmark(t *testing.T) {
 	pool := fmt.Sprintf("%dG", max(16, slices.Max(scales)/10))
 	c := newCluster(t, clusterOptions{volumeFS: benchVolumeFS, poolSize: pool})
 	// PORTVOL_BENCH_CASES: which cases to run (all by default).
-	cases := strings.Split(cmp.Or(os.Getenv("PORTVOL_BENCH_CASES"), "cold,pulled,standby,floor"), ",")
+	cases := strings.Split(cmp.Or(os.Getenv("PORTVOL_BENCH_CASES"), "cold,pulled,standby,checkpoint,floor"), ",")
 	for _, k := range cases {
-		if !slices.Contains([]string{"cold", "pulled", "standby", "floor"}, k) {
-			t.Fatalf("PORTVOL_BENCH_CASES=%q: %q is not one of cold, pulled, standby, floor", os.Getenv("PORTVOL_BENCH_CASES"), k)
+		if !slices.Contains([]string{"cold", "pulled", "standby", "checkpoint", "floor"}, k) {
+			t.Fatalf("PORTVOL_BENCH_CASES=%q: %q is not one of cold, pulled, standby, checkpoint, floor", os.Getenv("PORTVOL_BENCH_CASES"), k)
 		}
 	}
 	sets := make([]*handoffSet, len(scales))
@@ -127,6 +127,11 @@ func TestHandoffBenchmark(t *testing.T) {
 				r := c.handoff(t, scale, tx, handoffStandby)
 				t.Logf("run %d -s %d standby:    %s", i+1, scale, r)
 				set.standby = append(set.standby, r)
+			}
+			if slices.Contains(cases, "checkpoint") {
+				r := c.handoff(t, scale, tx, handoffCheckpoint)
+				t.Logf("run %d -s %d checkpoint: %s", i+1, scale, r)
+				set.checkpoint = append(set.checkpoint, r)
 			}
 			if slices.Contains(cases, "floor") {
 				r := c.floorHandoff(t, scale, tx)
@@ -153,6 +158,7 @@ func (r handoffRun) String() string {
 type handoffSet struct {
 	scale                        int
 	cold, staged, standby, floor []handoffRun
+	checkpoint                   []handoffRun
 }
 
 // handoffCase is how far host B is ahead when the move starts.
@@ -162,6 +168,11 @@ const (
 	handoffCold    handoffCase = iota // B has no copy
 	handoffPulled                     // B ran portvol pull once, before A's transactions
 	handoffStandby                    // B is a standby host; A snapshots every standbyInterval
+	// handoffCheckpoint: standby, and before docker stop a CHECKPOINT on
+	// A, a periodic snapshot after it and B's pull of that snapshot (a
+	// planned switchover: the pages PostgreSQL had not written yet go
+	// out while it still serves, not in the final delta).
+	handoffCheckpoint
 )
 
 // standbyInterval is the standby case's snapshot_interval on A: B follows
@@ -176,7 +187,7 @@ const standbyInterval = "5s"
 func (c *cluster) handoff(t *testing.T, scale, tx int, hc handoffCase) handoffRun {
 	t.Helper()
 	var opts []string
-	if hc == handoffStandby {
+	if hc == handoffStandby || hc == handoffCheckpoint {
 		opts = []string{"-o", "standby=" + c.b.name, "-o", "snapshot_interval=" + standbyInterval}
 	}
 	vol := c.volume(t, opts...)
@@ -187,7 +198,7 @@ func (c *cluster) handoff(t *testing.T, scale, tx int, hc handoffCase) handoffRu
 		switch hc {
 		case handoffPulled:
 			c.b.mustPortvol(t, "pull", vol)
-		case handoffStandby:
+		case handoffStandby, handoffCheckpoint:
 			// B finds the volumes that name it within its scan interval
 			// (30 s) and then follows the head: wait for its first pull,
 			// so that the transactions below are what it has to keep up
@@ -202,6 +213,9 @@ func (c *cluster) handoff(t *testing.T, scale, tx int, hc handoffCase) handoffRu
 		}
 	})
 	pb := c.b.createPG(t, vol) // before the clock: creating a container is not the handoff
+	if hc == handoffCheckpoint {
+		c.checkpointAndFollow(t, pa, vol)
+	}
 
 	t0 := time.Now()
 	pa.stop(t)
@@ -254,6 +268,32 @@ func (c *cluster) handoff(t *testing.T, scale, tx int, hc handoffCase) handoffRu
 		h.eng.cli("volume", "rm", "-f", vol)
 	}
 	return r
+}
+
+// checkpointAndFollow runs CHECKPOINT on A and waits until B has pulled a
+// periodic snapshot A published after it.
+func (c *cluster) checkpointAndFollow(t *testing.T, pa *pgContainer, vol string) {
+	t.Helper()
+	pa.sql(t, "CHECKPOINT")
+	after := time.Now()
+	deadline := after.Add(2 * time.Minute)
+	for {
+		var published []string
+		for _, e := range c.a.pluginEvents("periodic snapshot published", vol) {
+			if at, err := time.Parse(time.RFC3339Nano, fmt.Sprint(e["time"])); err == nil && at.After(after) {
+				published = append(published, fmt.Sprint(e["snapshot"]))
+			}
+		}
+		for _, e := range c.b.pluginEvents("standby: pulled the head snapshot", vol) {
+			if slices.Contains(published, fmt.Sprint(e["snapshot"])) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host B did not pull a snapshot of %s published after the CHECKPOINT within 2 min", vol)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // pgbenchDB makes a pgbench database of the given scale on host A in vol,
@@ -413,7 +453,8 @@ func handoffReport(tx int, sets []*handoffSet) string {
 		rows = append(rows,
 			row{"cold: B has no copy" + size, set.cold},
 			row{"pre-staged: `portvol pull` on B before A's last writes" + size, set.staged},
-			row{"standby: `-o standby=hostB`, A snapshots every " + standbyInterval + " (`-o snapshot_interval`), B follows" + size, set.standby})
+			row{"standby: `-o standby=hostB`, A snapshots every " + standbyInterval + " (`-o snapshot_interval`), B follows" + size, set.standby},
+			row{"planned switchover: standby, and `CHECKPOINT` on A, then B pulls the next periodic snapshot, before `docker stop`" + size, set.checkpoint})
 	}
 	for _, row := range rows {
 		rs := row.runs
@@ -451,7 +492,7 @@ func handoffReport(tx int, sets []*handoffSet) string {
 	for _, x := range []struct {
 		name string
 		runs []handoffRun
-	}{{"pre-staged", staged}, {"standby", standby}} {
+	}{{"pre-staged", staged}, {"standby", standby}, {"planned switchover", main.checkpoint}} {
 		if len(x.runs) == 0 || x.runs[0].finalNew == 0 {
 			continue
 		}
@@ -473,7 +514,7 @@ func handoffReport(tx int, sets []*handoffSet) string {
 		for _, x := range []struct {
 			name       string
 			main, this []handoffRun
-		}{{"cold", cold, set.cold}, {"pre-staged", staged, set.staged}, {"standby", standby, set.standby}} {
+		}{{"cold", cold, set.cold}, {"pre-staged", staged, set.staged}, {"standby", standby, set.standby}, {"planned switchover", main.checkpoint, set.checkpoint}} {
 			if len(x.main) > 0 && len(x.this) > 0 {
 				m, o := median(x.main, func(r handoffRun) time.Duration { return r.ready }), median(x.this, func(r handoffRun) time.Duration { return r.ready })
 				fmt.Fprintf(&b, "%s at %s against %s: ×%.2f (%s / %s). ", x.name, mib(dbSize(set)), mib(dbSize(main)), o.Seconds()/m.Seconds(), seconds(o), seconds(m))
@@ -487,7 +528,7 @@ func handoffReport(tx int, sets []*handoffSet) string {
 	for _, row := range []struct {
 		name string
 		runs []handoffRun
-	}{{"cold", cold}, {"standby", standby}} {
+	}{{"cold", cold}, {"standby", standby}, {"planned switchover", main.checkpoint}} {
 		if len(row.runs) == 0 {
 			continue
 		}
@@ -509,7 +550,7 @@ func handoffReport(tx int, sets []*handoffSet) string {
 
 // dbSize is the database's size in a set's first run.
 func dbSize(s *handoffSet) int64 {
-	for _, rs := range [][]handoffRun{s.cold, s.staged, s.standby, s.floor} {
+	for _, rs := range [][]handoffRun{s.cold, s.staged, s.standby, s.checkpoint, s.floor} {
 		if len(rs) > 0 {
 			return rs[0].dbBytes
 		}
