@@ -67,6 +67,7 @@ type handoffRun struct {
 // PORTVOL_BENCH_FILLER=blank keeps pgbench's blank filler.
 func TestHandoffBenchmark(t *testing.T) {
 	tx, runs := envInt(t, "PORTVOL_BENCH_TX", 2000), envInt(t, "PORTVOL_BENCH_RUNS", 3)
+	cmdTimeout = time.Hour // filling a 10 GB database's tables takes minutes
 	// PORTVOL_BENCH_SCALE: pgbench -s, or several ("50,600"): the first
 	// is the table's main rows, the others add rows for the same cases,
 	// run in turn with the first in each round.
