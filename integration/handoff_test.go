@@ -193,7 +193,7 @@ func (c *cluster) handoff(t *testing.T, scale, tx int, hc handoffCase) handoffRu
 	}
 	vol := c.volume(t, opts...)
 	var r handoffRun
-	pa, want := c.pgbenchDB(t, vol, scale, tx, &r, func() {
+	pa, want := c.pgbenchDB(t, c.a, vol, scale, tx, &r, func() {
 		c.waitReleased(t, c.a, vol)
 	}, func() {
 		switch hc {
@@ -301,9 +301,9 @@ func (c *cluster) checkpointAndFollow(t *testing.T, pa *pgContainer, vol string)
 // stops and starts it once (stopped runs between the two), runs tx
 // transactions (started runs before them), and returns its container and
 // readBalances; r gets the database's size.
-func (c *cluster) pgbenchDB(t *testing.T, vol string, scale, tx int, r *handoffRun, stopped, started func()) (*pgContainer, string) {
+func (c *cluster) pgbenchDB(t *testing.T, h *host, vol string, scale, tx int, r *handoffRun, stopped, started func()) (*pgContainer, string) {
 	t.Helper()
-	pa := c.a.createPG(t, vol)
+	pa := h.createPG(t, vol)
 	pa.mustStart(t)
 	pgbench := []string{"exec", pa.name, "pgbench", "-h", "/run/postgresql", "-U", "postgres"}
 	if benchFiller == "random" {
@@ -312,7 +312,7 @@ func (c *cluster) pgbenchDB(t *testing.T, vol string, scale, tx int, r *handoffR
 		// does): writing the rows once is several times quicker than
 		// rewriting a blank table with UPDATE and VACUUM FULL, which
 		// matters at 10 GB.
-		c.a.docker(t, append(pgbench, "-i", "-I", "dt", "-s", strconv.Itoa(scale), "-q", "postgres")...)
+		h.docker(t, append(pgbench, "-i", "-I", "dt", "-s", strconv.Itoa(scale), "-q", "postgres")...)
 		pa.sql(t, randomTables(scale))
 		// The accounts in two halves, one session each (two cores).
 		n := scale * 100000
@@ -320,7 +320,7 @@ func (c *cluster) pgbenchDB(t *testing.T, vol string, scale, tx int, r *handoffR
 		var wg sync.WaitGroup
 		for i := range errs {
 			wg.Go(func() {
-				out, err := c.a.eng.cli("exec", pa.name, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "/run/postgresql", "-U", "postgres",
+				out, err := h.eng.cli("exec", pa.name, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "/run/postgresql", "-U", "postgres",
 					"-c", randomAccounts(i*n/2+1, (i+1)*n/2))
 				if err != nil {
 					errs[i] = fmt.Errorf("%v\n%s", err, out)
@@ -331,36 +331,37 @@ func (c *cluster) pgbenchDB(t *testing.T, vol string, scale, tx int, r *handoffR
 		if err := errors.Join(errs...); err != nil {
 			t.Fatalf("filling pgbench_accounts: %v", err)
 		}
-		c.a.docker(t, append(pgbench, "-i", "-I", "vp", "-s", strconv.Itoa(scale), "-q", "postgres")...)
+		h.docker(t, append(pgbench, "-i", "-I", "vp", "-s", strconv.Itoa(scale), "-q", "postgres")...)
 		pa.sql(t, "CHECKPOINT")
 	} else {
-		c.a.docker(t, append(pgbench, "-i", "-s", strconv.Itoa(scale), "-q", "postgres")...)
+		h.docker(t, append(pgbench, "-i", "-s", strconv.Itoa(scale), "-q", "postgres")...)
 	}
 	pa.stop(t)
 	stopped()
 	pa.mustStart(t)
 	started()
-	c.a.docker(t, append(pgbench, "-c", "2", "-j", "2", "-t", strconv.Itoa(tx), "postgres")...)
+	h.docker(t, append(pgbench, "-c", "2", "-j", "2", "-t", strconv.Itoa(tx), "postgres")...)
 	want := pa.sql(t, readBalances)
-	if kb, err := strconv.ParseInt(strings.Fields(c.a.docker(t, "exec", pa.name, "du", "-sk", "/var/lib/postgresql/data/pgdata"))[0], 10, 64); err == nil {
+	if kb, err := strconv.ParseInt(strings.Fields(h.docker(t, "exec", pa.name, "du", "-sk", "/var/lib/postgresql/data/pgdata"))[0], 10, 64); err == nil {
 		r.dbBytes = kb << 10
 	}
 	return pa, want
 }
 
 // floorHandoff measures what no storage layer can beat: the same database
-// stopped in one container and started in another on the same host, on
-// the same volume of Docker's local driver (nothing moves), and, for the
+// stopped in one container and started in another on host B (the host a
+// handoff starts it on: its engine's own start costs count), on the same
+// volume of Docker's local driver (nothing moves), and, for the
 // cold case, dd + sync of as many bytes as the database holds on the disk
 // the volumes are on (a cold restore must at least write them).
 func (c *cluster) floorHandoff(t *testing.T, scale, tx int) handoffRun {
 	t.Helper()
 	vol := randomName("floor")
-	c.a.docker(t, "volume", "create", vol)
-	t.Cleanup(func() { c.a.eng.cli("volume", "rm", "-f", vol) })
+	c.b.docker(t, "volume", "create", vol)
+	t.Cleanup(func() { c.b.eng.cli("volume", "rm", "-f", vol) })
 	var r handoffRun
-	pa, want := c.pgbenchDB(t, vol, scale, tx, &r, func() {}, func() {})
-	pb := c.a.createPG(t, vol)
+	pa, want := c.pgbenchDB(t, c.b, vol, scale, tx, &r, func() {}, func() {})
+	pb := c.b.createPG(t, vol)
 
 	t0 := time.Now()
 	pa.stop(t)
@@ -380,9 +381,9 @@ func (c *cluster) floorHandoff(t *testing.T, scale, tx int) handoffRun {
 		t.Fatalf("floor: the second container reads %q, the first had %q", got, want)
 	}
 	pb.stop(t)
-	c.a.eng.cli("rm", "-f", pa.name)
-	c.a.eng.cli("rm", "-f", pb.name)
-	c.a.eng.cli("volume", "rm", "-f", vol)
+	c.b.eng.cli("rm", "-f", pa.name)
+	c.b.eng.cli("rm", "-f", pb.name)
+	c.b.eng.cli("volume", "rm", "-f", vol)
 
 	// The write floor, on the disk host B keeps its volumes on.
 	r.ddSync = ddSync(t, filepath.Join(c.b.state, "dd-floor"), r.dbBytes)
@@ -481,7 +482,7 @@ func handoffReport(tx int, sets []*handoffSet) string {
 		stop := median(floor, func(r handoffRun) time.Duration { return r.stop })
 		start := median(floor, func(r handoffRun) time.Duration { return r.ready - r.stop })
 		dd := median(floor, func(r handoffRun) time.Duration { return r.ddSync })
-		fmt.Fprintf(&b, "| floor: no storage layer (stop, then start a second container on the same host's local volume) | **%s** | %s | %s | | | | | | | |\n",
+		fmt.Fprintf(&b, "| floor: no storage layer (on host B: stop, then start a second container on the same local volume) | **%s** | %s | %s | | | | | | | |\n",
 			seconds(median(floor, func(r handoffRun) time.Duration { return r.ready })),
 			strings.Join(mapRuns(floor, func(r handoffRun) string { return seconds(r.ready) }), ", "), seconds(stop))
 		fmt.Fprintf(&b, "\nFloors, measured in the same run: a handoff that moves nothing takes %s (`docker stop` %s, then PostgreSQL's "+
