@@ -67,6 +67,7 @@ func (d *Driver) releaseOnce(ctx context.Context, v *vstate, l *lease.Lease, j *
 	if err != nil {
 		return err
 	}
+	retain := false
 	if _, serr := os.Stat(d.dataDir(name)); rec.Dirty && serr == nil {
 		// The create-and-publish every writer runs (package writer); a
 		// snapshot an earlier attempt made is published, not made again.
@@ -92,9 +93,11 @@ func (d *Driver) releaseOnce(ctx context.Context, v *vstate, l *lease.Lease, j *
 			return err
 		}
 		unchanged := res.Unchanged
-		if res.Published {
-			d.retain(ctx, b, name, rec.Options, *made)
-		}
+		// The retention policy runs after the release, off the path of a
+		// host waiting for the volume (it lists the volume's snapshots,
+		// more of them the more often they are taken): prune.Forget
+		// protects whatever head it reads, so it needs no lease.
+		retain = res.Published
 		if err := d.update(ctx, name, func(r *metadata.Volume) {
 			r.LocalSnapshot, r.Dirty = *made, false
 			recordBase(r, *made, base)
@@ -112,7 +115,14 @@ func (d *Driver) releaseOnce(ctx context.Context, v *vstate, l *lease.Lease, j *
 	if err := l.Release(ctx); err != nil {
 		return err
 	}
-	return d.afterRelease(ctx, v, l)
+	if err := d.afterRelease(ctx, v, l); err != nil {
+		return err
+	}
+	if retain {
+		head, opts := *made, rec.Options
+		d.goBackground(func(ctx context.Context) { d.retain(ctx, b, name, opts, head) })
+	}
+	return nil
 }
 
 // afterRelease records that this host released v's lease l (its release
