@@ -197,6 +197,7 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 		if base, err = openImportBase(o.base, src, o.statCache, s.id, volume, notify); err != nil {
 			return err
 		}
+		defer base.close()
 	}
 	leaseStore := s.store
 	claim, err := o.openClaim(s.id, host, volume)

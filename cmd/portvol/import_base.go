@@ -37,7 +37,9 @@ volume, store or subvolume, or the volume's head moved (another writer
 published since) — import says so in one line and reads every file whose
 stat changed, as without --base, and keeps its own snapshot as the new base.
 PATH is replaced only once the new snapshot is published: a crash leaves the
-old base or the new one, each with the record that says what it belongs to.`
+old base or the new one, each with the record that says what it belongs to.
+A PATH that exists must be a base an import kept (its record names it):
+anything else there is refused, never replaced. One import at a time per PATH.`
 
 // importBaseStep, if set (by tests), is called at each step of keeping
 // the new base: "published" (before the swap) and "swapped" (before the
@@ -69,6 +71,7 @@ type importBase struct {
 	tmpInfo btrfs.SubvolumeInfo
 	parent  string // the head it was read for
 	why     string // why the base was not used ("" when it was)
+	lock    int    // the lock file's descriptor, -1 when not held
 }
 
 // fallback is why the base was not used ("" when it was, or without
@@ -110,14 +113,52 @@ func openImportBase(path, src, statCache, storeID, volume string, notify func(st
 	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
 		return nil, usageError{fmt.Errorf("--base %s: its directory %s does not exist", path, filepath.Dir(path))}
 	}
+	b := &importBase{path: path, src: src, storeID: storeID, volume: volume, srcInfo: si, notify: notify, lock: -1}
 	if _, err := os.Lstat(path); err == nil {
-		if bi, err := btrfs.Inspect(path); err != nil || !bi.ReadOnly || bi.ParentUUID != si.UUID {
-			return nil, usageError{fmt.Errorf("--base %s exists and is not a read-only snapshot of SRC_DIR %s: import replaces the base after each run, so give a path of its own", path, src)}
+		// Only a base an import kept (a record names it) is replaced: a
+		// snapshot of the user's own at that path is left alone.
+		bi, err := btrfs.Inspect(path)
+		if _, ours := b.loadRecord(bi); err != nil || !bi.ReadOnly || bi.ParentUUID != si.UUID || !ours {
+			return nil, usageError{fmt.Errorf("--base %s exists and is not a base that import kept for SRC_DIR %s (a read-only snapshot of it, named by %s): import replaces the base after each run, so give a path of its own", path, src, b.record())}
 		}
 	}
-	b := &importBase{path: path, src: src, storeID: storeID, volume: volume, srcInfo: si, notify: notify}
+	if err := b.takeLock(); err != nil {
+		return nil, err
+	}
 	b.removeLeftovers()
 	return b, nil
+}
+
+// takeLock holds the base's lock file for the run: two imports with the
+// same --base would replace each other's base and delete each other's
+// snapshot.
+func (b *importBase) takeLock() error {
+	p := filepath.Join(filepath.Dir(b.path), "."+filepath.Base(b.path)+".portvol-base.lock")
+	fd, err := unix.Open(p, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("--base: lock file: %w", &os.PathError{Op: "open", Path: p, Err: err})
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("--base %s is in use by another import on this host: wait for it, or give each import a base of its own", b.path)
+		}
+		return fmt.Errorf("--base: lock file %s: %w", p, err)
+	}
+	b.lock = fd
+	return nil
+}
+
+// close deletes a snapshot not kept (see finish) and gives the lock back.
+func (b *importBase) close() {
+	if b == nil {
+		return
+	}
+	b.finish(false, "")
+	if b.lock >= 0 {
+		unix.Close(b.lock)
+		b.lock = -1
+	}
 }
 
 // removeLeftovers deletes the snapshots of SRC_DIR that a killed import

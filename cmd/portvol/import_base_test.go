@@ -16,7 +16,7 @@ import (
 // it), with an initialised store.
 type baseFixture struct {
 	src, side, db, sc string
-	store            []string
+	store             []string
 }
 
 func newBaseFixture(t *testing.T) *baseFixture {
@@ -169,7 +169,28 @@ func TestImportBase(t *testing.T) {
 	plain := t.TempDir()
 	cli(t, f.args("import", plain, "pg", "--base", filepath.Join(f.side, "x"))...).fails(t, exitUsage, "to be a btrfs subvolume")
 	cli(t, f.args("import", f.src, "pg", "--base", filepath.Join(f.src, "base"))...).fails(t, exitUsage, "inside SRC_DIR")
-	cli(t, f.args("import", f.src, "pg", "--base", f.side)...).fails(t, exitUsage, "not a read-only snapshot of SRC_DIR")
+	cli(t, f.args("import", f.src, "pg", "--base", f.side)...).fails(t, exitUsage, "not a base that import kept")
+	// A snapshot of SRC_DIR that no record names (the user's own) is
+	// neither used nor replaced.
+	own := filepath.Join(f.side, "own")
+	if err := btrfs.Snapshot(f.src, own, true); err != nil {
+		t.Fatal(err)
+	}
+	cli(t, f.args("import", f.src, "pg", "--base", own)...).fails(t, exitUsage, "not a base that import kept")
+	if ok, err := btrfs.IsSubvolume(own); err != nil || !ok {
+		t.Errorf("the user's snapshot at --base is gone: %v", err)
+	}
+	// Two imports with one base: the second is refused while the first runs.
+	held, err := openImportBase(base, f.src, "", "store", "pg", func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := cli(t, f.args("import", f.src, "pg", "--base", base)...)
+	held.close()
+	if r2.code == exitOK || !strings.Contains(r2.stderr, "in use by another import") {
+		t.Errorf("an import with a base in use: exit %d, %s", r2.code, r2.stderr)
+	}
+	f.imp(t, "pg", base)
 }
 
 // An import killed after its snapshot is published but before the base
