@@ -219,3 +219,19 @@ func TestImportBaseKilled(t *testing.T) {
 		}
 	}
 }
+
+// Without btrfs: --base on a plain directory is a usage error that says
+// what to do, and nothing is written to the store.
+func TestImportBaseNeedsSubvolume(t *testing.T) {
+	ts := localStore(t)
+	store := []string{"--store", ts.url}
+	cli(t, append([]string{"init"}, store...)...).ok(t)
+	src := t.TempDir()
+	makeTree(t, src)
+	before := storeKeys(t, ts.store, "")
+	r := cli(t, append([]string{"import", src, "pg", "--base", filepath.Join(t.TempDir(), "base")}, store...)...)
+	r.fails(t, exitUsage, "to be a btrfs subvolume", "import without --base")
+	if after := storeKeys(t, ts.store, ""); len(after) != len(before) {
+		t.Errorf("a refused import wrote to the store: %d keys, then %d", len(before), len(after))
+	}
+}
