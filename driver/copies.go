@@ -250,6 +250,24 @@ func (d *Driver) dropBase(ctx context.Context, c localcopy.Copies, name string) 
 	_ = d.update(ctx, name, func(r *metadata.Volume) { r.BaseSnapshot, r.BaseInstant, r.BaseGeneration = "", "", 0 })
 }
 
+// dropOlderBases deletes the base instants KeepBase left (the one it
+// replaced): not while a snapshot is being published, because that can
+// take a while on a large volume. A failure only leaves the instant to the
+// next KeepBase.
+func (d *Driver) dropOlderBases(ctx context.Context, name string) {
+	rec, err := d.db.Volume(ctx, name)
+	if err != nil {
+		return
+	}
+	c, err := d.localOf(rec)
+	if err != nil {
+		return
+	}
+	if err := c.DropOlderBases(context.WithoutCancel(ctx), name); err != nil {
+		d.log.WithField("volume", name).WithError(err).Warn("could not delete an earlier base instant; the next snapshot tries again")
+	}
+}
+
 // relToState is p relative to the state directory when it is inside it.
 func (d *Driver) relToState(p string) string {
 	if rel, err := filepath.Rel(d.stateDir, p); err == nil && filepath.IsLocal(rel) {

@@ -118,10 +118,22 @@ func (d *Driver) releaseOnce(ctx context.Context, v *vstate, l *lease.Lease, j *
 	if err := d.afterRelease(ctx, v, l); err != nil {
 		return err
 	}
-	if retain {
-		head, opts := *made, rec.Options
-		d.goBackground(func(ctx context.Context) { d.retain(ctx, b, name, opts, head) })
-	}
+	head, opts := *made, rec.Options
+	d.goBackground(func(ctx context.Context) {
+		if retain {
+			d.retain(ctx, b, name, opts, head)
+		}
+		// The base this release's snapshot replaced, under the volume
+		// lock and not while a restore (which drops every base) runs.
+		unlock, err := d.locks.lock(ctx, name)
+		if err != nil {
+			return
+		}
+		defer unlock()
+		if j := d.state(name).currentJob(); j == nil || j.kind != "restore" {
+			d.dropOlderBases(ctx, name)
+		}
+	})
 	return nil
 }
 
@@ -222,19 +234,27 @@ func (d *Driver) periodicSnapshot(ctx context.Context, name string, l *lease.Lea
 	m := res.Manifest
 	if res.Unchanged {
 		// Nothing changed: no identical snapshot; the head is confirmed.
-		return "", d.update(ctx, name, func(r *metadata.Volume) {
+		if err := d.update(ctx, name, func(r *metadata.Volume) {
 			r.LocalSnapshot, r.ConfirmedAt, r.LastError, r.LastErrorAt = m.ID, time.Now().UTC(), "", time.Time{}
 			recordBase(r, m.ID, base)
-		})
+		}); err != nil {
+			return "", err
+		}
+		d.dropOlderBases(ctx, name)
+		return "", nil
 	}
 	d.view.invalidate(name)
 	if rec, err := d.db.Volume(ctx, name); err == nil {
 		d.retain(ctx, b, name, rec.Options, m.ID)
 	}
-	return m.ID, d.update(ctx, name, func(r *metadata.Volume) {
+	if err := d.update(ctx, name, func(r *metadata.Volume) {
 		r.LocalSnapshot, r.LastError, r.LastErrorAt = m.ID, "", time.Time{}
 		recordBase(r, m.ID, base)
-	})
+	}); err != nil {
+		return m.ID, err
+	}
+	d.dropOlderBases(ctx, name)
+	return m.ID, nil
 }
 
 // warnCache logs that a snapshot could not write its stat cache (the

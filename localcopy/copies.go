@@ -121,8 +121,14 @@ type Copies interface {
 	// Release drops an instant that is not the base.
 	Release(ctx context.Context, f Frozen) error
 	// KeepBase makes f the base of its volume (the instant of the last
-	// published snapshot), replacing and dropping the previous base.
+	// published snapshot), replacing the previous base. The previous base
+	// may stay until DropOlderBases: deleting it can take a while (0.7 s
+	// once for a 10 GB volume), and KeepBase runs before a final snapshot
+	// is published, while the next host waits.
 	KeepBase(ctx context.Context, f Frozen) error
+	// DropOlderBases deletes every base but the newest, the ones KeepBase
+	// left (none is not an error).
+	DropOlderBases(ctx context.Context, name string) error
 	// Base returns the kept base; ok is false when there is none.
 	Base(ctx context.Context, name string) (f Frozen, ok bool, err error)
 	// DropBase drops the base (no base is not an error).

@@ -186,6 +186,9 @@ func (d *Dir) Release(context.Context, Frozen) error { return nil }
 // KeepBase implements Copies: Dir keeps no base (Base reports none).
 func (d *Dir) KeepBase(context.Context, Frozen) error { return nil }
 
+// DropOlderBases implements Copies: Dir keeps no base.
+func (d *Dir) DropOlderBases(context.Context, string) error { return nil }
+
 // Base implements Copies: never one.
 func (d *Dir) Base(context.Context, string) (Frozen, bool, error) { return Frozen{}, false, nil }
 

@@ -306,8 +306,8 @@ func (c *Copies) Release(_ context.Context, f localcopy.Frozen) error {
 }
 
 // KeepBase implements localcopy.Copies: the instant is renamed to the
-// base name, then older bases are deleted (a crash in between leaves two;
-// Base returns the newest).
+// base name; the previous base stays (Base returns the newest) until
+// DropOlderBases, and any older one a crash left is deleted now.
 func (c *Copies) KeepBase(_ context.Context, f localcopy.Frozen) error {
 	if err := c.checkFrozen(f); err != nil {
 		return err
@@ -319,11 +319,25 @@ func (c *Copies) KeepBase(_ context.Context, f localcopy.Frozen) error {
 			return fmt.Errorf("volume %q: keeping instant %s as the base: %w", f.Volume, f.ID, err)
 		}
 	}
-	for _, e := range c.entries(vd, basePrefix) {
-		if e != basePrefix+f.ID {
-			if err := deleteSubvolume(filepath.Join(vd, e)); err != nil {
-				return fmt.Errorf("volume %q: dropping the previous base: %w", f.Volume, err)
-			}
+	return c.dropBasesBut(f.Volume, 2)
+}
+
+// DropOlderBases implements localcopy.Copies.
+func (c *Copies) DropOlderBases(_ context.Context, name string) error {
+	if err := localcopy.CheckName(name); err != nil {
+		return err
+	}
+	return c.dropBasesBut(name, 1)
+}
+
+// dropBasesBut deletes name's bases but the newest keep (ids are times of
+// one width: the names sort by age).
+func (c *Copies) dropBasesBut(name string, keep int) error {
+	vd := c.volDir(name)
+	es := c.entries(vd, basePrefix)
+	for _, e := range es[:max(len(es)-keep, 0)] {
+		if err := deleteSubvolume(filepath.Join(vd, e)); err != nil {
+			return fmt.Errorf("volume %q: dropping an earlier base: %w", name, err)
 		}
 	}
 	return nil

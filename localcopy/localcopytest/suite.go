@@ -179,8 +179,14 @@ func testBase(t *testing.T, c localcopy.Copies) {
 	if err != nil || !ok || b.ID != f2.ID || read(t, filepath.Join(b.Path, "a")) != "2" {
 		t.Fatalf("Base after the second KeepBase = %+v, %v, %v; want %+v", b, ok, err, f2)
 	}
-	if exists(b.Path) && exists(filepath.Join(filepath.Dir(b.Path), filepath.Base(f1.Path))) && f1.Path != b.Path {
-		t.Errorf("the replaced base %s was not dropped", f1.Path)
+	if err := c.DropOlderBases(ctx, "bs"); err != nil {
+		t.Fatal(err)
+	}
+	if b2, ok, err := c.Base(ctx, "bs"); err != nil || !ok || b2.ID != f2.ID {
+		t.Fatalf("Base after DropOlderBases = %+v, %v, %v; want %+v", b2, ok, err, f2)
+	}
+	if len(globBases(t, b.Path)) != 1 {
+		t.Errorf("after DropOlderBases, bases beside %s: %v; want only it", b.Path, globBases(t, b.Path))
 	}
 	if err := c.DropBase(ctx, "bs"); err != nil {
 		t.Fatal(err)
@@ -401,4 +407,23 @@ func testBadNames(t *testing.T, c localcopy.Copies) {
 			t.Errorf("Path leaks ..")
 		}
 	}
+}
+
+// globBases lists the directory entries beside base p whose names start
+// like p's (up to its first '-'), p included.
+func globBases(t *testing.T, p string) []string {
+	t.Helper()
+	name := filepath.Base(p)
+	prefix := name[:strings.Index(name, "-")+1]
+	es, err := os.ReadDir(filepath.Dir(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range es {
+		if strings.HasPrefix(e.Name(), prefix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
