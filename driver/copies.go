@@ -142,6 +142,13 @@ func (d *Driver) createSnapshot(ctx context.Context, b *Backend, name string, op
 	// vanishes is left out, one replaced is read anew, and the snapshot
 	// completes (file by file, as the status says).
 	opts.Live = !f.PointInTime()
+	if f.PointInTime() {
+		// What the stat cache records as when the files were seen: the
+		// instant's moment, not Create's start, so that a file written
+		// again after the freeze within its timestamps' granularity is
+		// racy for the next snapshot, not taken as unchanged.
+		opts.Frozen = t0
+	}
 	if src, closer := d.changeSource(ctx, c, name, f, opts.Parent); src != nil {
 		defer closer.Close()
 		opts.Changes = src
