@@ -121,25 +121,21 @@ func TestHandoffBenchmark(t *testing.T) {
 			only := func(k string) bool {
 				return slices.Contains(cases, k) && (j == 0 || k != "standby" && k != "checkpoint")
 			}
-			if only("cold") {
-				r := c.handoff(t, scale, tx, handoffCold)
-				t.Logf("run %d -s %d cold:       %s", i+1, scale, r)
-				set.cold = append(set.cold, r)
-			}
-			if only("pulled") {
-				r := c.handoff(t, scale, tx, handoffPulled)
-				t.Logf("run %d -s %d pre-staged: %s", i+1, scale, r)
-				set.staged = append(set.staged, r)
-			}
-			if only("standby") {
-				r := c.handoff(t, scale, tx, handoffStandby)
-				t.Logf("run %d -s %d standby:    %s", i+1, scale, r)
-				set.standby = append(set.standby, r)
-			}
-			if only("checkpoint") {
-				r := c.handoff(t, scale, tx, handoffCheckpoint)
-				t.Logf("run %d -s %d checkpoint: %s", i+1, scale, r)
-				set.checkpoint = append(set.checkpoint, r)
+			for _, k := range []struct {
+				name string
+				hc   handoffCase
+				to   *[]handoffRun
+			}{
+				{"cold", handoffCold, &set.cold},
+				{"pulled", handoffPulled, &set.staged},
+				{"standby", handoffStandby, &set.standby},
+				{"checkpoint", handoffCheckpoint, &set.checkpoint},
+			} {
+				if only(k.name) {
+					r := c.handoff(t, scale, tx, k.hc)
+					t.Logf("run %d -s %d %-10s %s", i+1, scale, k.name+":", r)
+					*k.to = append(*k.to, r)
+				}
 			}
 			if only("floor") {
 				r := c.floorHandoff(t, scale, tx)
