@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/portvol/portvol/internal/needs"
 )
 
 // vmFlags returns the VmFlags of the mapping that holds address p.
@@ -14,7 +16,7 @@ func vmFlags(t *testing.T, p uintptr) []string {
 	t.Helper()
 	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
-		t.Skipf("no /proc/self/smaps: %v", err)
+		needs.Missing(t, fmt.Sprintf("no /proc/self/smaps: %v", err))
 	}
 	defer f.Close()
 	in := false
@@ -40,7 +42,7 @@ func vmFlags(t *testing.T, p uintptr) []string {
 // their whole 2 MiB pieces), and are ordinary zeroed Go memory otherwise.
 func TestLargeBufferAdvisesHugePages(t *testing.T) {
 	if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage/enabled"); err != nil {
-		t.Skip("no transparent huge pages in this kernel")
+		needs.Missing(t, "no transparent huge pages in this kernel")
 	}
 	b := largeBuffer(8 << 20)
 	if len(b) != 8<<20 {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/portvol/portvol/internal/needs"
 )
 
 // Unchanged shows a tree equal to a snapshot by the manifest object
@@ -55,7 +57,7 @@ func TestUnchangedCheck(t *testing.T) {
 		}},
 		{name: "xattr", change: func(t *testing.T, src string) {
 			if !xattrsSupported(src) {
-				t.Skip("no user xattrs here")
+				needs.Missing(t, "no user xattrs here")
 			}
 			if err := unix.Lsetxattr(filepath.Join(src, "small.txt"), "user.changed", []byte("1"), 0); err != nil {
 				t.Fatal(err)

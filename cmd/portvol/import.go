@@ -265,7 +265,6 @@ func runImport(ctx context.Context, o *importOptions, srcArg, volume string, std
 func createAndPublish(ctx context.Context, repo *snapshot.Repo, wo writer.Options, src string, base *importBase, o *importOptions, host string, stderr io.Writer) (*snapshot.Manifest, writer.Outcome, error) {
 	volume := wo.Volume
 	var res writer.Result
-	defer base.finish(false, "") // deletes a snapshot not kept below
 	out, err := writer.Run(ctx, wo, func(ctx context.Context, l *lease.Lease) error {
 		so := writer.SnapshotOptions{Host: host, StatCache: o.statCache}
 		if base != nil {
