@@ -666,7 +666,15 @@ func (o *robs) checkContentLocked(h *rhost, w *rwindow, when string) []string {
 		case wr.inc != w.inc:
 			o.problems = append(o.problems, fmt.Sprintf("%s (incarnation %s) on %s holds %s %s, written into another incarnation of the name (%s) on %s", vol, w.inc, h.name, e.Name(), when, wr.inc, r.hosts[wr.host].name))
 		default:
-			if got, err := w.root.ReadFile(e.Name()); err != nil || string(got) != string(contentOf(s)) {
+			// A write not acknowledged may be in the copy as a periodic
+			// snapshot caught it, between creating the file and writing
+			// it (seed 289379: the head a takeover restored held w000058
+			// empty), as after a crash: a prefix of its content then. An
+			// acknowledged write must be whole.
+			got, err := w.root.ReadFile(e.Name())
+			whole := err == nil && string(got) == string(contentOf(s))
+			torn := err == nil && wr.state != wAcked && strings.HasPrefix(string(contentOf(s)), string(got))
+			if !whole && !torn {
 				o.problems = append(o.problems, fmt.Sprintf("%s on %s: %s holds %q (%v) %s, want %q", vol, h.name, e.Name(), got, err, when, contentOf(s)))
 			}
 		}
