@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -22,9 +23,12 @@ func TestManagedBtrfsPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Not t.Context(): it is cancelled before cleanups run, and a plugin
+	// left enabled after its state directory is gone answers every later
+	// test's lookups of unknown volumes on this engine.
 	t.Cleanup(func() {
-		run(t.Context(), "", "docker", "plugin", "disable", "-f", name)
-		run(t.Context(), "", "docker", "plugin", "rm", "-f", name)
+		run(context.Background(), "", "docker", "plugin", "disable", "-f", name)
+		run(context.Background(), "", "docker", "plugin", "rm", "-f", name)
 		os.RemoveAll(state)
 	})
 	// make install's plugin directory, with one file more: dockerd refuses

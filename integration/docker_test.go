@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -38,6 +39,12 @@ var (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	cleanupAll()
+	if left := leakedPlugins(); len(left) > 0 {
+		// A test plugin left enabled answers (or hangs) every lookup of
+		// an unknown volume on the engine: later tests and runs pay for it.
+		fmt.Fprintf(os.Stderr, "integration: plugins this run installed are still on the engine after it: %s\n", strings.Join(left, ", "))
+		code = cmp.Or(code, 1)
+	}
 	os.Exit(code)
 }
 
@@ -111,6 +118,25 @@ func removeLeftovers(ctx context.Context) {
 	for _, v := range strings.Fields(out) {
 		run(ctx, "", "docker", "volume", "rm", "-f", v)
 	}
+}
+
+// leakedPlugins lists the plugins on the machine's engine that this run
+// installed and did not remove.
+func leakedPlugins() []string {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	out, err := run(context.Background(), "", "docker", "plugin", "ls", "--format", "{{.Name}}")
+	if err != nil {
+		return nil
+	}
+	var left []string
+	for _, name := range strings.Fields(out) {
+		if strings.HasPrefix(name, pluginName+":") || strings.Contains(name, runID) {
+			left = append(left, name)
+		}
+	}
+	return left
 }
 
 func cleanupAll() {
