@@ -39,6 +39,7 @@ type storeView struct {
 	vols      map[string]*viewEntry
 	names     *viewEntry
 	downUntil time.Time
+	downAt    time.Time
 	downErr   error
 }
 
@@ -118,7 +119,10 @@ func (v *storeView) entry(name string, read func(*viewEntry)) (*viewEntry, error
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if time.Now().Before(v.downUntil) {
-		return nil, errorf(ErrUnavailable, "store unreachable: %s", v.downErr)
+		// The failed read may have been of another volume: say so, and
+		// when the store is tried again.
+		return nil, errorf(ErrUnavailable, "store unreachable: a read %s ago failed (%s); the store is tried again in %s",
+			time.Since(v.downAt).Round(time.Second), v.downErr, time.Until(v.downUntil).Round(time.Second))
 	}
 	e := v.names
 	if name != "" {
@@ -150,7 +154,7 @@ func (v *storeView) entry(name string, read func(*viewEntry)) (*viewEntry, error
 		v.mu.Lock()
 		e.at = time.Now()
 		if e.err != nil && !errors.Is(e.err, context.Canceled) {
-			v.downUntil, v.downErr = time.Now().Add(viewBackoff), e.err
+			v.downAt, v.downUntil, v.downErr = time.Now(), time.Now().Add(viewBackoff), e.err
 		} else if e.err == nil {
 			v.downUntil, v.downErr = time.Time{}, nil
 		}
