@@ -117,7 +117,13 @@ func run(ctx context.Context, c config) error {
 	randomBase := filepath.Join(c.work, fmt.Sprintf("random-%dmib", c.randomMiB))
 	for _, w := range strings.Split(c.workloads, ",") {
 		switch w {
-		case "pg":
+		case "pg", "pg-btrfs":
+			if w == "pg-btrfs" && pool == nil {
+				return fmt.Errorf("workload pg-btrfs needs btrfs (-btrfs on or auto, as root)")
+			}
+			if pg != nil {
+				continue
+			}
 			if pg, err = newPostgres(r, c.work); err != nil {
 				return err
 			}
@@ -127,16 +133,12 @@ func run(ctx context.Context, c config) error {
 			}); err != nil {
 				return err
 			}
-		case "pg-btrfs":
-			if pool == nil {
-				return fmt.Errorf("workload pg-btrfs needs btrfs (-btrfs on or auto, as root)")
-			}
 		case "random":
 			if err := dataset(c.fresh, randomBase, func(dir string) error { return randomFiles(dir, c.randomMiB) }); err != nil {
 				return err
 			}
 		default:
-			return fmt.Errorf("unknown workload %q: want pg or random", w)
+			return fmt.Errorf("unknown workload %q: want pg, pg-btrfs or random", w)
 		}
 	}
 
@@ -270,7 +272,8 @@ type bench struct {
 	cold    bool       // page cache dropped before cold operations
 	pool    *benchPool // the pg-btrfs workload's, or nil
 	samples []sample
-	stored  []sample // M.RSSKiB holds stored KiB after the initial snapshot
+	floors  []readFloor // pg-btrfs: reading what changed before the snapshot after pgbench
+	stored  []sample    // M.RSSKiB holds stored KiB after the initial snapshot
 	sizes   map[string]int64
 	tps     []string
 	elapsed time.Duration
@@ -434,6 +437,11 @@ func (b *bench) pgRun(ctx context.Context, run int, bucket, base string, pg *pos
 	}
 	b.tps = append(b.tps, tps)
 	fmt.Printf("run %d  %s pgbench -c 2 -T %d: %s tps\n", run, w, b.c.pgbenchSeconds, tps)
+	if fs == "btrfs" {
+		if err := b.measureReadFloor(ctx, run, data); err != nil {
+			return fmt.Errorf("the read floor after pgbench: %w", err)
+		}
+	}
 	if err := b.snapshotAll(ctx, w, opAfter, run, data, true, after); err != nil {
 		return err
 	}

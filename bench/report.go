@@ -175,6 +175,9 @@ func (b *bench) markdown(ctx context.Context) string {
 	} else {
 		p("Targets missed: %s.\n\n", strings.Join(missed, "; "))
 	}
+	if f := b.floorText(); f != "" {
+		p("%s\n\n", f)
+	}
 
 	p("CPU seconds (median; user + system of the tool's own processes, the S3 server's not included):\n\n")
 	p("| workload | operation | portvol (encrypted) | portvol (plain) | restic | tar \\| zstd \\| PUT |\n|---|---|--:|--:|--:|--:|\n")
@@ -351,4 +354,38 @@ func versitygwVersion(bin string) string {
 		}
 	}
 	return "versitygw (version unknown)"
+}
+
+// floorText says what reading the changes costs on pg-btrfs, against the
+// after-pgbench target.
+func (b *bench) floorText() string {
+	var exact, aligned []float64
+	var eb, ab []float64
+	for _, f := range b.floors {
+		if f.Align == 0 {
+			exact, eb = append(exact, f.Wall.Seconds()), append(eb, float64(f.Bytes))
+		} else {
+			aligned, ab = append(aligned, f.Wall.Seconds()), append(ab, float64(f.Bytes))
+		}
+	}
+	if len(exact) == 0 || len(aligned) == 0 {
+		return ""
+	}
+	res, ok := b.stat("pg-btrfs", opAfter, toolRes, wall)
+	enc, okE := b.stat("pg-btrfs", opAfter, toolEnc, wall)
+	if !ok || !okE {
+		return ""
+	}
+	tg := targets[opAfter].maxRestic
+	verdict := "above"
+	if tg*res < median(exact) {
+		verdict = "below"
+	}
+	return fmt.Sprintf("Floor of the snapshot after pgbench on pg-btrfs, measured in each run just before the tools "+
+		"(caches dropped): reading only the extents btrfs reports written since portvol's base (`btrfs subvolume find-new`; "+
+		"%.0f MiB, every range advised to the kernel, then read in file order) took %.2f s; rounded out to 16 KiB blocks, as "+
+		"portvol reads them (%.0f MiB), %.2f s (medians). %.2g × restic is %.2f s: %s the floor of reading what changed "+
+		"(floor / restic %.2f; portvol / floor %.2f, portvol / block-rounded floor %.2f).",
+		median(eb)/(1<<20), median(exact), median(ab)/(1<<20), median(aligned), tg, tg*res, verdict,
+		median(exact)/res, enc/median(exact), enc/median(aligned))
 }
