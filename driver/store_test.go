@@ -27,6 +27,10 @@ func TestStoreUnreachable(t *testing.T) {
 	}
 	if msg := e.fail("VolumeDriver.Get", map[string]string{"Name": "other"}); strings.Contains(msg, "does not exist") || !strings.Contains(msg, "cannot tell") {
 		t.Errorf("Get of an unknown name while unreachable: %q", msg)
+	} else if !strings.Contains(msg, "ago failed") || !strings.Contains(msg, "tried again in") {
+		// The failed read was of another volume: the message must not
+		// read as if it were about this one.
+		t.Errorf("Get of an unknown name while the store is backed off: %q, want when it failed and when it is tried again", msg)
 	}
 	if msg := e.fail("VolumeDriver.Mount", mountID("v", "a")); !strings.Contains(msg, "store unreachable") {
 		t.Errorf("Mount while unreachable: %q", msg)
