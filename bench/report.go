@@ -377,15 +377,11 @@ func (b *bench) floorText() string {
 		return ""
 	}
 	tg := targets[opAfter].maxRestic
-	verdict := "above"
-	if tg*res < median(exact) {
-		verdict = "below"
-	}
 	return fmt.Sprintf("Floor of the snapshot after pgbench on pg-btrfs, measured in each run just before the tools "+
 		"(caches dropped): reading only the extents btrfs reports written since portvol's base (`btrfs subvolume find-new`; "+
 		"%.0f MiB, every range advised to the kernel, then read in file order) took %.2f s; rounded out to 16 KiB blocks, as "+
-		"portvol reads them (%.0f MiB), %.2f s (medians). %.2g × restic is %.2f s: %s the floor of reading what changed "+
-		"(floor / restic %.2f; portvol / floor %.2f, portvol / block-rounded floor %.2f).",
-		median(eb)/(1<<20), median(exact), median(ab)/(1<<20), median(aligned), tg, tg*res, verdict,
-		median(exact)/res, enc/median(exact), enc/median(aligned))
+		"portvol reads them (%.0f MiB), %.2f s (medians). %.2g × restic is %.2f s: reading what changed, and nothing else, "+
+		"takes %.0f %% of it (floor / restic %.2f; portvol / floor %.2f, portvol / block-rounded floor %.2f).",
+		median(eb)/(1<<20), median(exact), median(ab)/(1<<20), median(aligned), tg, tg*res,
+		100*median(exact)/(tg*res), median(exact)/res, enc/median(exact), enc/median(aligned))
 }
