@@ -5,10 +5,13 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7/pkg/signer"
 
@@ -64,6 +67,24 @@ func TestConditionalWritesProbed(t *testing.T) {
 	}
 	// Reading needs no conditional writes.
 	cli(t, "snapshots", "--store", ignoring, "v").fails(t, exitError, `volume "v" does not exist`)
+
+	// Nor does an import that finds the directory equal to the head: it
+	// writes nothing (no lease, no probe), so it says unchanged. A
+	// change through the same service is still refused.
+	sc := filepath.Join(t.TempDir(), "import.statcache")
+	time.Sleep(150 * time.Millisecond) // older than the stat cache's racy window
+	cli(t, "import", "--store", ts.url, "--stat-cache", sc, src, "u").ok(t)
+	before := storeState(t, ts.store)
+	if out := cli(t, "import", "--store", ignoring, "--stat-cache", sc, src, "u").ok(t).stdout; !strings.Contains(out, "unchanged") {
+		t.Errorf("unchanged import through the ignoring service printed %q, want unchanged", out)
+	}
+	if after := storeState(t, ts.store); !slices.Equal(before, after) {
+		t.Errorf("an unchanged import through the ignoring service wrote to the store:\nbefore %q\nafter  %q", before, after)
+	}
+	if err := os.WriteFile(filepath.Join(src, "new"), []byte("changed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cli(t, "import", "--store", ignoring, "--stat-cache", sc, src, "u").fails(t, exitError, want...)
 
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "pv.sock")
