@@ -3,8 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -59,7 +62,7 @@ func changedExtents(ctx context.Context, r *runner, dir string, gen uint64, alig
 		files[f[16]] = append(files[f[16]], [2]int64{off, n})
 	}
 	for p, rs := range files {
-		slices.SortFunc(rs, func(a, b [2]int64) int { return int(a[0] - b[0]) })
+		slices.SortFunc(rs, func(a, b [2]int64) int { return cmp.Compare(a[0], b[0]) })
 		merged := rs[:0]
 		for _, x := range rs {
 			if k := len(merged) - 1; k >= 0 && x[0] <= merged[k][0]+merged[k][1] {
@@ -130,8 +133,11 @@ func readChanged(dir string, files map[string][][2]int64) (n int64, reads int, w
 				n += int64(k)
 				reads++
 				off += int64(k)
-				if err != nil {
+				if errors.Is(err, io.EOF) {
 					break // the file ends before the extent's rounded end
+				}
+				if err != nil {
+					return 0, 0, 0, err
 				}
 			}
 		}
