@@ -246,7 +246,8 @@ type Options struct {
 	// Workers is the number of goroutines that hash, compress and
 	// encrypt; 0 means GOMAXPROCS.
 	Workers int
-	// Transfers is the number of store requests in flight; 0 means 4.
+	// Transfers is the number of store requests in flight; 0 means 4,
+	// and 16 for a restore's ranged reads (see restoreFetchers).
 	// Create uploads Transfers/2 packs at a time (at most 4), each held
 	// in memory (~17 MiB).
 	Transfers int
@@ -279,6 +280,8 @@ type Repo struct {
 	crypt     *cryptor
 	workers   int
 	transfers int
+	// fetchers is how many ranged reads a restore keeps in flight.
+	fetchers int
 	// restorePrivileged: see Options.RestorePrivileged.
 	restorePrivileged bool
 	blockSize         int   // of new snapshots
@@ -315,8 +318,10 @@ func Open(ctx context.Context, store transfer.ObjectStore, opts Options) (*Repo,
 	if r.workers <= 0 {
 		r.workers = runtime.GOMAXPROCS(0)
 	}
+	r.fetchers = r.transfers
 	if r.transfers <= 0 {
 		r.transfers = 4
+		r.fetchers = restoreFetchers
 	}
 	if r.now == nil {
 		r.now = time.Now
