@@ -367,8 +367,9 @@
 // directories, files created O_EXCL and ftruncated to their size (holes
 // stay holes), links and special files. Contents come from concurrent
 // ranged GETs (adjacent chunks of a pack coalesced into ranges of up to
-// 8 MiB), each chunk verified and then gathered with the chunks that
-// follow it in the same file into runs of up to 4 MiB, each written with
+// 8 MiB; 16 in flight by default, see restoreFetchers), each chunk
+// verified and then gathered with the chunks that follow it in the same
+// file into runs of up to 4 MiB, each written with
 // one pwrite, with O_DIRECT where the filesystem allows (the data
 // bypasses the page cache; a file's sub-page tail goes through it). A
 // gap of at most 128 KiB of hole between two chunks of a run is written
