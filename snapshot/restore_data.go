@@ -240,7 +240,9 @@ func (rs *restorer) fetchChunks(ctx context.Context, chunks []uint32, fn func(ru
 	ranges := planRanges(rs.m, chunks)
 	jobs := make(chan *fetchRange)
 	g, gctx := errgroup.WithContext(ctx)
-	for range rs.r.fetchers {
+	// No more fetchers than ranges: each allocates its buffers, and an
+	// in-place restore often has only a few ranges.
+	for range min(rs.r.fetchers, len(ranges)) {
 		g.Go(func() error {
 			cd, err := rs.r.newChunkDecoder(rs.m.BlockSize)
 			if err != nil {
@@ -367,12 +369,11 @@ func (r *Repo) readRange(ctx context.Context, m *Manifest, fr *fetchRange, cd *c
 	}
 	cd.br.Reset(src)
 	defer cd.br.Reset(nil)
-	var body io.Reader = cd.br
 	pos := fr.off
 	for _, c := range fr.chunks {
 		ch := &m.Chunks[c]
-		if gap := int64(uint64(ch.Offset) - pos); gap > 0 {
-			if _, err := io.CopyN(io.Discard, body, gap); err != nil {
+		if gap := int(uint64(ch.Offset) - pos); gap > 0 {
+			if _, err := cd.br.Discard(gap); err != nil {
 				return packReadErr(key, ch, err)
 			}
 		}
@@ -390,7 +391,7 @@ func (r *Repo) readRange(ctx context.Context, m *Manifest, fr *fetchRange, cd *c
 			rec, err = cd.br.Peek(int(ch.Length))
 		} else {
 			rec = cd.rec[:ch.Length]
-			_, err = io.ReadFull(body, rec)
+			_, err = io.ReadFull(cd.br, rec)
 		}
 		if err != nil {
 			return packReadErr(key, ch, err)
@@ -413,7 +414,7 @@ func (r *Repo) readRange(ctx context.Context, m *Manifest, fr *fetchRange, cd *c
 		}
 	}
 	if hash != nil {
-		if _, err := io.Copy(io.Discard, body); err != nil {
+		if _, err := io.Copy(io.Discard, cd.br); err != nil {
 			return fmt.Errorf("reading pack %s: %w", key, err)
 		}
 	}
