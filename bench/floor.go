@@ -34,9 +34,11 @@ type readFloor struct {
 
 // changedExtents lists the extents of subvolume dir written after
 // generation gen, by file (paths relative to dir), merged where they touch
-// once rounded out to align.
+// once rounded out to align. find-new lists the extents of its generation
+// argument too, and those are in a snapshot created at gen: it is asked
+// from gen+1, as portvol's change search does (localcopy/btrfs).
 func changedExtents(ctx context.Context, r *runner, dir string, gen uint64, align int64) (map[string][][2]int64, error) {
-	out, err := r.must(ctx, "/", nil, "btrfs", "subvolume", "find-new", dir, strconv.FormatUint(gen, 10))
+	out, err := r.must(ctx, "/", nil, "btrfs", "subvolume", "find-new", dir, strconv.FormatUint(gen+1, 10))
 	if err != nil {
 		return nil, fmt.Errorf("btrfs subvolume find-new: %w: %s", err, out)
 	}
