@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +18,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portvol/portvol/transfer"
+	"github.com/portvol/portvol/transfer/s3"
+	"golang.org/x/sync/errgroup"
 )
 
 // The handoff benchmark's section in docs/benchmarks.md lies between
@@ -47,6 +52,9 @@ type handoffRun struct {
 	// B cannot make the final delta durable in less.
 	finalNew int64
 	ddDelta  time.Duration
+	// putUpload is how long storing as many bytes as A uploaded took in
+	// the same store right after the run (storePut).
+	putUpload time.Duration
 }
 
 // TestHandoffBenchmark measures how long a PostgreSQL database takes to
@@ -272,6 +280,7 @@ func (c *cluster) handoff(t *testing.T, scale, tx int, hc handoffCase) handoffRu
 	pb.stop(t)
 	if hc != handoffCold && r.finalNew > 0 {
 		r.ddDelta = ddSync(t, filepath.Join(c.b.state, "dd-delta"), r.finalNew)
+		r.putUpload = c.storePut(t, r.upload)
 	}
 	// Free the disk for the next run (the store keeps removed volumes in
 	// its trash; it goes away with the test).
@@ -405,6 +414,45 @@ func (c *cluster) floorHandoff(t *testing.T, h *host, scale, tx int) handoffRun 
 	return r
 }
 
+// storePut stores n random bytes in the cluster's store as 16 MiB
+// objects, two in flight (as a snapshot's packs go out), from the
+// machine, deletes them, and returns how long storing took: the store
+// cannot take A's final delta in less.
+func (c *cluster) storePut(t *testing.T, n int64) time.Duration {
+	t.Helper()
+	ctx := context.Background()
+	st, err := s3.New(ctx, s3.Options{Endpoint: "http://" + c.s3.Addr(), Region: c.s3.Region, Bucket: c.s3.Bucket,
+		Prefix: randomName("put-floor") + "/", Addressing: s3.AddressingPath, AccessKey: c.s3.AccessKey, SecretKey: transfer.Secret(c.s3.SecretKey)})
+	if err != nil {
+		t.Fatalf("store put floor: %v", err)
+	}
+	const obj = 16 << 20
+	data := make([]byte, obj)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	var sizes []int64
+	for off := int64(0); off < n; off += obj {
+		keys = append(keys, fmt.Sprintf("p%04d", len(keys)))
+		sizes = append(sizes, min(obj, n-off))
+	}
+	d0 := time.Now()
+	var g errgroup.Group
+	g.SetLimit(2)
+	for i, k := range keys {
+		g.Go(func() error { return st.Put(ctx, k, bytes.NewReader(data[:sizes[i]]), sizes[i]) })
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatalf("store put floor: %v", err)
+	}
+	d := time.Since(d0)
+	for _, k := range keys {
+		st.Delete(ctx, k)
+	}
+	return d
+}
+
 // ddSync writes n bytes (rounded up to 4 MiB) to file f with dd and
 // fdatasync, removes it, and returns how long the write took.
 func ddSync(t *testing.T, f string, n int64) time.Duration {
@@ -526,18 +574,25 @@ func handoffReport(tx int, sets []*handoffSet) string {
 		if len(x.runs) == 0 || x.runs[0].finalNew == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "\nThe final delta of the %s runs (new data in A's final snapshot, what B must still write: %s) took %s to write with `dd` + "+
-			"`fdatasync` on B's disk right after each run (%s), so with the nothing-moved floor a %s handoff of this delta cannot take less than about %s "+
-			"here, before any network transfer.\n",
-			x.name, strings.Join(mapRuns(x.runs, func(r handoffRun) string { return mib(r.finalNew) }), ", "),
-			seconds(median(x.runs, func(r handoffRun) time.Duration { return r.ddDelta })),
-			strings.Join(mapRuns(x.runs, func(r handoffRun) string { return fmt.Sprintf("%.2f s", r.ddDelta.Seconds()) }), ", "), x.name,
-			func() string {
-				if len(floor) == 0 {
-					return "(no floor run) " + seconds(median(x.runs, func(r handoffRun) time.Duration { return r.ddDelta })) + " plus stop and start"
-				}
-				return seconds(median(floor, func(r handoffRun) time.Duration { return r.ready }) + median(x.runs, func(r handoffRun) time.Duration { return r.ddDelta }))
-			}())
+		nothing := "not measured: no floor case ran"
+		if len(floor) > 0 {
+			nothing = seconds(median(floor, func(r handoffRun) time.Duration { return r.ready }))
+		}
+		put := median(x.runs, func(r handoffRun) time.Duration { return r.putUpload })
+		dd := median(x.runs, func(r handoffRun) time.Duration { return r.ddDelta })
+		bound := put + dd
+		if len(floor) > 0 {
+			bound += median(floor, func(r handoffRun) time.Duration { return r.ready })
+		}
+		fmt.Fprintf(&b, "\nThe final delta of the %s runs: A uploaded %s, B had to write %s of new data. Right after each run, storing as many bytes "+
+			"as A uploaded in the same store (16 MiB objects, two in flight) took %s (%s), and writing the new data with `dd` + `fdatasync` on B's disk %s (%s). "+
+			"A's final snapshot is in the store before A lets go, and B writes it before PostgreSQL starts, so with the nothing-moved floor (%s) "+
+			"a %s handoff of this delta through the store cannot take less than about %s here.\n",
+			x.name, strings.Join(mapRuns(x.runs, func(r handoffRun) string { return mib(r.upload) }), ", "),
+			strings.Join(mapRuns(x.runs, func(r handoffRun) string { return mib(r.finalNew) }), ", "),
+			seconds(put), strings.Join(mapRuns(x.runs, func(r handoffRun) string { return fmt.Sprintf("%.2f s", r.putUpload.Seconds()) }), ", "),
+			seconds(dd), strings.Join(mapRuns(x.runs, func(r handoffRun) string { return fmt.Sprintf("%.2f s", r.ddDelta.Seconds()) }), ", "),
+			nothing, x.name, seconds(bound))
 	}
 	fmt.Fprintf(&b, "\nDatabase size on disk: %s (pgdata after the transactions). ", mib(dbSize(main)))
 	for _, set := range sets[1:] {
