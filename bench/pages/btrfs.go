@@ -124,7 +124,10 @@ func runBtrfs(ctx context.Context, work string, gib int, seed uint64) (res *btrf
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	c, err := btrfs.Open(ctx, btrfs.Options{StateDir: filepath.Join(dir, "state"), PoolSize: int64(3*gib+4) << 30, ForcePool: true})
+	// The image is sparse. At 3×size+4 GiB a 4 GiB run once ran out of
+	// space in the export onto the previous export: deleted subvolumes
+	// are freed by btrfs's cleaner later, and on a slow disk it lags.
+	c, err := btrfs.Open(ctx, btrfs.Options{StateDir: filepath.Join(dir, "state"), PoolSize: int64(6*gib+4) << 30, ForcePool: true})
 	if err != nil {
 		return nil, err
 	}
