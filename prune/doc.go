@@ -95,7 +95,15 @@
 // nothing and fails with snapshot.ErrCollected (the next attempt uploads
 // those chunks). If the window from that look to the manifest write
 // exceeded a minute (a stalled process), it looks once more after writing
-// and withdraws the manifest if anything changed.
+// and withdraws the manifest if anything changed. A manifest write whose
+// outcome it does not know (an error, which may come after the store
+// applied it) is withdrawn too, since the Create reports failure and would
+// take no second look: otherwise a stalled writer that lost that answer
+// left a listed snapshot whose packs a sweep had deleted (found by the
+// randomized test under load). A writer killed right after such a write
+// leaves its manifest; only a stall longer than the margin between its
+// last look and that write can make it name a deleted pack, which is what
+// the margin (an hour by default, against a one-minute window) rules out.
 //
 // Why no published or in-progress snapshot loses a pack. Let a
 // collection C list pack F and delete it in step two at time D after

@@ -21,6 +21,9 @@ type hookStore struct {
 	transfer.ObjectStore
 	before     func()
 	noManifest bool
+	// loseAnswer applies manifest writes and then reports them failed:
+	// an answer lost after the store applied the write.
+	loseAnswer bool
 }
 
 func (h *hookStore) PutIfAbsent(ctx context.Context, key string, data []byte) (string, error) {
@@ -30,6 +33,12 @@ func (h *hookStore) PutIfAbsent(ctx context.Context, key string, data []byte) (s
 		}
 		if h.before != nil {
 			h.before()
+		}
+		if h.loseAnswer {
+			if _, err := h.ObjectStore.PutIfAbsent(ctx, key, data); err != nil {
+				return "", err
+			}
+			return "", errors.New("connection reset: the answer to the manifest write was lost")
 		}
 	}
 	return h.ObjectStore.PutIfAbsent(ctx, key, data)
@@ -143,6 +152,72 @@ func TestCreateRefusesPackMarkedDuringRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := prune.Run(ctx, plain, mem, prune.Options{ZeroMargin: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.Verify(ctx, "v", m.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLostManifestAnswerAfterStall: a Create stalls between its last look
+// and its manifest write long enough for a prune to mark and sweep the
+// packs it uploaded (still unreferenced), and the store applies the
+// manifest write but the answer is lost. The Create reports failure; it
+// must not leave behind a listed snapshot whose packs are gone (found by
+// TestRandomizedPrune under load: the manifest stayed, since only a
+// write known to succeed got the second look).
+func TestLostManifestAnswerAfterStall(t *testing.T) {
+	ctx := context.Background()
+	mem := memstore.New()
+	if err := snapshot.Init(ctx, mem, snapshot.InitOptions{BlockSize: blockSize}); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeBlocks(t, rand.New(rand.NewPCG(5, 6)), filepath.Join(dir, "f"), 8, 8)
+	plain, err := snapshot.Open(ctx, mem, snapshot.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	swept := 0
+	hook := &hookStore{ObjectStore: mem, loseAnswer: true, before: func() {
+		// The stall: a mark, then a sweep, of the packs no manifest names yet.
+		for range 2 {
+			res, err := prune.Run(ctx, plain, mem, prune.Options{ZeroMargin: true})
+			if err != nil {
+				t.Error(err)
+			}
+			swept += res.Deleted
+		}
+	}}
+	repo, err := snapshot.Open(ctx, hook, snapshot.Options{Fossils: prune.Fossils(hook)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Create(ctx, "v", dir, snapshot.CreateOptions{}); err == nil {
+		t.Fatal("Create reported success for a manifest write whose answer was lost")
+	}
+	if swept == 0 {
+		t.Fatal("the prune inside the stall deleted nothing: the test places nothing in harm's way")
+	}
+	infos, err := plain.List(ctx, "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range infos {
+		if err := plain.Verify(ctx, "v", in.ID); err != nil {
+			t.Errorf("listed snapshot %s does not verify: %v", in.ID, err)
+		}
+	}
+	if len(infos) != 0 {
+		t.Errorf("the failed Create left %d listed snapshot(s); want none", len(infos))
+	}
+	// The same data imports cleanly afterwards.
+	hook.loseAnswer, hook.before = false, nil
+	m, err := repo.Create(ctx, "v", dir, snapshot.CreateOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := plain.Verify(ctx, "v", m.ID); err != nil {

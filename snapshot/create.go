@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -212,9 +213,26 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 	if err := g.finish(ctx, m); err != nil {
 		return nil, fmt.Errorf("volume %q: %w", volume, err)
 	}
+	if time.Since(look) > r.window {
+		// The look itself took longer than the window: look once more,
+		// so that the write follows a recent one.
+		look = time.Now()
+		if err := g.finish(ctx, m); err != nil {
+			return nil, fmt.Errorf("volume %q: %w", volume, err)
+		}
+	}
 	if _, err := r.store.PutIfAbsent(ctx, key, data); err != nil {
-		if errors.Is(err, transfer.ErrPrecondition) {
+		// The write's outcome may be unknown (an answer lost after the
+		// store applied it, a cancelled request): the manifest may be in
+		// the store although this Create reports failure, and nobody
+		// would then take the second look below. It is taken back, if it
+		// is this Create's (a precondition failure of a retried request
+		// finds its own earlier write).
+		if errors.Is(err, transfer.ErrPrecondition) && !r.isOwnManifest(ctx, key, data) {
 			return nil, fmt.Errorf("volume %q: snapshot %s already exists; retry: %w", volume, m.ID, err)
+		}
+		if derr := r.withdraw(ctx, key); derr != nil {
+			err = errors.Join(err, fmt.Errorf("withdrawing manifest %s, whose write may have been applied: %w", key, derr))
 		}
 		return nil, fmt.Errorf("volume %q: writing manifest %s: %w", volume, key, err)
 	}
@@ -229,6 +247,16 @@ func (r *Repo) Create(ctx context.Context, volume, dir string, opts CreateOption
 		}
 	}
 	return m, nil
+}
+
+// isOwnManifest reports whether the object at key holds exactly data,
+// this Create's manifest (read with a bound, under a context of its own
+// so that a cancelled Create can still find out).
+func (r *Repo) isOwnManifest(ctx context.Context, key string, data []byte) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	got, _, err := r.store.Load(ctx, key, int64(len(data))+1)
+	return err == nil && bytes.Equal(got, data)
 }
 
 // saveCreateCache writes the stat cache for snapshot id, or, when that
