@@ -44,13 +44,10 @@ func (h *hookStore) PutIfAbsent(ctx context.Context, key string, data []byte) (s
 	return h.ObjectStore.PutIfAbsent(ctx, key, data)
 }
 
-// TestWriterNeverReusesMarkedPack: an import is killed after uploading its
-// packs; a prune marks them (old enough, unreferenced); the import is run
-// again with the same data and would deduplicate against those packs, and
-// a prune's sweep lands right before its manifest is written. The snapshot
-// must still verify: the writer saw the collection record and uploaded
-// again instead of reusing a pack about to be deleted.
-func TestWriterNeverReusesMarkedPack(t *testing.T) {
+// guardFixture is a new store and a directory holding one file of 8
+// random blocks (seeded).
+func guardFixture(t *testing.T, seed1, seed2 uint64) (context.Context, *memstore.Store, string) {
+	t.Helper()
 	ctx := context.Background()
 	mem := memstore.New()
 	if err := snapshot.Init(ctx, mem, snapshot.InitOptions{BlockSize: blockSize}); err != nil {
@@ -60,7 +57,18 @@ func TestWriterNeverReusesMarkedPack(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeBlocks(t, rand.New(rand.NewPCG(1, 2)), filepath.Join(dir, "f"), 8, 8)
+	writeBlocks(t, rand.New(rand.NewPCG(seed1, seed2)), filepath.Join(dir, "f"), 8, 8)
+	return ctx, mem, dir
+}
+
+// TestWriterNeverReusesMarkedPack: an import is killed after uploading its
+// packs; a prune marks them (old enough, unreferenced); the import is run
+// again with the same data and would deduplicate against those packs, and
+// a prune's sweep lands right before its manifest is written. The snapshot
+// must still verify: the writer saw the collection record and uploaded
+// again instead of reusing a pack about to be deleted.
+func TestWriterNeverReusesMarkedPack(t *testing.T) {
+	ctx, mem, dir := guardFixture(t, 1, 2)
 	hook := &hookStore{ObjectStore: mem, noManifest: true}
 	repo, err := snapshot.Open(ctx, hook, snapshot.Options{Fossils: prune.Fossils(hook)})
 	if err != nil {
@@ -100,16 +108,7 @@ func TestWriterNeverReusesMarkedPack(t *testing.T) {
 // publishes nothing (ErrCollected) rather than a manifest a sweep could
 // break; the retry succeeds and verifies after the sweep.
 func TestCreateRefusesPackMarkedDuringRun(t *testing.T) {
-	ctx := context.Background()
-	mem := memstore.New()
-	if err := snapshot.Init(ctx, mem, snapshot.InitOptions{BlockSize: blockSize}); err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "data")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeBlocks(t, rand.New(rand.NewPCG(3, 4)), filepath.Join(dir, "f"), 8, 8)
+	ctx, mem, dir := guardFixture(t, 3, 4)
 	hook := &hookStore{ObjectStore: mem, noManifest: true}
 	repo, err := snapshot.Open(ctx, hook, snapshot.Options{Fossils: prune.Fossils(hook)})
 	if err != nil {
@@ -167,16 +166,7 @@ func TestCreateRefusesPackMarkedDuringRun(t *testing.T) {
 // TestRandomizedPrune under load: the manifest stayed, since only a
 // write known to succeed got the second look).
 func TestLostManifestAnswerAfterStall(t *testing.T) {
-	ctx := context.Background()
-	mem := memstore.New()
-	if err := snapshot.Init(ctx, mem, snapshot.InitOptions{BlockSize: blockSize}); err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "data")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeBlocks(t, rand.New(rand.NewPCG(5, 6)), filepath.Join(dir, "f"), 8, 8)
+	ctx, mem, dir := guardFixture(t, 5, 6)
 	plain, err := snapshot.Open(ctx, mem, snapshot.Options{})
 	if err != nil {
 		t.Fatal(err)
