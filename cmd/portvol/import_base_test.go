@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portvol/portvol/localcopy/btrfs"
 )
@@ -204,10 +205,18 @@ func TestImportBaseKilled(t *testing.T) {
 	f.imp(t, "pg", base)
 	for _, step := range []string{"published", "swapped"} {
 		f.pages(t, 32)
+		// Past the racy window before the import snapshots, as on a
+		// loaded machine (where CI found the case below).
+		time.Sleep(300 * time.Millisecond)
 		p := startPortvol(t, []string{baseExitEnv + "=" + step}, f.args("import", f.src, "pg", "--base", base, "--stat-cache", f.sc)...)
 		if code := p.wait(); code != 9 {
 			t.Fatalf("%s: exit %d, want the injected 9\n%s", step, code, p.stderr.String())
 		}
+		// Written after the kill, so that the next import has something
+		// to read: a directory equal to the published head is imported
+		// as unchanged (nothing read, no base looked at) once its files
+		// are older than the racy window, as they are on a loaded machine.
+		f.pages(t, 8)
 		r := f.imp(t, "pg", base)
 		used := r.BaseFallback == ""
 		if want := step == "swapped"; used != want {
