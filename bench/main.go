@@ -40,7 +40,7 @@ func main() {
 	flag.StringVar(&c.portvol, "portvol", "build/portvol", "portvol binary (make build)")
 	flag.StringVar(&c.versitygw, "versitygw", ".tools/bin/versitygw", "versitygw binary (make tools)")
 	flag.StringVar(&c.work, "work", "bench/work", "scratch directory on the real disk (data sets, S3 data, restores)")
-	flag.StringVar(&c.out, "out", "docs/benchmarks.md", "markdown file to write the table into (between its bench:snapshots markers)")
+	flag.StringVar(&c.out, "out", "docs/benchmarks.md", "markdown file to write the table into (between its bench:snapshots markers); empty: print it only")
 	flag.IntVar(&c.runs, "runs", 3, "runs per measurement; the table shows medians")
 	flag.IntVar(&c.scale, "scale", 50, "pgbench -i scale of the PostgreSQL workload")
 	flag.IntVar(&c.pgbenchSeconds, "pgbench-seconds", 15, "seconds of pgbench between the first snapshot and the one after")
@@ -64,6 +64,9 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 	for _, p := range []*string{&c.portvol, &c.versitygw, &c.work, &c.out} {
+		if *p == "" {
+			continue // -out "": print only
+		}
 		a, err := filepath.Abs(*p)
 		if err != nil {
 			return err

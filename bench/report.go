@@ -335,6 +335,9 @@ func (b *bench) report(ctx context.Context) error {
 	md := b.markdown(ctx)
 	fmt.Println()
 	fmt.Print(md)
+	if b.c.out == "" {
+		return nil
+	}
 	if err := replaceSection(b.c.out, md); err != nil {
 		return err
 	}

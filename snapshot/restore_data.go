@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/portvol/portvol/transfer"
@@ -100,7 +101,14 @@ func (rs *restorer) fill(ctx context.Context) error {
 	}
 	if len(local) > 0 {
 		rs.prog.setPhase("local")
+		if !rs.inPlace {
+			w.later = make([]bool, len(m.Chunks))
+			for _, c := range remote {
+				w.later[c] = true
+			}
+		}
 		missed, err := rs.copyLocal(ctx, w, local)
+		w.later = nil
 		if err != nil {
 			return err
 		}
@@ -132,27 +140,59 @@ func (rs *restorer) blocksToWrite(i int) []BlockRef {
 	return rs.m.Nodes[i].Blocks
 }
 
+// localSpan is the most copyLocal reads with one pread: chunks adjacent
+// in the old file go to one worker together, so that their writes gather
+// into one run (see runWriter). Handed out one chunk at a time, the
+// workers took turns along a file and every run was one 16 KiB block:
+// 59k O_DIRECT writes of 16 KiB for 835 MiB reused (export --force onto
+// the previous copy of a 1.6 GB PostgreSQL after pgbench, on a VM where
+// each direct write costs the device a kick).
+const localSpan = 2 << 20
+
+// localBatch is chunks[i:j] of copyLocal's sorted list, all within
+// bytes [off, off+n) of the old file path.
+type localBatch struct {
+	path string
+	off  int64
+	n    int // bytes
+	cs   []uint32
+}
+
 // copyLocal copies chunks from the previous copy; it returns those whose
 // local data no longer matches (they are fetched instead).
 func (rs *restorer) copyLocal(ctx context.Context, w *chunkWriter, chunks []uint32) ([]uint32, error) {
 	m := rs.m
 	slices.SortFunc(chunks, func(a, b uint32) int {
 		sa, sb := rs.oldPaths[m.Chunks[a].ID], rs.oldPaths[m.Chunks[b].ID]
-		if sa.path != sb.path {
-			if sa.path < sb.path {
-				return -1
-			}
-			return 1
-		}
-		return int(sa.off - sb.off)
+		return cmp.Or(strings.Compare(sa.path, sb.path), cmp.Compare(sa.off, sb.off))
 	})
-	jobs := make(chan uint32)
+	// A batch spans up to localSpan bytes of one old file and may skip
+	// over gaps of up to holeFill (read, not used): those are mostly the
+	// changed blocks, fetched after this phase, and the run writes zeros
+	// there now for the fetch to overwrite (chunkWriter.later).
+	var batches []localBatch
+	for i := 0; i < len(chunks); {
+		src := rs.oldPaths[m.Chunks[chunks[i]].ID]
+		end := src.off + int64(m.Chunks[chunks[i]].RawLength)
+		j := i + 1
+		for ; j < len(chunks); j++ {
+			s := rs.oldPaths[m.Chunks[chunks[j]].ID]
+			e := s.off + int64(m.Chunks[chunks[j]].RawLength)
+			if s.path != src.path || s.off < end || s.off-end > holeFill || e-src.off > localSpan {
+				break
+			}
+			end = e
+		}
+		batches = append(batches, localBatch{src.path, src.off, int(end - src.off), chunks[i:j]})
+		i = j
+	}
+	jobs := make(chan *localBatch)
 	var mu sync.Mutex
 	var missed []uint32
 	g, gctx := errgroup.WithContext(ctx)
 	for range rs.r.workers {
 		g.Go(func() error {
-			buf := alignedBuf(int(m.BlockSize))
+			buf := alignedBuf(max(localSpan, int(m.BlockSize)))
 			h := rs.r.crypt.newHasher()
 			run := w.newRun()
 			curPath, fd := "", -1
@@ -161,41 +201,45 @@ func (rs *restorer) copyLocal(ctx context.Context, w *chunkWriter, chunks []uint
 					unix.Close(fd)
 				}
 			}()
-			for c := range jobs {
-				ch := &m.Chunks[c]
-				src := rs.oldPaths[ch.ID]
-				if src.path != curPath {
+			for b := range jobs {
+				if b.path != curPath {
 					if fd >= 0 {
 						unix.Close(fd)
 					}
-					curPath = src.path
-					fd, _ = openBeneath(rs.old, src.path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+					curPath = b.path
+					fd, _ = openBeneath(rs.old, b.path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 					var st unix.Stat_t
 					if fd >= 0 && (unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG) {
 						unix.Close(fd)
 						fd = -1
 					}
 				}
-				data := buf[:ch.RawLength]
-				if fd < 0 || preadFull(fd, data, src.off) != nil || sumID(h, data) != ch.ID {
-					mu.Lock()
-					missed = append(missed, c)
-					mu.Unlock()
-					continue
+				span := buf[:b.n]
+				readOK := fd >= 0 && preadFull(fd, span, b.off) == nil
+				for _, c := range b.cs {
+					ch := &m.Chunks[c]
+					at := rs.oldPaths[ch.ID].off - b.off
+					data := span[at : at+int64(ch.RawLength)]
+					if !readOK || sumID(h, data) != ch.ID {
+						mu.Lock()
+						missed = append(missed, c)
+						mu.Unlock()
+						continue
+					}
+					if err := w.write(run, c, data); err != nil {
+						return err
+					}
+					rs.prog.reusedByte.Add(uint64(len(data)))
 				}
-				if err := w.write(run, c, data); err != nil {
-					return err
-				}
-				rs.prog.reusedByte.Add(uint64(len(data)))
 			}
 			return run.flush()
 		})
 	}
 	g.Go(func() error {
 		defer close(jobs)
-		for _, c := range chunks {
+		for i := range batches {
 			select {
-			case jobs <- c:
+			case jobs <- &batches[i]:
 			case <-gctx.Done():
 				return nil
 			}

@@ -16,17 +16,21 @@ import (
 // the run. Longer zero runs stay holes. The measurements behind both
 // numbers are in doc.go ("Restore").
 //
-// In an in-place restore a run shorter than minDirect goes through the
-// page cache, and its writeback is left to the final syncfs: an O_DIRECT
-// write waits for the device, and an in-place restore writes single
-// changed 16 KiB blocks, so it waited once per block, a worker at a time.
-// Measured on a btrfs pool (bench/handoffprof, PostgreSQL 1.8 GB after
-// pgbench -c 2 -t 2000, the same machine state): 5167 writes of 24 KiB on
-// average, 0.57 ms each with O_DIRECT; the in-place restore took
-// 0.77–0.93 s, through the cache 0.45–0.52 s (one outlier 0.93 s). A cold
-// restore keeps O_DIRECT for every run: its runs are mostly long, and the
-// same change made it neither clearly faster nor slower (3.2–5.4 s
-// against 4.0–4.2 s, a loaded machine).
+// A run shorter than minDirect goes through the page cache, and its
+// writeback is left to the final syncfs; longer runs are written with
+// O_DIRECT. An O_DIRECT write waits for the device, so short ones cost a
+// round trip each, one worker at a time:
+//   - In place (single changed 16 KiB blocks; bench/handoffprof,
+//     PostgreSQL 1.8 GB after pgbench -c 2 -t 2000): 5167 writes of
+//     24 KiB on average, 0.57 ms each with O_DIRECT; the restore took
+//     0.77–0.93 s, through the cache 0.45–0.52 s.
+//   - Cold, and onto the previous copy (PostgreSQL pgbench -s 50, 1.35 GB
+//     written, 15 s of pgbench, a 2-core AMD EPYC VM whose virtio disk
+//     takes a kick per direct write; 2026-12-07): a cold restore made 24k
+//     writes, 12k of them under 64 KiB, and took 3.0–3.75 s with O_DIRECT
+//     for every run, 1.75–2.1 s with this rule (the shortest direct run
+//     at 256 KiB: 1.8–1.9 s; at 4 MiB: 1.9–2.0 s). Onto the previous copy,
+//     2.5–2.65 s against 2.1–2.4 s.
 const (
 	runBufSize = 4 << 20
 	holeFill   = 128 << 10
@@ -39,6 +43,10 @@ type chunkWriter struct {
 	start []int32
 	dests []dest
 	isl   *islands // see restore_islands.go; nil: none
+	// later marks the chunks a later phase writes (the fetched ones,
+	// while the local copy runs; nil otherwise): a run may write zeros
+	// over their blocks rather than split (see laterGap).
+	later []bool
 }
 
 // runWriter gathers one run of adjacent bytes of one file; one per
@@ -78,6 +86,9 @@ func (run *runWriter) put(node int32, off int64, data []byte) error {
 		clear(run.buf[run.n : run.n+int(gap)])
 		run.n += int(gap)
 	case run.w.fillGap(run, node, end, off):
+	case run.w.laterGap(node, end, off):
+		clear(run.buf[run.n : run.n+int(gap)])
+		run.n += int(gap)
 	default:
 		split = true
 	}
@@ -107,15 +118,15 @@ func (run *runWriter) flush() error {
 }
 
 // writeRun writes data at off of the file at path below the restore's
-// root: the page-aligned part with O_DIRECT (in an in-place restore, of
-// a run of at least minDirect), bypassing the page cache (a
+// root: the page-aligned part of a run of at least minDirect with
+// O_DIRECT, bypassing the page cache (a
 // restore writes every byte once and reads none back, so copying it
 // through fresh cache pages costs CPU for nothing), the sub-page tail of
 // a file through the cache. Where O_DIRECT does not work, everything
 // goes through the cache.
 func writeRun(rs *restorer, path string, data []byte, off int64) error {
 	done := 0
-	if directWrites && !rs.noDirect.Load() && isAligned(data) && off%dioAlign == 0 && len(data) >= rs.minDirect() {
+	if directWrites && !rs.noDirect.Load() && isAligned(data) && off%dioAlign == 0 && len(data) >= minDirect {
 		fd, err := openBeneath(rs.stage, path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_DIRECT, 0)
 		switch {
 		case errors.Is(err, unix.EINVAL):
@@ -143,23 +154,15 @@ func writeRun(rs *restorer, path string, data []byte, off int64) error {
 		return err
 	}
 	err = pwriteAll(fd, data[done:], off+int64(done))
-	if err == nil && (!rs.inPlace || len(data)-done >= minDirect) {
+	if err == nil && len(data)-done >= minDirect {
 		// Start writeback now, so the final syncfs finds little to do;
-		// small runs of an in-place restore wait for it (see minDirect).
+		// short runs wait for it (see minDirect).
 		_ = unix.SyncFileRange(fd, off+int64(done), int64(len(data)-done), unix.SYNC_FILE_RANGE_WRITE)
 	}
 	if cerr := unix.Close(fd); err == nil {
 		err = cerr
 	}
 	return err
-}
-
-// minDirect is the shortest run written with O_DIRECT (see minDirect).
-func (rs *restorer) minDirect() int {
-	if rs.inPlace {
-		return minDirect
-	}
-	return dioAlign
 }
 
 // directWrites turns O_DIRECT on; tests turn it off to exercise the
@@ -181,6 +184,27 @@ func pwriteAll(fd int, data []byte, off int64) error {
 		p += n
 	}
 	return nil
+}
+
+// laterGap reports whether bytes [from, to) of file node may be written
+// as zeros now: each block there is a hole or holds a chunk that a later
+// phase writes (w.later), over the zeros. Not in place: there the blocks
+// not written hold the old copy's data.
+func (w *chunkWriter) laterGap(node int32, from, to int64) bool {
+	rs := w.rs
+	bs := int64(rs.m.BlockSize)
+	if w.later == nil || rs.inPlace || from%bs != 0 || to%bs != 0 || rs.partial != nil && rs.partial[node] {
+		return false
+	}
+	bl := rs.blocksToWrite(int(node))
+	first, last := uint64(from/bs), uint64(to/bs)
+	k := sort.Search(len(bl), func(k int) bool { return bl[k].Index >= first })
+	for ; k < len(bl) && bl[k].Index < last; k++ {
+		if !w.later[bl[k].Chunk] {
+			return false
+		}
+	}
+	return true
 }
 
 // isHole reports whether bytes [from, to) of file node are a hole in the

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -122,4 +123,81 @@ func TestCreateAfterRestoreReadsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	compareTrees(t, scanTree(t, dst), scanTree(t, out))
+}
+
+// Restoring onto the previous copy after scattered page changes: the
+// blocks kept from the local copy are written in long runs that leave
+// zeros over the changed blocks for the fetch to overwrite, and the
+// result is exactly the new snapshot — also where a kept block was
+// scribbled over locally (fetched instead), where a block became a hole,
+// where one new content lands at two places and where a kept content
+// moved within the file (copied from its old place, never zeroed).
+func TestRestoreOntoPreviousScattered(t *testing.T) {
+	ctx := context.Background()
+	r, fs := newTestRepo(t, testKey)
+	base := t.TempDir()
+	src := filepath.Join(base, "src")
+	bs := r.BlockSize()
+	a, b := dbLike(6<<20, 3), dbLike(2<<20, 4)
+	writeFile(t, filepath.Join(src, "a"), a, 0o600)
+	writeFile(t, filepath.Join(src, "b"), b, 0o600)
+	m1, err := r.Create(ctx, "v", src, CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(base, "state", "data")
+	cache := filepath.Join(base, "state", "statcache")
+	if err := r.Restore(ctx, "v", m1.ID, dst, RestoreOptions{StatCache: cache}); err != nil {
+		t.Fatal(err)
+	}
+	var changed int
+	for off := 3 * bs; off+2*bs < len(a); off += 5 * bs {
+		copy(a[off+100:], randBytes(8192)) // one page in a block
+		changed++
+	}
+	same := randBytes(bs)
+	copy(a[77*bs:], same) // one new content, two places
+	copy(b[9*bs:], same)
+	clear(a[120*bs : 121*bs]) // a block that becomes a hole
+	for _, k := range []int{201, 231, 262, 301} {
+		copy(a[k*bs:(k+1)*bs], a[(k-190)*bs:]) // a kept content that moved
+	}
+	writeFile(t, filepath.Join(src, "a"), a, 0o600)
+	writeFile(t, filepath.Join(src, "b"), b, 0o600)
+	setOldTimes(t, src)
+	m2, err := r.Create(ctx, "v", src, CreateOptions{Parent: m1.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A kept block between two changed ones is scribbled over locally.
+	f, err := os.OpenFile(filepath.Join(dst, "a"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("garbage"), int64(6*bs+5))
+	f.Close()
+
+	fs.resetCounts()
+	if err := r.Restore(ctx, "v", m2.ID, dst, RestoreOptions{Previous: m1.ID, StatCache: cache}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]byte{"a": a, "b": b} {
+		got, err := os.ReadFile(filepath.Join(dst, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("%s differs from the snapshot from byte %d (block %d) on", name, i, i/bs)
+				}
+			}
+			t.Fatalf("%s: %d bytes, the snapshot %d", name, len(got), len(want))
+		}
+	}
+	// The changed blocks and the scribbled one are fetched, not the rest
+	// (8 MiB); each block of dbLike data compresses to about half.
+	if n, most := fs.getBytes.Load(), int64(changed+4)*int64(bs)+1<<20; n > most {
+		t.Errorf("fetched %d bytes for %d changed blocks, want at most %d", n, changed+2, most)
+	}
 }
