@@ -343,3 +343,42 @@ func compareTrees(t testing.TB, want, got map[string]entry) {
 func sumPlain(b []byte) [32]byte { return blake3.Sum256(b) }
 
 func newMem() transfer.ObjectStore { return memstore.New() }
+
+// createFiles writes files (name to content) into src and snapshots it
+// as the successor of parent ("" for the first); a successor's files get
+// old times, so that they are not racy.
+func createFiles(t testing.TB, r *Repo, src string, files map[string][]byte, parent string) *Manifest {
+	t.Helper()
+	for name, data := range files {
+		writeFile(t, filepath.Join(src, name), data, 0o600)
+	}
+	if parent != "" {
+		setOldTimes(t, src)
+	}
+	m, err := r.Create(context.Background(), "v", src, CreateOptions{Parent: parent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// checkFiles fails unless each of files (name to content) in dir holds
+// exactly that content; it names the first block that differs.
+func checkFiles(t testing.TB, dir string, bs int, files map[string][]byte) {
+	t.Helper()
+	for name, want := range files {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Equal(got, want) {
+			continue
+		}
+		for i := range min(len(got), len(want)) {
+			if got[i] != want[i] {
+				t.Fatalf("%s in %s differs from the snapshot from byte %d (block %d) on", name, dir, i, i/bs)
+			}
+		}
+		t.Fatalf("%s in %s: %d bytes, the snapshot %d", name, dir, len(got), len(want))
+	}
+}

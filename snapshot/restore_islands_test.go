@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -19,12 +18,7 @@ func TestRestoreIslands(t *testing.T) {
 	src := filepath.Join(base, "src")
 	bs := r.BlockSize()
 	a, b := randBytes(4<<20), randBytes(3<<20)
-	writeFile(t, filepath.Join(src, "a"), a, 0o600)
-	writeFile(t, filepath.Join(src, "b"), b, 0o600)
-	m1, err := r.Create(ctx, "v", src, CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m1 := createFiles(t, r, src, map[string][]byte{"a": a, "b": b}, "")
 	for off := bs; off+3*bs < len(a); off += 7 * bs {
 		copy(a[off+10:], randBytes(100)) // single blocks
 		if off%(21*bs) == bs {
@@ -36,13 +30,7 @@ func TestRestoreIslands(t *testing.T) {
 	copy(b[30*bs:], same)
 	clear(b[61*bs : 62*bs]) // a hole next to an island
 	copy(b[62*bs+5:], randBytes(50))
-	writeFile(t, filepath.Join(src, "a"), a, 0o600)
-	writeFile(t, filepath.Join(src, "b"), b, 0o600)
-	setOldTimes(t, src)
-	m2, err := r.Create(ctx, "v", src, CreateOptions{Parent: m1.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m2 := createFiles(t, r, src, map[string][]byte{"a": a, "b": b}, m1.ID)
 	if err := r.loadContent(ctx, m2); err != nil {
 		t.Fatal(err)
 	}
@@ -56,15 +44,7 @@ func TestRestoreIslands(t *testing.T) {
 	}
 	check := func(dir string) {
 		t.Helper()
-		for name, want := range map[string][]byte{"a": a, "b": b} {
-			got, err := os.ReadFile(filepath.Join(dir, name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Fatalf("%s in %s differs from the snapshot", name, dir)
-			}
-		}
+		checkFiles(t, dir, bs, map[string][]byte{"a": a, "b": b})
 	}
 	dst := filepath.Join(base, "dst")
 	if err := r.Restore(ctx, "v", m2.ID, dst, RestoreOptions{}); err != nil {

@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -139,12 +138,7 @@ func TestRestoreOntoPreviousScattered(t *testing.T) {
 	src := filepath.Join(base, "src")
 	bs := r.BlockSize()
 	a, b := dbLike(6<<20, 3), dbLike(2<<20, 4)
-	writeFile(t, filepath.Join(src, "a"), a, 0o600)
-	writeFile(t, filepath.Join(src, "b"), b, 0o600)
-	m1, err := r.Create(ctx, "v", src, CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m1 := createFiles(t, r, src, map[string][]byte{"a": a, "b": b}, "")
 	dst := filepath.Join(base, "state", "data")
 	cache := filepath.Join(base, "state", "statcache")
 	if err := r.Restore(ctx, "v", m1.ID, dst, RestoreOptions{StatCache: cache}); err != nil {
@@ -162,13 +156,7 @@ func TestRestoreOntoPreviousScattered(t *testing.T) {
 	for _, k := range []int{201, 231, 262, 301} {
 		copy(a[k*bs:(k+1)*bs], a[(k-190)*bs:]) // a kept content that moved
 	}
-	writeFile(t, filepath.Join(src, "a"), a, 0o600)
-	writeFile(t, filepath.Join(src, "b"), b, 0o600)
-	setOldTimes(t, src)
-	m2, err := r.Create(ctx, "v", src, CreateOptions{Parent: m1.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m2 := createFiles(t, r, src, map[string][]byte{"a": a, "b": b}, m1.ID)
 	// A kept block between two changed ones is scribbled over locally.
 	f, err := os.OpenFile(filepath.Join(dst, "a"), os.O_WRONLY, 0)
 	if err != nil {
@@ -181,20 +169,7 @@ func TestRestoreOntoPreviousScattered(t *testing.T) {
 	if err := r.Restore(ctx, "v", m2.ID, dst, RestoreOptions{Previous: m1.ID, StatCache: cache}); err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string][]byte{"a": a, "b": b} {
-		got, err := os.ReadFile(filepath.Join(dst, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			for i := range want {
-				if got[i] != want[i] {
-					t.Fatalf("%s differs from the snapshot from byte %d (block %d) on", name, i, i/bs)
-				}
-			}
-			t.Fatalf("%s: %d bytes, the snapshot %d", name, len(got), len(want))
-		}
-	}
+	checkFiles(t, dst, bs, map[string][]byte{"a": a, "b": b})
 	// The changed blocks and the scribbled one are fetched, not the rest
 	// (8 MiB); each block of dbLike data compresses to about half.
 	if n, most := fs.getBytes.Load(), int64(changed+4)*int64(bs)+1<<20; n > most {
