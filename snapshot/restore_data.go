@@ -101,11 +101,9 @@ func (rs *restorer) fill(ctx context.Context) error {
 	}
 	if len(local) > 0 {
 		rs.prog.setPhase("local")
-		if !rs.inPlace {
-			w.later = make([]bool, len(m.Chunks))
-			for _, c := range remote {
-				w.later[c] = true
-			}
+		w.later = make([]bool, len(m.Chunks))
+		for _, c := range remote {
+			w.later[c] = true
 		}
 		missed, err := rs.copyLocal(ctx, w, local)
 		w.later = nil

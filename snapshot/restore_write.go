@@ -45,7 +45,7 @@ type chunkWriter struct {
 	isl   *islands // see restore_islands.go; nil: none
 	// later marks the chunks a later phase writes (the fetched ones,
 	// while the local copy runs; nil otherwise): a run may write zeros
-	// over their blocks rather than split (see laterGap).
+	// over their blocks rather than split (see zeroGap).
 	later []bool
 }
 
@@ -82,13 +82,10 @@ func (run *runWriter) put(node int32, off int64, data []byte) error {
 	switch {
 	case split:
 	case gap == 0:
-	case run.w.rs.isHole(node, end, off):
+	case run.w.zeroGap(node, end, off):
 		clear(run.buf[run.n : run.n+int(gap)])
 		run.n += int(gap)
 	case run.w.fillGap(run, node, end, off):
-	case run.w.laterGap(node, end, off):
-		clear(run.buf[run.n : run.n+int(gap)])
-		run.n += int(gap)
 	default:
 		split = true
 	}
@@ -186,37 +183,23 @@ func pwriteAll(fd int, data []byte, off int64) error {
 	return nil
 }
 
-// laterGap reports whether bytes [from, to) of file node may be written
-// as zeros now: each block there is a hole or holds a chunk that a later
-// phase writes (w.later), over the zeros. Not in place: there the blocks
-// not written hold the old copy's data.
-func (w *chunkWriter) laterGap(node int32, from, to int64) bool {
+// zeroGap reports whether bytes [from, to) of file node may be written
+// as zeros now: each block there is a hole in the snapshot, or holds a
+// chunk that a later phase writes over the zeros (w.later; never in
+// place, where the blocks not written hold the old copy's data).
+func (w *chunkWriter) zeroGap(node int32, from, to int64) bool {
 	rs := w.rs
-	bs := int64(rs.m.BlockSize)
-	if w.later == nil || rs.inPlace || from%bs != 0 || to%bs != 0 || rs.partial != nil && rs.partial[node] {
-		return false
-	}
-	bl := rs.blocksToWrite(int(node))
-	first, last := uint64(from/bs), uint64(to/bs)
-	k := sort.Search(len(bl), func(k int) bool { return bl[k].Index >= first })
-	for ; k < len(bl) && bl[k].Index < last; k++ {
-		if !w.later[bl[k].Chunk] {
-			return false
-		}
-	}
-	return true
-}
-
-// isHole reports whether bytes [from, to) of file node are a hole in the
-// snapshot (no block there holds data), so that writing zeros there is
-// right whatever else is being written.
-func (rs *restorer) isHole(node int32, from, to int64) bool {
 	bs := int64(rs.m.BlockSize)
 	if from%bs != 0 || to%bs != 0 || rs.partial != nil && rs.partial[node] {
 		return false // a span not loaded may hold data there
 	}
 	bl := rs.m.Nodes[node].Blocks
-	first := uint64(from / bs)
-	i := sort.Search(len(bl), func(i int) bool { return bl[i].Index >= first })
-	return i == len(bl) || bl[i].Index >= uint64(to/bs)
+	first, last := uint64(from/bs), uint64(to/bs)
+	k := sort.Search(len(bl), func(k int) bool { return bl[k].Index >= first })
+	for ; k < len(bl) && bl[k].Index < last; k++ {
+		if w.later == nil || rs.inPlace || !w.later[bl[k].Chunk] {
+			return false
+		}
+	}
+	return true
 }
