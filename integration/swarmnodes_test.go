@@ -50,16 +50,18 @@ func newSwarm(t *testing.T, opts clusterOptions) *swarm {
 	// service restarting containers under the engines' clean-up, and no
 	// engine waiting out a database's stop grace period.
 	t.Cleanup(func() {
-		if out, err := s.cli("service", "ls", "-q"); err == nil {
-			for _, id := range strings.Fields(out) {
-				s.cli("service", "rm", id)
-			}
-		}
+		// The tasks and logs are read before the service is removed (a
+		// removed service has neither).
 		if t.Failed() {
 			out, _ := s.cli("service", "ps", "--no-trunc", "--format", "{{.Name}} {{.ID}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}", "db-"+runID)
 			t.Logf("tasks:\n%s", out)
 			out, _ = s.cli("service", "logs", "--timestamps", "db-"+runID)
 			t.Logf("service logs (tail):\n%s", tail(out, 20000))
+		}
+		if out, err := s.cli("service", "ls", "-q"); err == nil {
+			for _, id := range strings.Fields(out) {
+				s.cli("service", "rm", id)
+			}
 		}
 		for _, h := range c.hosts() {
 			h.pe.powerOff()
